@@ -1,0 +1,28 @@
+//! Types shared by Strait's BPF programs and the userspace that reads and writes their maps.
+//!
+//! Everything here is `no_std`, `#[repr(C)]`, padded explicitly and asserted for size, so the
+//! BPF side and the agent agree byte for byte. No API type ever enters this crate: the agent's
+//! dataplane module is the only place that turns Kubernetes objects into these values.
+//!
+//! Byte order: addresses and ports are stored in network byte order, as they appear in packets
+//! and in `bpf_sock_addr`; every other integer is in host order.
+
+#![no_std]
+
+pub mod drop;
+pub mod maps;
+pub mod service;
+
+/// Pod implementations for userspace, kept in one place so the list is easy to audit.
+#[cfg(feature = "user")]
+mod pod {
+    use crate::service::{Backend4, Service4Key, Service4Value};
+
+    // SAFETY: each type is `#[repr(C)]`, `Copy`, has no implicit padding (padding is an explicit
+    // zeroed field, checked by the size assertions next to the type) and every bit pattern is valid.
+    unsafe impl aya::Pod for Service4Key {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for Service4Value {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for Backend4 {}
+}

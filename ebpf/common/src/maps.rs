@@ -1,0 +1,17 @@
+//! Names and sizes of the maps the BPF object declares, used by the loader and by `netctl`.
+//!
+//! A map's name is also its pin name under the node's pin directory
+//! (`/sys/fs/bpf/strait` in production, a per-instance directory in tests and local clusters).
+
+/// Service entries in slot layout, keyed by [`crate::service::Service4Key`].
+pub const SERVICES_V4: &str = "STRAIT_SVC4";
+/// Backends by id, keyed by a `u32` backend id, valued by [`crate::service::Backend4`].
+pub const BACKENDS_V4: &str = "STRAIT_BE4";
+/// Per-CPU packet drop counters indexed by [`crate::drop::DropReason`].
+pub const DROPS: &str = "STRAIT_DROPS";
+
+/// Capacity of the service map: slots of every service together (each service takes one
+/// master entry plus one per backend).
+pub const SERVICES_MAX: u32 = 262_144;
+/// Capacity of the backend map.
+pub const BACKENDS_MAX: u32 = 262_144;

@@ -1,0 +1,105 @@
+//! Service and backend map types, in the slot layout Cilium proved.
+//!
+//! A service with N backends is N + 1 entries of the service map, all with the same address,
+//! port and protocol: slot 0 (the master) holds the backend count, slots 1..=N hold backend ids.
+//! Writers update backends, then slots, then the master's count, then delete stale slots, so a
+//! reader that only indexes slots `1..=count` never sees a hole.
+
+/// IP protocol number of TCP, as in the IPv4 header.
+pub const PROTO_TCP: u8 = 6;
+/// IP protocol number of UDP.
+pub const PROTO_UDP: u8 = 17;
+
+/// Key of the IPv4 service map.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Service4Key {
+    /// Service address (ClusterIP, external IP or node address), network order.
+    pub address: u32,
+    /// Service port, network order.
+    pub port: u16,
+    /// 0 for the master entry, 1..=count for backend slots. Host order.
+    pub slot: u16,
+    /// IP protocol ([`PROTO_TCP`] or [`PROTO_UDP`]).
+    pub proto: u8,
+    /// Reserved for the traffic-policy scope (external/internal); 0 for now.
+    pub scope: u8,
+    /// Explicit padding, always zero.
+    pub pad: [u8; 2],
+}
+const _: () = assert!(size_of::<Service4Key>() == 12);
+
+impl Service4Key {
+    /// The key of slot `slot` of the service at `address:port/proto` (both network order).
+    pub const fn new(address: u32, port: u16, proto: u8, slot: u16) -> Self {
+        Self {
+            address,
+            port,
+            slot,
+            proto,
+            scope: 0,
+            pad: [0; 2],
+        }
+    }
+
+    /// The master entry of the same service.
+    pub const fn master(self) -> Self {
+        Self::new(self.address, self.port, self.proto, 0)
+    }
+}
+
+/// Value of the IPv4 service map; its meaning depends on the slot.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Service4Value {
+    /// Slot 1..=count: the backend id. Master: 0.
+    pub backend_id: u32,
+    /// Master: number of backend slots. Slots: 0.
+    pub count: u16,
+    /// Reverse-NAT index that restores the service address on replies.
+    pub rev_nat: u16,
+    /// Master: service flags (none defined yet).
+    pub flags: u8,
+    /// Explicit padding, always zero.
+    pub pad: [u8; 3],
+}
+const _: () = assert!(size_of::<Service4Value>() == 12);
+
+impl Service4Value {
+    /// The master entry of a service with `count` backends.
+    pub const fn master(count: u16, rev_nat: u16) -> Self {
+        Self {
+            backend_id: 0,
+            count,
+            rev_nat,
+            flags: 0,
+            pad: [0; 3],
+        }
+    }
+
+    /// A slot entry pointing at `backend_id`.
+    pub const fn slot(backend_id: u32, rev_nat: u16) -> Self {
+        Self {
+            backend_id,
+            count: 0,
+            rev_nat,
+            flags: 0,
+            pad: [0; 3],
+        }
+    }
+}
+
+/// Value of the IPv4 backend map, keyed by backend id (`u32`, host order).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Backend4 {
+    /// Backend (pod) address, network order.
+    pub address: u32,
+    /// Backend port, network order.
+    pub port: u16,
+    /// IP protocol.
+    pub proto: u8,
+    /// Backend flags (none defined yet).
+    pub flags: u8,
+}
+const _: () = assert!(size_of::<Backend4>() == 8);

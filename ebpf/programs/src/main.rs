@@ -1,0 +1,25 @@
+//! Strait's BPF object. One module per attach point, one per feature:
+//!
+//! - `sock`: cgroup sock_addr hooks, service translation once per connection;
+//! - `netdev`: tc hooks on the node's devices, the per-packet path;
+//! - `lb`: the service and backend maps and backend selection, shared by both;
+//! - `drop`: the single exit that counts drops by reason.
+
+#![no_std]
+#![no_main]
+
+mod drop;
+mod lb;
+mod netdev;
+mod sock;
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo<'_>) -> ! {
+    // The verifier rejects any reachable panic path, so this is never entered.
+    loop {}
+}
+
+#[unsafe(link_section = "license")]
+#[unsafe(no_mangle)]
+static LICENSE: [u8; 13] = *b"Dual MIT/GPL\0";

@@ -1,0 +1,43 @@
+//! `netctl`: the CLI users live in. Thin: parse, dispatch, print.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+mod bpf;
+
+/// netctl: Strait's networking view of a cluster: eBPF maps, flows, policy verdicts and
+/// service-routing benchmarks.
+#[derive(Debug, Parser)]
+#[command(name = "netctl", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Inspect this node's eBPF dataplane.
+    Bpf {
+        #[command(subcommand)]
+        command: BpfCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum BpfCommand {
+    /// Print the service map (like `cilium bpf lb list`) and the drop counters.
+    Dump {
+        /// The node's pin directory.
+        #[arg(long, env = "STRAIT_PIN_DIR", default_value = strait_host::paths::PIN_DIR)]
+        pin_dir: PathBuf,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::Bpf {
+            command: BpfCommand::Dump { pin_dir },
+        } => bpf::dump(&pin_dir),
+    }
+}

@@ -1,0 +1,76 @@
+use std::path::PathBuf;
+
+/// Errors of the dataplane, each naming the object it concerns.
+#[derive(Debug, thiserror::Error)]
+pub enum DataplaneError {
+    #[error("failed to prepare the BPF filesystem")]
+    Bpffs(#[from] strait_host::mounts::MountError),
+    #[error("failed to create the pin directory {path}")]
+    PinDir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("failed to load the BPF object (maps pinned under {pin_dir})")]
+    Load {
+        pin_dir: PathBuf,
+        #[source]
+        source: Box<aya::EbpfError>,
+    },
+    #[error("the BPF object has no program `{0}`")]
+    MissingProgram(&'static str),
+    #[error("the BPF object has no map `{0}`")]
+    MissingMap(&'static str),
+    #[error("failed to load program `{program}` into the kernel")]
+    LoadProgram {
+        program: &'static str,
+        #[source]
+        source: aya::programs::ProgramError,
+    },
+    #[error("failed to open cgroup {path}")]
+    OpenCgroup {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("failed to attach `{program}` to {target}")]
+    Attach {
+        program: &'static str,
+        target: String,
+        #[source]
+        source: aya::programs::ProgramError,
+    },
+    #[error("failed to run `{program}` with BPF_PROG_TEST_RUN")]
+    TestRun {
+        program: &'static str,
+        #[source]
+        source: aya::programs::ProgramError,
+    },
+    #[error("map `{map}` has the wrong type or layout")]
+    MapType {
+        map: &'static str,
+        #[source]
+        source: aya::maps::MapError,
+    },
+    #[error("failed to write {key:?} to map `{map}`")]
+    MapWrite {
+        map: &'static str,
+        key: String,
+        #[source]
+        source: aya::maps::MapError,
+    },
+    #[error("failed to read map `{map}`")]
+    MapRead {
+        map: &'static str,
+        #[source]
+        source: aya::maps::MapError,
+    },
+    #[error("service {frontend} has {count} backends; a service holds at most {max}")]
+    TooManyBackends {
+        frontend: String,
+        count: usize,
+        max: usize,
+    },
+    #[error("no backend id is free (map `{map}` is full)")]
+    BackendIdsExhausted { map: &'static str },
+}

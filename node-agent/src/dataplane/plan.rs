@@ -1,0 +1,477 @@
+//! Pure planning of service map updates: which entries to write and delete, in which order.
+//!
+//! The order is the invariant that lets BPF programs read the maps while we write them
+//! (Cilium's slot layout): new backends first, then the slots that changed, then the master entry
+//! with the new count, then slots beyond the new count, then backends no service uses any more.
+//! A reader that looked up the master and indexes slots `1..=count` never finds a hole.
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    fmt,
+    net::{Ipv4Addr, SocketAddrV4},
+    str::FromStr,
+};
+
+use strait_ebpf_common::service::{Backend4, PROTO_TCP, PROTO_UDP, Service4Key, Service4Value};
+
+use super::DataplaneError;
+
+/// Most backends one service may have: slots are numbered by a `u16`.
+pub const MAX_BACKENDS: usize = u16::MAX as usize;
+
+/// Transport protocol of a service port.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Protocol {
+    Tcp,
+    Udp,
+}
+
+impl Protocol {
+    /// The IP protocol number, as the maps store it.
+    pub const fn number(self) -> u8 {
+        match self {
+            Self::Tcp => PROTO_TCP,
+            Self::Udp => PROTO_UDP,
+        }
+    }
+
+    /// The protocol for an IP protocol number read back from a map.
+    pub const fn from_number(number: u8) -> Option<Self> {
+        match number {
+            PROTO_TCP => Some(Self::Tcp),
+            PROTO_UDP => Some(Self::Udp),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Protocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Spelled as in the Kubernetes API (`ServicePort.protocol`).
+        f.write_str(match self {
+            Self::Tcp => "TCP",
+            Self::Udp => "UDP",
+        })
+    }
+}
+
+impl FromStr for Protocol {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_uppercase().as_str() {
+            "TCP" => Ok(Self::Tcp),
+            "UDP" => Ok(Self::Udp),
+            _ => Err(format!("unknown protocol `{s}` (expected TCP or UDP)")),
+        }
+    }
+}
+
+/// Where clients reach a service: address, port and protocol.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Frontend {
+    pub address: Ipv4Addr,
+    pub port: u16,
+    pub protocol: Protocol,
+}
+
+impl Frontend {
+    fn key(self, slot: u16) -> Service4Key {
+        Service4Key::new(
+            u32::from(self.address).to_be(),
+            self.port.to_be(),
+            self.protocol.number(),
+            slot,
+        )
+    }
+
+    /// The frontend a map key belongs to, if its protocol is one we write.
+    pub fn from_key(key: &Service4Key) -> Option<Self> {
+        Some(Self {
+            address: Ipv4Addr::from(u32::from_be(key.address)),
+            port: u16::from_be(key.port),
+            protocol: Protocol::from_number(key.proto)?,
+        })
+    }
+}
+
+impl fmt::Display for Frontend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}/{}", self.address, self.port, self.protocol)
+    }
+}
+
+/// A service as the dataplane sees it: a frontend and its backends, in the order given.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServiceSpec {
+    pub frontend: Frontend,
+    pub backends: Vec<SocketAddrV4>,
+}
+
+/// One write or delete on a map.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MapOp {
+    PutBackend { id: u32, backend: Backend4 },
+    PutService { key: Service4Key, value: Service4Value },
+    DeleteService { key: Service4Key },
+    DeleteBackend { id: u32 },
+}
+
+fn backend4(addr: SocketAddrV4, protocol: Protocol) -> Backend4 {
+    Backend4 {
+        address: u32::from(*addr.ip()).to_be(),
+        port: addr.port().to_be(),
+        proto: protocol.number(),
+        flags: 0,
+    }
+}
+
+#[derive(Clone, Debug)]
+struct ServiceState {
+    rev_nat: u16,
+    /// Backend ids in slot order: `slots[0]` is slot 1.
+    slots: Vec<u32>,
+}
+
+/// What the maps hold, mirrored in memory, and the planner of changes to it.
+#[derive(Debug, Default)]
+pub struct ServiceTable {
+    services: BTreeMap<Frontend, ServiceState>,
+    /// Backend id by (address, protocol), with the number of slots pointing at it.
+    backends: HashMap<(SocketAddrV4, Protocol), (u32, usize)>,
+    next_backend_id: u32,
+    free_backend_ids: Vec<u32>,
+    next_rev_nat: u16,
+    free_rev_nats: Vec<u16>,
+}
+
+impl ServiceTable {
+    /// Rebuilds the table from entries read back from pinned maps, so a restarted agent keeps
+    /// the ids the programs already use. Slots that point at unknown backends are skipped.
+    pub fn recover(
+        services: impl IntoIterator<Item = (Service4Key, Service4Value)>,
+        backends: impl IntoIterator<Item = (u32, Backend4)>,
+    ) -> Self {
+        let backends: HashMap<u32, Backend4> = backends.into_iter().collect();
+        let mut masters = BTreeMap::new();
+        let mut slots: BTreeMap<Frontend, BTreeMap<u16, u32>> = BTreeMap::new();
+        for (key, value) in services {
+            let Some(frontend) = Frontend::from_key(&key) else {
+                continue;
+            };
+            if key.slot == 0 {
+                masters.insert(frontend, value);
+            } else {
+                slots.entry(frontend).or_default().insert(key.slot, value.backend_id);
+            }
+        }
+        let mut table = Self::default();
+        for (frontend, master) in masters {
+            let by_slot = slots.remove(&frontend).unwrap_or_default();
+            let ids: Vec<u32> = (1..=master.count)
+                .map_while(|slot| by_slot.get(&slot).copied())
+                .filter(|id| backends.contains_key(id))
+                .collect();
+            for &id in &ids {
+                let backend = backends[&id];
+                let Some(protocol) = Protocol::from_number(backend.proto) else {
+                    continue;
+                };
+                let addr = SocketAddrV4::new(
+                    Ipv4Addr::from(u32::from_be(backend.address)),
+                    u16::from_be(backend.port),
+                );
+                table.backends.entry((addr, protocol)).or_insert((id, 0)).1 += 1;
+            }
+            table.services.insert(
+                frontend,
+                ServiceState {
+                    rev_nat: master.rev_nat,
+                    slots: ids,
+                },
+            );
+        }
+        table.next_backend_id = backends.keys().max().map_or(0, |max| max + 1);
+        table.next_rev_nat = table
+            .services
+            .values()
+            .map(|s| s.rev_nat)
+            .max()
+            .map_or(0, |max| max + 1);
+        table
+    }
+
+    /// The services the table holds, with their backend ids in slot order.
+    pub fn services(&self) -> impl Iterator<Item = (&Frontend, &[u32])> {
+        self.services.iter().map(|(f, s)| (f, s.slots.as_slice()))
+    }
+
+    fn alloc_backend(
+        &mut self,
+        addr: SocketAddrV4,
+        protocol: Protocol,
+        ops: &mut Vec<MapOp>,
+    ) -> Result<u32, DataplaneError> {
+        if let Some((id, refs)) = self.backends.get_mut(&(addr, protocol)) {
+            *refs += 1;
+            return Ok(*id);
+        }
+        let id = match self.free_backend_ids.pop() {
+            Some(id) => id,
+            None => {
+                let id = self.next_backend_id;
+                self.next_backend_id = id.checked_add(1).ok_or(
+                    DataplaneError::BackendIdsExhausted {
+                        map: strait_ebpf_common::maps::BACKENDS_V4,
+                    },
+                )?;
+                id
+            }
+        };
+        self.backends.insert((addr, protocol), (id, 1));
+        ops.push(MapOp::PutBackend {
+            id,
+            backend: backend4(addr, protocol),
+        });
+        Ok(id)
+    }
+
+    /// Drops one reference to backend `id`; returns whether no slot uses it any more.
+    fn release_backend(&mut self, id: u32) -> bool {
+        let Some(key) = self
+            .backends
+            .iter()
+            .find_map(|(key, &(bid, _))| (bid == id).then_some(*key))
+        else {
+            return false;
+        };
+        let entry = self.backends.get_mut(&key).expect("key was just found");
+        entry.1 -= 1;
+        if entry.1 == 0 {
+            self.backends.remove(&key);
+            self.free_backend_ids.push(id);
+            return true;
+        }
+        false
+    }
+
+    fn alloc_rev_nat(&mut self) -> u16 {
+        self.free_rev_nats.pop().unwrap_or_else(|| {
+            // Index 0 means "no reverse NAT"; ids start at 1.
+            self.next_rev_nat = self.next_rev_nat.max(1);
+            let id = self.next_rev_nat;
+            self.next_rev_nat = self.next_rev_nat.wrapping_add(1);
+            id
+        })
+    }
+
+    /// Plans the writes that make the maps hold `spec`, and records it as applied.
+    pub fn upsert(&mut self, spec: &ServiceSpec) -> Result<Vec<MapOp>, DataplaneError> {
+        let frontend = spec.frontend;
+        if spec.backends.len() > MAX_BACKENDS {
+            return Err(DataplaneError::TooManyBackends {
+                frontend: frontend.to_string(),
+                count: spec.backends.len(),
+                max: MAX_BACKENDS,
+            });
+        }
+        let mut ops = Vec::new();
+        let (rev_nat, old_slots) = match self.services.get(&frontend) {
+            Some(state) => (state.rev_nat, state.slots.clone()),
+            None => (self.alloc_rev_nat(), Vec::new()),
+        };
+
+        // 1. Backends (new ones are written here, before anything points at them).
+        let mut new_slots = Vec::with_capacity(spec.backends.len());
+        for &addr in &spec.backends {
+            new_slots.push(self.alloc_backend(addr, frontend.protocol, &mut ops)?);
+        }
+        // 2. Slots whose backend changed.
+        for (index, &id) in new_slots.iter().enumerate() {
+            if old_slots.get(index) != Some(&id) {
+                ops.push(MapOp::PutService {
+                    key: frontend.key(slot_number(index)),
+                    value: Service4Value::slot(id, rev_nat),
+                });
+            }
+        }
+        // 3. The master, with the new count.
+        ops.push(MapOp::PutService {
+            key: frontend.key(0),
+            value: Service4Value::master(new_slots.len() as u16, rev_nat),
+        });
+        // 4. Slots beyond the new count.
+        for index in new_slots.len()..old_slots.len() {
+            ops.push(MapOp::DeleteService {
+                key: frontend.key(slot_number(index)),
+            });
+        }
+        // 5. Backends nothing points at any more (old references released last).
+        for id in old_slots {
+            if self.release_backend(id) {
+                ops.push(MapOp::DeleteBackend { id });
+            }
+        }
+        self.services.insert(
+            frontend,
+            ServiceState {
+                rev_nat,
+                slots: new_slots,
+            },
+        );
+        Ok(ops)
+    }
+
+    /// Plans the removal of a service: the master first, so lookups stop at once, then its
+    /// slots, then backends no other service uses. Unknown services plan nothing.
+    pub fn delete(&mut self, frontend: Frontend) -> Vec<MapOp> {
+        let Some(state) = self.services.remove(&frontend) else {
+            return Vec::new();
+        };
+        let mut ops = vec![MapOp::DeleteService {
+            key: frontend.key(0),
+        }];
+        for index in 0..state.slots.len() {
+            ops.push(MapOp::DeleteService {
+                key: frontend.key(slot_number(index)),
+            });
+        }
+        for id in state.slots {
+            if self.release_backend(id) {
+                ops.push(MapOp::DeleteBackend { id });
+            }
+        }
+        self.free_rev_nats.push(state.rev_nat);
+        ops
+    }
+}
+
+/// Slot number of the backend at `index` in a service's list (slots start at 1).
+fn slot_number(index: usize) -> u16 {
+    // `upsert` rejects more than MAX_BACKENDS backends, so this cannot overflow.
+    u16::try_from(index + 1).expect("slot index bounded by MAX_BACKENDS")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frontend(port: u16) -> Frontend {
+        Frontend {
+            address: Ipv4Addr::new(10, 96, 0, 10),
+            port,
+            protocol: Protocol::Tcp,
+        }
+    }
+
+    fn spec(port: u16, backends: &[&str]) -> ServiceSpec {
+        ServiceSpec {
+            frontend: frontend(port),
+            backends: backends.iter().map(|b| b.parse().unwrap()).collect(),
+        }
+    }
+
+    /// A short, readable form of a plan: "B+0" puts backend 0, "S1=0" points slot 1 at
+    /// backend 0, "M2" writes the master with count 2, "S3-" deletes slot 3, "B-0" deletes backend 0.
+    fn shape(ops: &[MapOp]) -> Vec<String> {
+        ops.iter()
+            .map(|op| match op {
+                MapOp::PutBackend { id, .. } => format!("B+{id}"),
+                MapOp::PutService { key, value } if key.slot == 0 => format!("M{}", value.count),
+                MapOp::PutService { key, value } => format!("S{}={}", key.slot, value.backend_id),
+                MapOp::DeleteService { key } if key.slot == 0 => "M-".to_owned(),
+                MapOp::DeleteService { key } => format!("S{}-", key.slot),
+                MapOp::DeleteBackend { id } => format!("B-{id}"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_new_service_writes_backends_then_slots_then_master() {
+        let mut table = ServiceTable::default();
+        let ops = table.upsert(&spec(80, &["10.0.1.2:8080", "10.0.1.3:8080"])).unwrap();
+        assert_eq!(shape(&ops), ["B+0", "B+1", "S1=0", "S2=1", "M2"]);
+    }
+
+    #[test]
+    fn shrinking_lowers_the_count_before_deleting_slots_and_backends() {
+        let mut table = ServiceTable::default();
+        table
+            .upsert(&spec(80, &["10.0.1.2:8080", "10.0.1.3:8080", "10.0.1.4:8080"]))
+            .unwrap();
+        let ops = table.upsert(&spec(80, &["10.0.1.2:8080"])).unwrap();
+        assert_eq!(shape(&ops), ["M1", "S2-", "S3-", "B-1", "B-2"]);
+    }
+
+    #[test]
+    fn replacing_a_backend_rewrites_only_its_slot() {
+        let mut table = ServiceTable::default();
+        table.upsert(&spec(80, &["10.0.1.2:8080", "10.0.1.3:8080"])).unwrap();
+        let ops = table.upsert(&spec(80, &["10.0.1.2:8080", "10.0.1.9:8080"])).unwrap();
+        assert_eq!(shape(&ops), ["B+2", "S2=2", "M2", "B-1"]);
+    }
+
+    #[test]
+    fn backends_shared_by_services_live_until_the_last_user_goes() {
+        let mut table = ServiceTable::default();
+        table.upsert(&spec(80, &["10.0.1.2:8080"])).unwrap();
+        let ops = table.upsert(&spec(81, &["10.0.1.2:8080"])).unwrap();
+        assert_eq!(shape(&ops), ["S1=0", "M1"], "the backend is reused, not written again");
+        assert_eq!(shape(&table.delete(frontend(80))), ["M-", "S1-"]);
+        assert_eq!(shape(&table.delete(frontend(81))), ["M-", "S1-", "B-0"]);
+    }
+
+    #[test]
+    fn a_service_without_backends_has_a_master_with_count_zero() {
+        let mut table = ServiceTable::default();
+        let ops = table.upsert(&spec(80, &[])).unwrap();
+        assert_eq!(shape(&ops), ["M0"]);
+    }
+
+    #[test]
+    fn deleting_an_unknown_service_plans_nothing() {
+        assert!(ServiceTable::default().delete(frontend(80)).is_empty());
+    }
+
+    #[test]
+    fn freed_backend_ids_are_reused() {
+        let mut table = ServiceTable::default();
+        table.upsert(&spec(80, &["10.0.1.2:8080"])).unwrap();
+        table.delete(frontend(80));
+        let ops = table.upsert(&spec(81, &["10.0.1.7:8080"])).unwrap();
+        assert_eq!(shape(&ops), ["B+0", "S1=0", "M1"]);
+    }
+
+    #[test]
+    fn recovery_from_maps_keeps_ids_and_plans_no_rewrite() {
+        let mut table = ServiceTable::default();
+        let ops = table.upsert(&spec(80, &["10.0.1.2:8080", "10.0.1.3:8080"])).unwrap();
+        let mut services = Vec::new();
+        let mut backends = Vec::new();
+        for op in ops {
+            match op {
+                MapOp::PutService { key, value } => services.push((key, value)),
+                MapOp::PutBackend { id, backend } => backends.push((id, backend)),
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        let mut recovered = ServiceTable::recover(services, backends);
+        let ops = recovered
+            .upsert(&spec(80, &["10.0.1.2:8080", "10.0.1.3:8080"]))
+            .unwrap();
+        assert_eq!(shape(&ops), ["M2"], "an unchanged service only rewrites its master");
+        let ops = recovered.upsert(&spec(81, &["10.0.1.5:8080"])).unwrap();
+        assert_eq!(shape(&ops), ["B+2", "S1=2", "M1"], "new ids do not collide");
+    }
+
+    #[test]
+    fn too_many_backends_is_an_error_naming_the_service() {
+        let mut table = ServiceTable::default();
+        let many = ServiceSpec {
+            frontend: frontend(80),
+            backends: vec!["10.0.0.1:1".parse().unwrap(); MAX_BACKENDS + 1],
+        };
+        let err = table.upsert(&many).unwrap_err().to_string();
+        assert!(err.contains("10.96.0.10:80/TCP"), "{err}");
+    }
+}

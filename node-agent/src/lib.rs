@@ -1,0 +1,11 @@
+//! The Strait node agent as a library, so its binary and its tests build the same thing.
+//!
+//! - [`dataplane`]: the only code that turns desired state into BPF map entries, and the loader
+//!   of the BPF object.
+//! - [`config`]: the agent's configuration and the parsers behind its flags.
+//!
+//! Kubelet duties (Node registration, pods through runc and strait-cni) and the watch-driven
+//! dataplane manager arrive with issue 10 (P5).
+
+pub mod config;
+pub mod dataplane;

@@ -1,0 +1,141 @@
+//! Namespace tests of socket-level service translation (cgroup `connect4`), on real traffic.
+//!
+//! ```text
+//!   client netns, in a test cgroup              backend netns
+//!   10.0.1.1 ──────────── veth pair ─────────── 10.0.1.2:8080 "backend-a"
+//!                                               10.0.1.3:8080 "backend-b"
+//!   wget http://10.96.0.10:80 ─[connect4]─▶ a backend
+//! ```
+//!
+//! The client is busybox nc run inside the client namespace and the test's cgroup. Without
+//! the program nothing routes the service address, so the negative controls fail to connect.
+
+use std::{collections::BTreeSet, net::SocketAddr};
+
+use strait_agent::dataplane::{Dataplane, DataplaneConfig, Frontend, Protocol, ServiceSpec};
+use strait_tests::{Cgroup, HttpServer, Netns, PinDir, VethPair, http_get};
+
+const VIP: &str = "10.96.0.10";
+const VIP_80: &str = "10.96.0.10:80";
+
+struct Topology {
+    client: Netns,
+    backends: Netns,
+    _link: VethPair,
+    cgroup: Cgroup,
+    pins: PinDir,
+}
+
+impl Topology {
+    fn new() -> Self {
+        let client = Netns::new("sc");
+        let backends = Netns::new("sb");
+        let link = VethPair::new(&client, "10.0.1.1/24", &backends, "10.0.1.2/24");
+        backends.exec_ok(&["ip", "addr", "add", "10.0.1.3/24", "dev", &link.b.ifname]);
+        Self {
+            client,
+            backends,
+            _link: link,
+            cgroup: Cgroup::new("strait-t"),
+            pins: PinDir::new(),
+        }
+    }
+
+    fn dataplane(&self) -> Dataplane {
+        let mut dp = Dataplane::load(DataplaneConfig {
+            pin_dir: self.pins.path().to_path_buf(),
+        })
+        .expect("load the dataplane");
+        dp.attach_cgroup(self.cgroup.path()).expect("attach connect4");
+        dp
+    }
+
+    /// GET / from `target` in the client namespace and cgroup: Ok(body) or Err(client error).
+    fn get(&self, target: &str) -> Result<String, String> {
+        http_get(&self.client, Some(self.cgroup.path()), target)
+    }
+}
+
+fn service(port: u16, backends: &[&str]) -> ServiceSpec {
+    ServiceSpec {
+        frontend: Frontend {
+            address: VIP.parse().unwrap(),
+            port,
+            protocol: Protocol::Tcp,
+        },
+        backends: backends.iter().map(|b| b.parse().unwrap()).collect(),
+    }
+}
+
+fn addr(text: &str) -> SocketAddr {
+    text.parse().unwrap()
+}
+
+#[test]
+fn a_client_reaches_the_backend_through_the_service_address() {
+    let topo = Topology::new();
+    let server = HttpServer::start(&topo.backends, addr("10.0.1.2:8080"), "backend-a\n");
+    let mut dp = topo.dataplane();
+    dp.upsert_service(&service(80, &["10.0.1.2:8080"])).unwrap();
+
+    let body = topo.get(VIP_80).expect("the service answers");
+
+    assert_eq!(body, "backend-a\n");
+    assert_eq!(server.requests(), 1, "the backend saw exactly the one connection");
+}
+
+#[test]
+fn connections_spread_over_every_backend() {
+    let topo = Topology::new();
+    let _a = HttpServer::start(&topo.backends, addr("10.0.1.2:8080"), "backend-a\n");
+    let _b = HttpServer::start(&topo.backends, addr("10.0.1.3:8080"), "backend-b\n");
+    let mut dp = topo.dataplane();
+    dp.upsert_service(&service(80, &["10.0.1.2:8080", "10.0.1.3:8080"])).unwrap();
+
+    let bodies: BTreeSet<String> = (0..24)
+        .map(|_| topo.get(VIP_80).expect("the service answers"))
+        .collect();
+
+    // 24 random picks all on one of two backends: probability 2^-23.
+    assert_eq!(bodies, BTreeSet::from(["backend-a\n".to_owned(), "backend-b\n".to_owned()]));
+}
+
+#[test]
+fn without_the_program_the_service_address_leads_nowhere() {
+    let topo = Topology::new();
+    let server = HttpServer::start(&topo.backends, addr("10.0.1.2:8080"), "backend-a\n");
+    let mut dp = topo.dataplane();
+    dp.upsert_service(&service(80, &["10.0.1.2:8080"])).unwrap();
+    assert!(topo.get(VIP_80).is_ok(), "works while attached");
+
+    dp.detach_cgroups().unwrap();
+    let err = topo.get(VIP_80).expect_err("no route to the service address");
+
+    assert!(err.contains("unreachable"), "the client should fail to route: {err}");
+    assert_eq!(server.requests(), 1, "only the attached request reached the backend");
+}
+
+#[test]
+fn a_service_without_backends_refuses_the_connection() {
+    let topo = Topology::new();
+    let mut dp = topo.dataplane();
+    dp.upsert_service(&service(80, &[])).unwrap();
+
+    let err = topo.get(VIP_80).expect_err("nothing to connect to");
+
+    assert!(err.contains("refused"), "connect should fail with ECONNREFUSED: {err}");
+}
+
+#[test]
+fn a_backend_change_is_one_map_update_away() {
+    let topo = Topology::new();
+    let _a = HttpServer::start(&topo.backends, addr("10.0.1.2:8080"), "backend-a\n");
+    let _b = HttpServer::start(&topo.backends, addr("10.0.1.3:8080"), "backend-b\n");
+    let mut dp = topo.dataplane();
+    dp.upsert_service(&service(80, &["10.0.1.2:8080"])).unwrap();
+    assert_eq!(topo.get(VIP_80).unwrap(), "backend-a\n");
+
+    dp.upsert_service(&service(80, &["10.0.1.3:8080"])).unwrap();
+
+    assert_eq!(topo.get(VIP_80).unwrap(), "backend-b\n");
+}

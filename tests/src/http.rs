@@ -1,0 +1,123 @@
+//! A tiny HTTP server that lives in a namespace and answers every request with a fixed body,
+//! so a test can tell which backend it reached.
+
+use std::{
+    io::{ErrorKind, Read as _, Write as _},
+    net::{SocketAddr, TcpListener, TcpStream},
+    path::Path,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicUsize, Ordering},
+    },
+    thread::{self, JoinHandle},
+    time::Duration,
+};
+
+use crate::netns::Netns;
+
+/// Serves `body` on `addr` inside a namespace until dropped.
+#[derive(Debug)]
+pub struct HttpServer {
+    addr: SocketAddr,
+    requests: Arc<AtomicUsize>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl HttpServer {
+    /// Binds `addr` inside `netns` and starts answering.
+    pub fn start(netns: &Netns, addr: SocketAddr, body: &str) -> Self {
+        let listener = netns
+            .run(|| TcpListener::bind(addr))
+            .unwrap_or_else(|e| panic!("bind {addr} in {}: {e}", netns.name()));
+        listener.set_nonblocking(true).expect("nonblocking listener");
+        let requests = Arc::new(AtomicUsize::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let response = format!(
+            "HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        let thread = {
+            let (requests, stop) = (Arc::clone(&requests), Arc::clone(&stop));
+            thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    match listener.accept() {
+                        Ok((stream, _)) => {
+                            requests.fetch_add(1, Ordering::Relaxed);
+                            answer(stream, response.as_bytes());
+                        }
+                        Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                            thread::sleep(Duration::from_millis(5));
+                        }
+                        Err(_) => thread::sleep(Duration::from_millis(5)),
+                    }
+                }
+            })
+        };
+        Self {
+            addr,
+            requests,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// The address it serves on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// How many connections it has accepted.
+    pub fn requests(&self) -> usize {
+        self.requests.load(Ordering::Relaxed)
+    }
+}
+
+fn answer(mut stream: TcpStream, response: &[u8]) {
+    let _ = stream.set_nonblocking(false);
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+    let mut request = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+        match stream.read(&mut buf) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => request.extend_from_slice(&buf[..n]),
+        }
+    }
+    let _ = stream.write_all(response);
+}
+
+impl Drop for HttpServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// GETs `/` from `target` (`ADDR:PORT`) with busybox `nc`, from inside `netns` and, if given,
+/// from inside a cgroup2 directory (so cgroup programs attached there apply). Returns the
+/// response body, or the client's error (its stderr names the errno: "Connection refused",
+/// "Network is unreachable").
+pub fn http_get(netns: &Netns, cgroup: Option<&Path>, target: &str) -> Result<String, String> {
+    let (host, port) = target
+        .rsplit_once(':')
+        .unwrap_or_else(|| panic!("`{target}` is not ADDR:PORT"));
+    let request = format!("printf 'GET / HTTP/1.0\\r\\nHost: {host}\\r\\n\\r\\n'");
+    let client = format!("{request} | busybox nc -w 3 {host} {port}");
+    let argv = ["sh", "-c", client.as_str()];
+    let out = match cgroup {
+        Some(cgroup) => netns.exec_in_cgroup(cgroup, &argv),
+        None => netns.exec(&argv),
+    };
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() || stdout.is_empty() {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        return Err(format!("{} ({})", stderr.trim(), out.status));
+    }
+    match stdout.split_once("\r\n\r\n") {
+        Some((head, body)) if head.starts_with("HTTP/1.") => Ok(body.to_owned()),
+        _ => Err(format!("not an HTTP response: {stdout:?}")),
+    }
+}

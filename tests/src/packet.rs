@@ -1,0 +1,185 @@
+//! Crafting and checking packets for `BPF_PROG_TEST_RUN` tests: Ethernet + IPv4 + TCP/UDP with
+//! correct checksums, and accessors that read the fields a test asserts on.
+
+use std::net::Ipv4Addr;
+
+pub const ETH_HLEN: usize = 14;
+const IPV4_HLEN: usize = 20;
+pub const PROTO_TCP: u8 = 6;
+pub const PROTO_UDP: u8 = 17;
+
+/// An IPv4 TCP or UDP packet with an Ethernet header, built byte by byte.
+#[derive(Clone, Copy, Debug)]
+pub struct Ipv4Packet {
+    pub src: Ipv4Addr,
+    pub dst: Ipv4Addr,
+    pub proto: u8,
+    pub sport: u16,
+    pub dport: u16,
+}
+
+impl Ipv4Packet {
+    /// A TCP SYN from `src:sport` to `dst:dport`.
+    pub fn tcp(src: (Ipv4Addr, u16), dst: (Ipv4Addr, u16)) -> Self {
+        Self {
+            src: src.0,
+            dst: dst.0,
+            proto: PROTO_TCP,
+            sport: src.1,
+            dport: dst.1,
+        }
+    }
+
+    /// A UDP datagram from `src:sport` to `dst:dport`.
+    pub fn udp(src: (Ipv4Addr, u16), dst: (Ipv4Addr, u16)) -> Self {
+        Self {
+            proto: PROTO_UDP,
+            ..Self::tcp(src, dst)
+        }
+    }
+
+    /// The bytes, with `payload` after the L4 header and every checksum correct.
+    pub fn build(&self, payload: &[u8]) -> Vec<u8> {
+        let l4_len = match self.proto {
+            PROTO_TCP => 20,
+            _ => 8,
+        } + payload.len();
+        let mut p = Vec::with_capacity(ETH_HLEN + IPV4_HLEN + l4_len);
+        // Ethernet: destination, source, EtherType IPv4.
+        p.extend_from_slice(&[0x02, 0, 0, 0, 0, 0x02, 0x02, 0, 0, 0, 0, 0x01, 0x08, 0x00]);
+        let total = u16::try_from(IPV4_HLEN + l4_len).expect("small packet");
+        p.extend_from_slice(&[0x45, 0]);
+        p.extend_from_slice(&total.to_be_bytes());
+        p.extend_from_slice(&[0x12, 0x34, 0x40, 0x00, 64, self.proto, 0, 0]);
+        p.extend_from_slice(&self.src.octets());
+        p.extend_from_slice(&self.dst.octets());
+        let ip_csum = checksum(&p[ETH_HLEN..ETH_HLEN + IPV4_HLEN], 0);
+        p[ETH_HLEN + 10..ETH_HLEN + 12].copy_from_slice(&ip_csum.to_be_bytes());
+
+        let l4 = p.len();
+        p.extend_from_slice(&self.sport.to_be_bytes());
+        p.extend_from_slice(&self.dport.to_be_bytes());
+        if self.proto == PROTO_TCP {
+            // seq, ack, data offset 5, SYN, window, checksum, urgent pointer.
+            p.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 0, 0x50, 0x02, 0xff, 0xff, 0, 0, 0, 0]);
+        } else {
+            let len = u16::try_from(l4_len).expect("small datagram");
+            p.extend_from_slice(&len.to_be_bytes());
+            p.extend_from_slice(&[0, 0]);
+        }
+        p.extend_from_slice(payload);
+        let csum = l4_checksum(&p);
+        let off = l4 + l4_csum_offset(self.proto);
+        p[off..off + 2].copy_from_slice(&csum.to_be_bytes());
+        p
+    }
+}
+
+fn l4_csum_offset(proto: u8) -> usize {
+    if proto == PROTO_TCP { 16 } else { 6 }
+}
+
+/// The Internet checksum (RFC 1071) of `data`, starting from the partial sum `initial`.
+pub fn checksum(data: &[u8], initial: u32) -> u16 {
+    let mut sum = initial;
+    for chunk in data.chunks(2) {
+        let word = u16::from_be_bytes([chunk[0], *chunk.get(1).unwrap_or(&0)]);
+        sum += u32::from(word);
+    }
+    while sum >> 16 != 0 {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
+/// The L4 checksum a packet should carry, computed over the pseudo header and the L4 bytes
+/// with the checksum field taken as zero.
+pub fn l4_checksum(packet: &[u8]) -> u16 {
+    let ihl = usize::from(packet[ETH_HLEN] & 0x0f) * 4;
+    let proto = packet[ETH_HLEN + 9];
+    let l4 = ETH_HLEN + ihl;
+    let mut segment = packet[l4..].to_vec();
+    let off = l4_csum_offset(proto);
+    segment[off..off + 2].copy_from_slice(&[0, 0]);
+    let mut pseudo = Vec::with_capacity(12);
+    pseudo.extend_from_slice(&packet[ETH_HLEN + 12..ETH_HLEN + 20]);
+    pseudo.extend_from_slice(&[0, proto]);
+    pseudo.extend_from_slice(&u16::try_from(segment.len()).expect("small").to_be_bytes());
+    let partial: u32 = pseudo
+        .chunks(2)
+        .map(|c| u32::from(u16::from_be_bytes([c[0], c[1]])))
+        .sum();
+    checksum(&segment, partial)
+}
+
+/// Field accessors for assertions.
+pub mod read {
+    use std::net::Ipv4Addr;
+
+    use super::ETH_HLEN;
+
+    fn l4(packet: &[u8]) -> usize {
+        ETH_HLEN + usize::from(packet[ETH_HLEN] & 0x0f) * 4
+    }
+
+    pub fn src(packet: &[u8]) -> Ipv4Addr {
+        Ipv4Addr::new(packet[26], packet[27], packet[28], packet[29])
+    }
+
+    pub fn dst(packet: &[u8]) -> Ipv4Addr {
+        Ipv4Addr::new(packet[30], packet[31], packet[32], packet[33])
+    }
+
+    pub fn sport(packet: &[u8]) -> u16 {
+        let o = l4(packet);
+        u16::from_be_bytes([packet[o], packet[o + 1]])
+    }
+
+    pub fn dport(packet: &[u8]) -> u16 {
+        let o = l4(packet);
+        u16::from_be_bytes([packet[o + 2], packet[o + 3]])
+    }
+
+    /// The IPv4 header checksum as carried.
+    pub fn ip_checksum(packet: &[u8]) -> u16 {
+        u16::from_be_bytes([packet[ETH_HLEN + 10], packet[ETH_HLEN + 11]])
+    }
+
+    /// The L4 checksum as carried.
+    pub fn l4_checksum(packet: &[u8]) -> u16 {
+        let o = l4(packet) + super::l4_csum_offset(packet[ETH_HLEN + 9]);
+        u16::from_be_bytes([packet[o], packet[o + 1]])
+    }
+}
+
+/// Whether the IPv4 header checksum of `packet` is correct.
+pub fn ip_checksum_ok(packet: &[u8]) -> bool {
+    let ihl = usize::from(packet[ETH_HLEN] & 0x0f) * 4;
+    checksum(&packet[ETH_HLEN..ETH_HLEN + ihl], 0) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn built_packets_carry_correct_checksums() {
+        for packet in [
+            Ipv4Packet::tcp((Ipv4Addr::new(10, 0, 0, 1), 40000), (Ipv4Addr::new(10, 96, 0, 10), 80)),
+            Ipv4Packet::udp((Ipv4Addr::new(10, 0, 0, 1), 40000), (Ipv4Addr::new(10, 96, 0, 10), 53)),
+        ] {
+            let bytes = packet.build(b"hello");
+            assert!(ip_checksum_ok(&bytes));
+            assert_eq!(read::l4_checksum(&bytes), l4_checksum(&bytes));
+            assert_eq!(read::dst(&bytes), Ipv4Addr::new(10, 96, 0, 10));
+            assert_eq!(read::sport(&bytes), 40000);
+        }
+    }
+
+    #[test]
+    fn rfc1071_example() {
+        // RFC 1071 section 3: the sum of these words is 0xddf2, so the checksum is !0xddf2.
+        let data = [0x00, 0x01, 0xf2, 0x03, 0xf4, 0xf5, 0xf6, 0xf7];
+        assert_eq!(checksum(&data, 0), !0xddf2);
+    }
+}
