@@ -47,14 +47,17 @@ impl CniError {
 /// Runs one plugin invocation: `command` is `CNI_COMMAND` (if set), `stdin` the network
 /// configuration. Returns the JSON to print on success.
 pub fn run(command: Option<&str>, stdin: &str) -> Result<String, CniError> {
-    let command = command.ok_or_else(|| {
-        CniError::new(code::INVALID_ENV, "CNI_COMMAND is not set", "")
-    })?;
+    let command =
+        command.ok_or_else(|| CniError::new(code::INVALID_ENV, "CNI_COMMAND is not set", ""))?;
     match command {
         "VERSION" => Ok(version_result()),
         "ADD" | "DEL" | "CHECK" => {
             let config: serde_json::Value = serde_json::from_str(stdin).map_err(|e| {
-                CniError::new(code::DECODE, "failed to decode the network configuration", e.to_string())
+                CniError::new(
+                    code::DECODE,
+                    "failed to decode the network configuration",
+                    e.to_string(),
+                )
             })?;
             let version = config
                 .get("cniVersion")
@@ -95,9 +98,13 @@ mod tests {
 
     #[test]
     fn version_lists_supported_versions() {
-        let out: serde_json::Value = serde_json::from_str(&run(Some("VERSION"), "").unwrap()).unwrap();
+        let out: serde_json::Value =
+            serde_json::from_str(&run(Some("VERSION"), "").unwrap()).unwrap();
         assert_eq!(out["cniVersion"], "1.0.0");
-        assert_eq!(out["supportedVersions"], serde_json::json!(["0.4.0", "1.0.0"]));
+        assert_eq!(
+            out["supportedVersions"],
+            serde_json::json!(["0.4.0", "1.0.0"])
+        );
     }
 
     #[test]
@@ -113,7 +120,11 @@ mod tests {
 
     #[test]
     fn unsupported_version_is_code_1() {
-        let err = run(Some("ADD"), r#"{"cniVersion":"0.1.0","name":"n","type":"strait-cni"}"#).unwrap_err();
+        let err = run(
+            Some("ADD"),
+            r#"{"cniVersion":"0.1.0","name":"n","type":"strait-cni"}"#,
+        )
+        .unwrap_err();
         assert_eq!(err.code, code::INCOMPATIBLE_VERSION);
         assert!(err.msg.contains("0.1.0"), "{}", err.msg);
     }

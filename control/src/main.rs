@@ -17,7 +17,11 @@ struct Args {
     listen: SocketAddr,
 
     /// Directory for the embedded store, the CA and the generated kubeconfigs.
-    #[arg(long, env = "STRAIT_DATA_DIR", default_value = "/var/lib/strait/control")]
+    #[arg(
+        long,
+        env = "STRAIT_DATA_DIR",
+        default_value = "/var/lib/strait/control"
+    )]
     data_dir: PathBuf,
 
     /// Which store holds the cluster's objects.

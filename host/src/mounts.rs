@@ -95,7 +95,9 @@ static BPFFS_LOCK: Mutex<()> = Mutex::new(());
 /// Mounts the BPF filesystem at [`crate::paths::BPFFS`] unless one is there already, as Cilium's
 /// agent does: pinned maps and links need it, and minimal hosts do not mount it.
 pub fn ensure_bpffs() -> Result<(), MountError> {
-    let _guard = BPFFS_LOCK.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let _guard = BPFFS_LOCK
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let target = Path::new(crate::paths::BPFFS);
     let mounted = read_mounts()?
         .iter()

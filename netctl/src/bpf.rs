@@ -17,7 +17,10 @@ pub(crate) fn dump(pin_dir: &Path) -> anyhow::Result<()> {
 /// The service table in the shape `cilium bpf lb list` users know: one line per slot, the
 /// master first with its backend count.
 fn render_services(services: &[ServiceDump]) -> String {
-    let mut out = format!("{:<24} {}\n", "SERVICE ADDRESS", "BACKEND ADDRESS (REVNAT_ID) (SLOT)");
+    let mut out = format!(
+        "{:<24} {}\n",
+        "SERVICE ADDRESS", "BACKEND ADDRESS (REVNAT_ID) (SLOT)"
+    );
     for service in services {
         let frontend = service.frontend.to_string();
         let _infallible = writeln!(
@@ -29,7 +32,11 @@ fn render_services(services: &[ServiceDump]) -> String {
             let backend = slot
                 .backend
                 .map_or_else(|| "<missing>".to_owned(), |b| b.to_string());
-            let _infallible = writeln!(out, "{:<24} {backend} ({}) ({})", "", service.rev_nat, slot.slot);
+            let _infallible = writeln!(
+                out,
+                "{:<24} {backend} ({}) ({})",
+                "", service.rev_nat, slot.slot
+            );
         }
     }
     out

@@ -51,7 +51,10 @@ mod tests {
         assert_eq!(spec.frontend.protocol, Protocol::Tcp);
         assert_eq!(
             spec.backends,
-            ["10.0.1.2:8080".parse().unwrap(), "10.0.1.3:8080".parse::<SocketAddrV4>().unwrap()]
+            [
+                "10.0.1.2:8080".parse().unwrap(),
+                "10.0.1.3:8080".parse::<SocketAddrV4>().unwrap()
+            ]
         );
     }
 

@@ -47,9 +47,10 @@ fn drops(dp: &Dataplane, reason: DropReason) -> u64 {
 
 #[test]
 fn tcp_to_a_service_is_rewritten_to_its_backend_with_valid_checksums() {
-    let pins = PinDir::new();
+    let pins = PinDir::new("strait-test-");
     let mut dp = dataplane(&pins);
-    dp.upsert_service(&service(80, Protocol::Tcp, &["10.0.1.2:8080"])).unwrap();
+    dp.upsert_service(&service(80, Protocol::Tcp, &["10.0.1.2:8080"]))
+        .unwrap();
 
     let packet = Ipv4Packet::tcp(CLIENT, (VIP, 80)).build(b"GET / HTTP/1.0\r\n\r\n");
     let run = dp.run_from_netdev(&packet, 1).unwrap();
@@ -57,20 +58,32 @@ fn tcp_to_a_service_is_rewritten_to_its_backend_with_valid_checksums() {
     assert_eq!(run.verdict, TC_ACT_OK, "service traffic passes on");
     let out = &run.packet;
     assert_eq!(out.len(), packet.len(), "DNAT keeps the length");
-    assert_eq!(read::dst(out), Ipv4Addr::new(10, 0, 1, 2), "destination is the backend");
+    assert_eq!(
+        read::dst(out),
+        Ipv4Addr::new(10, 0, 1, 2),
+        "destination is the backend"
+    );
     assert_eq!(read::dport(out), 8080, "port is the backend's");
     assert_eq!(read::src(out), CLIENT.0, "source untouched");
     assert_eq!(read::sport(out), CLIENT.1, "source port untouched");
     assert!(ip_checksum_ok(out), "IPv4 header checksum updated");
-    assert_eq!(read::l4_checksum(out), l4_checksum(out), "TCP checksum covers the new pseudo header and port");
+    assert_eq!(
+        read::l4_checksum(out),
+        l4_checksum(out),
+        "TCP checksum covers the new pseudo header and port"
+    );
 }
 
 #[test]
 fn udp_to_a_service_is_rewritten_and_spreads_over_backends() {
-    let pins = PinDir::new();
+    let pins = PinDir::new("strait-test-");
     let mut dp = dataplane(&pins);
-    dp.upsert_service(&service(53, Protocol::Udp, &["10.0.1.2:5353", "10.0.1.3:5353"]))
-        .unwrap();
+    dp.upsert_service(&service(
+        53,
+        Protocol::Udp,
+        &["10.0.1.2:5353", "10.0.1.3:5353"],
+    ))
+    .unwrap();
     let packet = Ipv4Packet::udp(CLIENT, (VIP, 53)).build(b"query");
 
     let mut seen = std::collections::BTreeSet::new();
@@ -79,7 +92,11 @@ fn udp_to_a_service_is_rewritten_and_spreads_over_backends() {
         assert_eq!(run.verdict, TC_ACT_OK);
         assert_eq!(read::dport(&run.packet), 5353);
         assert!(ip_checksum_ok(&run.packet));
-        assert_eq!(read::l4_checksum(&run.packet), l4_checksum(&run.packet), "UDP checksum");
+        assert_eq!(
+            read::l4_checksum(&run.packet),
+            l4_checksum(&run.packet),
+            "UDP checksum"
+        );
         seen.insert(read::dst(&run.packet));
     }
     let expected: std::collections::BTreeSet<_> =
@@ -90,9 +107,10 @@ fn udp_to_a_service_is_rewritten_and_spreads_over_backends() {
 
 #[test]
 fn traffic_not_for_a_service_is_left_alone() {
-    let pins = PinDir::new();
+    let pins = PinDir::new("strait-test-");
     let mut dp = dataplane(&pins);
-    dp.upsert_service(&service(80, Protocol::Tcp, &["10.0.1.2:8080"])).unwrap();
+    dp.upsert_service(&service(80, Protocol::Tcp, &["10.0.1.2:8080"]))
+        .unwrap();
     for packet in [
         Ipv4Packet::tcp(CLIENT, (VIP, 81)).build(b""),
         Ipv4Packet::udp(CLIENT, (VIP, 80)).build(b""),
@@ -106,7 +124,7 @@ fn traffic_not_for_a_service_is_left_alone() {
 
 #[test]
 fn a_service_without_backends_drops_and_counts_the_reason() {
-    let pins = PinDir::new();
+    let pins = PinDir::new("strait-test-");
     let mut dp = dataplane(&pins);
     dp.upsert_service(&service(80, Protocol::Tcp, &[])).unwrap();
     let before = drops(&dp, DropReason::NoBackend);
@@ -116,12 +134,16 @@ fn a_service_without_backends_drops_and_counts_the_reason() {
         .unwrap();
 
     assert_eq!(run.verdict, TC_ACT_SHOT);
-    assert_eq!(drops(&dp, DropReason::NoBackend), before + 1, "drop counted under its reason");
+    assert_eq!(
+        drops(&dp, DropReason::NoBackend),
+        before + 1,
+        "drop counted under its reason"
+    );
 }
 
 #[test]
 fn a_truncated_ipv4_header_is_dropped_as_malformed() {
-    let pins = PinDir::new();
+    let pins = PinDir::new("strait-test-");
     let mut dp = dataplane(&pins);
     let mut packet = Ipv4Packet::tcp(CLIENT, (VIP, 80)).build(b"");
     packet[14] = 0x44; // IHL 4: shorter than the minimal 20-byte header.
@@ -134,11 +156,15 @@ fn a_truncated_ipv4_header_is_dropped_as_malformed() {
 
 #[test]
 fn maps_survive_a_reload_from_the_same_pin_directory() {
-    let pins = PinDir::new();
+    let pins = PinDir::new("strait-test-");
     {
         let mut dp = dataplane(&pins);
-        dp.upsert_service(&service(80, Protocol::Tcp, &["10.0.1.2:8080", "10.0.1.3:8080"]))
-            .unwrap();
+        dp.upsert_service(&service(
+            80,
+            Protocol::Tcp,
+            &["10.0.1.2:8080", "10.0.1.3:8080"],
+        ))
+        .unwrap();
     }
     let mut dp = dataplane(&pins);
     let services = dp.dump_services().unwrap();
@@ -148,5 +174,9 @@ fn maps_survive_a_reload_from_the_same_pin_directory() {
     let run = dp
         .run_from_netdev(&Ipv4Packet::tcp(CLIENT, (VIP, 80)).build(b""), 1)
         .unwrap();
-    assert_eq!(read::dport(&run.packet), 8080, "the reloaded object uses the pinned maps");
+    assert_eq!(
+        read::dport(&run.packet),
+        8080,
+        "the reloaded object uses the pinned maps"
+    );
 }

@@ -37,7 +37,7 @@ impl Topology {
             backends,
             _link: link,
             cgroup: Cgroup::new("strait-t"),
-            pins: PinDir::new(),
+            pins: PinDir::new("strait-test-"),
         }
     }
 
@@ -46,7 +46,8 @@ impl Topology {
             pin_dir: self.pins.path().to_path_buf(),
         })
         .expect("load the dataplane");
-        dp.attach_cgroup(self.cgroup.path()).expect("attach connect4");
+        dp.attach_cgroup(self.cgroup.path())
+            .expect("attach connect4");
         dp
     }
 
@@ -81,7 +82,11 @@ fn a_client_reaches_the_backend_through_the_service_address() {
     let body = topo.get(VIP_80).expect("the service answers");
 
     assert_eq!(body, "backend-a\n");
-    assert_eq!(server.requests(), 1, "the backend saw exactly the one connection");
+    assert_eq!(
+        server.requests(),
+        1,
+        "the backend saw exactly the one connection"
+    );
 }
 
 #[test]
@@ -90,14 +95,18 @@ fn connections_spread_over_every_backend() {
     let _a = HttpServer::start(&topo.backends, addr("10.0.1.2:8080"), "backend-a\n");
     let _b = HttpServer::start(&topo.backends, addr("10.0.1.3:8080"), "backend-b\n");
     let mut dp = topo.dataplane();
-    dp.upsert_service(&service(80, &["10.0.1.2:8080", "10.0.1.3:8080"])).unwrap();
+    dp.upsert_service(&service(80, &["10.0.1.2:8080", "10.0.1.3:8080"]))
+        .unwrap();
 
     let bodies: BTreeSet<String> = (0..24)
         .map(|_| topo.get(VIP_80).expect("the service answers"))
         .collect();
 
     // 24 random picks all on one of two backends: probability 2^-23.
-    assert_eq!(bodies, BTreeSet::from(["backend-a\n".to_owned(), "backend-b\n".to_owned()]));
+    assert_eq!(
+        bodies,
+        BTreeSet::from(["backend-a\n".to_owned(), "backend-b\n".to_owned()])
+    );
 }
 
 #[test]
@@ -109,10 +118,19 @@ fn without_the_program_the_service_address_leads_nowhere() {
     assert!(topo.get(VIP_80).is_ok(), "works while attached");
 
     dp.detach_cgroups().unwrap();
-    let err = topo.get(VIP_80).expect_err("no route to the service address");
+    let err = topo
+        .get(VIP_80)
+        .expect_err("no route to the service address");
 
-    assert!(err.contains("unreachable"), "the client should fail to route: {err}");
-    assert_eq!(server.requests(), 1, "only the attached request reached the backend");
+    assert!(
+        err.contains("unreachable"),
+        "the client should fail to route: {err}"
+    );
+    assert_eq!(
+        server.requests(),
+        1,
+        "only the attached request reached the backend"
+    );
 }
 
 #[test]
@@ -123,7 +141,10 @@ fn a_service_without_backends_refuses_the_connection() {
 
     let err = topo.get(VIP_80).expect_err("nothing to connect to");
 
-    assert!(err.contains("refused"), "connect should fail with ECONNREFUSED: {err}");
+    assert!(
+        err.contains("refused"),
+        "connect should fail with ECONNREFUSED: {err}"
+    );
 }
 
 #[test]

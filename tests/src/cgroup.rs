@@ -47,6 +47,9 @@ impl Drop for Cgroup {
                 Err(_) => thread::sleep(Duration::from_millis(20)),
             }
         }
-        eprintln!("warning: cgroup {} could not be removed", self.path.display());
+        eprintln!(
+            "warning: cgroup {} could not be removed",
+            self.path.display()
+        );
     }
 }

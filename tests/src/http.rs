@@ -30,7 +30,9 @@ impl HttpServer {
         let listener = netns
             .run(|| TcpListener::bind(addr))
             .unwrap_or_else(|e| panic!("bind {addr} in {}: {e}", netns.name()));
-        listener.set_nonblocking(true).expect("nonblocking listener");
+        listener
+            .set_nonblocking(true)
+            .expect("nonblocking listener");
         let requests = Arc::new(AtomicUsize::new(0));
         let stop = Arc::new(AtomicBool::new(false));
         let response = format!(

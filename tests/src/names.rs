@@ -5,12 +5,19 @@ use std::sync::atomic::{AtomicU32, Ordering};
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
 /// A name unique on this machine while this process lives: `prefix`, the process id and a
-/// per-process counter, all in hex. `prefix` should be at most 4 bytes so the name fits an
-/// interface name.
+/// per-process counter, all in hex. With a prefix of at most 4 bytes it fits an interface name.
 pub fn unique_name(prefix: &str) -> String {
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let name = format!("{prefix}{:x}x{n:x}", std::process::id());
-    assert!(name.len() <= 15, "name `{name}` is longer than an interface name may be");
+    format!("{prefix}{:x}x{n:x}", std::process::id())
+}
+
+/// A unique interface name (at most 15 bytes, the kernel's IFNAMSIZ - 1).
+pub fn unique_ifname(prefix: &str) -> String {
+    let name = unique_name(prefix);
+    assert!(
+        name.len() <= 15,
+        "interface name `{name}` is longer than 15 bytes"
+    );
     name
 }
 
@@ -28,8 +35,8 @@ mod tests {
 
     #[test]
     fn names_are_unique_and_short() {
-        let a = unique_name("stn");
-        let b = unique_name("stn");
+        let a = unique_ifname("stn");
+        let b = unique_ifname("stn");
         assert_ne!(a, b);
         assert!(a.starts_with("stn") && a.len() <= 15, "{a}");
     }

@@ -9,7 +9,10 @@ use std::{
 
 use nix::sched::{CloneFlags, setns};
 
-use crate::{cmd, names::unique_name};
+use crate::{
+    cmd,
+    names::{unique_ifname, unique_name},
+};
 
 /// A named network namespace (`ip netns add`), with loopback up and IPv4 forwarding on,
 /// deleted on drop.
@@ -50,9 +53,9 @@ impl Netns {
 
     /// Runs `argv` inside the namespace and returns its output whatever its status.
     pub fn exec(&self, argv: &[&str]) -> Output {
-        self.command(argv)
-            .output()
-            .unwrap_or_else(|e| panic!("failed to start `{}` in {}: {e}", argv.join(" "), self.name))
+        self.command(argv).output().unwrap_or_else(|e| {
+            panic!("failed to start `{}` in {}: {e}", argv.join(" "), self.name)
+        })
     }
 
     /// Runs `argv` inside the namespace; panics with its stderr if it fails.
@@ -80,7 +83,9 @@ impl Netns {
             .arg(&self.name)
             .args(argv)
             .output()
-            .unwrap_or_else(|e| panic!("failed to start `{}` in {}: {e}", argv.join(" "), self.name))
+            .unwrap_or_else(|e| {
+                panic!("failed to start `{}` in {}: {e}", argv.join(" "), self.name)
+            })
     }
 
     /// Runs `f` on a fresh thread that has entered the namespace; sockets it creates stay in
@@ -149,12 +154,12 @@ impl VethPair {
     pub fn new(ns_a: &Netns, cidr_a: &str, ns_b: &Netns, cidr_b: &str) -> Self {
         let a = VethEnd {
             netns: ns_a.name().to_owned(),
-            ifname: unique_name("va"),
+            ifname: unique_ifname("va"),
             cidr: cidr_a.to_owned(),
         };
         let b = VethEnd {
             netns: ns_b.name().to_owned(),
-            ifname: unique_name("vb"),
+            ifname: unique_ifname("vb"),
             cidr: cidr_b.to_owned(),
         };
         cmd::run(&[
@@ -163,7 +168,16 @@ impl VethPair {
         ]);
         let pair = Self { a, b };
         for (end, ns) in [(&pair.a, ns_a), (&pair.b, ns_b)] {
-            cmd::run(&["ip", "-n", &end.netns, "addr", "add", &end.cidr, "dev", &end.ifname]);
+            cmd::run(&[
+                "ip",
+                "-n",
+                &end.netns,
+                "addr",
+                "add",
+                &end.cidr,
+                "dev",
+                &end.ifname,
+            ]);
             cmd::run(&["ip", "-n", &end.netns, "link", "set", &end.ifname, "up"]);
             ns.exec_ok(&["ethtool", "-K", &end.ifname, "tx", "off", "rx", "off"]);
         }

@@ -165,8 +165,14 @@ mod tests {
     #[test]
     fn built_packets_carry_correct_checksums() {
         for packet in [
-            Ipv4Packet::tcp((Ipv4Addr::new(10, 0, 0, 1), 40000), (Ipv4Addr::new(10, 96, 0, 10), 80)),
-            Ipv4Packet::udp((Ipv4Addr::new(10, 0, 0, 1), 40000), (Ipv4Addr::new(10, 96, 0, 10), 53)),
+            Ipv4Packet::tcp(
+                (Ipv4Addr::new(10, 0, 0, 1), 40000),
+                (Ipv4Addr::new(10, 96, 0, 10), 80),
+            ),
+            Ipv4Packet::udp(
+                (Ipv4Addr::new(10, 0, 0, 1), 40000),
+                (Ipv4Addr::new(10, 96, 0, 10), 53),
+            ),
         ] {
             let bytes = packet.build(b"hello");
             assert!(ip_checksum_ok(&bytes));

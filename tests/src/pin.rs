@@ -7,7 +7,7 @@ use std::{
 
 use crate::names::unique_name;
 
-/// `/sys/fs/bpf/strait-test-<unique>`, removed with everything pinned in it on drop.
+/// `/sys/fs/bpf/<prefix><unique>`, removed with everything pinned in it on drop.
 #[derive(Debug)]
 pub struct PinDir {
     path: PathBuf,
@@ -15,9 +15,9 @@ pub struct PinDir {
 
 impl PinDir {
     /// Creates the directory, mounting bpffs first if the host has none.
-    pub fn new() -> Self {
+    pub fn new(prefix: &str) -> Self {
         strait_host::mounts::ensure_bpffs().expect("bpffs mounted at /sys/fs/bpf");
-        let path = Path::new(strait_host::paths::BPFFS).join(format!("strait-test-{}", unique_name("p")));
+        let path = Path::new(strait_host::paths::BPFFS).join(unique_name(prefix));
         fs::create_dir_all(&path).unwrap_or_else(|e| panic!("create {}: {e}", path.display()));
         Self { path }
     }
@@ -25,12 +25,6 @@ impl PinDir {
     /// The directory.
     pub fn path(&self) -> &Path {
         &self.path
-    }
-}
-
-impl Default for PinDir {
-    fn default() -> Self {
-        Self::new()
     }
 }
 

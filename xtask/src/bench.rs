@@ -5,5 +5,11 @@ use crate::exec::{cargo, exec, require_root};
 pub(crate) fn run() -> anyhow::Result<()> {
     require_root("bench")?;
     crate::setup::run()?;
-    exec(cargo().args(["bench", "--package", "strait-agent", "--bench", "service_lookup"]))
+    exec(cargo().args([
+        "bench",
+        "--package",
+        "strait-agent",
+        "--bench",
+        "service_lookup",
+    ]))
 }

@@ -10,7 +10,7 @@
 //! ```
 //!
 //! The agent loads the dataplane, programs the service and attaches to the demo's cgroup; a
-//! busybox client in the client namespace fetches the service address; then the agent stops
+//! busybox `nc` client in the client namespace fetches the service address; then the agent stops
 //! and the same request fails, because nothing routes 10.96.0.10 without the program.
 
 use std::{
@@ -23,7 +23,7 @@ use std::{
 };
 
 use anyhow::{Context as _, bail};
-use strait_tests::{Cgroup, HttpServer, Netns, PinDir, VethPair};
+use strait_tests::{Cgroup, HttpServer, Netns, PinDir, VethPair, http_get};
 
 use crate::exec::{cargo_build, exec, require_root, target_dir};
 
@@ -42,8 +42,8 @@ pub(crate) fn run() -> anyhow::Result<()> {
     backends.exec_ok(&["ip", "addr", "add", "10.0.1.3/24", "dev", &link.b.ifname]);
     let _a = HttpServer::start(&backends, addr("10.0.1.2:8080"), "hello from backend-a\n");
     let _b = HttpServer::start(&backends, addr("10.0.1.3:8080"), "hello from backend-b\n");
-    let cgroup = Cgroup::new("strait-demo");
-    let pins = PinDir::new();
+    let cgroup = Cgroup::new("strait-demo-");
+    let pins = PinDir::new("strait-demo-");
     println!(
         "client netns {}, backend netns {}, cgroup {}, maps pinned in {}",
         client.name(),
@@ -68,7 +68,11 @@ pub(crate) fn run() -> anyhow::Result<()> {
     }
 
     println!("\n-- netctl bpf dump --");
-    exec(Command::new(bin.join("netctl")).args(["bpf", "dump", "--pin-dir"]).arg(pins.path()))?;
+    exec(
+        Command::new(bin.join("netctl"))
+            .args(["bpf", "dump", "--pin-dir"])
+            .arg(pins.path()),
+    )?;
 
     println!("\n-- the agent stops (its programs detach); the same request again --");
     agent.stop();
@@ -94,18 +98,8 @@ fn addr(text: &str) -> SocketAddr {
 
 /// One HTTP GET of the service address from inside the client namespace and the demo cgroup.
 fn fetch(client: &Netns, cgroup: &Cgroup) -> anyhow::Result<String> {
-    let url = format!("http://{VIP}/");
-    let out = client.exec_in_cgroup(
-        cgroup.path(),
-        &["busybox", "wget", "-q", "-O", "-", "-T", "3", &url],
-    );
-    if !out.status.success() {
-        bail!(
-            "wget {url}: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    http_get(client, Some(cgroup.path()), VIP)
+        .map_err(|e| anyhow::anyhow!("GET http://{VIP}/: {e}"))
 }
 
 /// The agent process, stopped with SIGTERM on drop.

@@ -8,14 +8,23 @@ use crate::exec::{exec, probe, require_root};
 
 /// Debian packages Strait builds, tests or demonstrates with.
 const PACKAGES: &[(&str, &str)] = &[
-    ("llvm-22-dev", "bpf-linker links BPF objects with LLVM 22, rustc's LLVM major"),
+    (
+        "llvm-22-dev",
+        "bpf-linker links BPF objects with LLVM 22, rustc's LLVM major",
+    ),
     ("libclang-22-dev", "bpf-linker's build"),
-    ("libpolly-22-dev", "bpf-linker's build (LLVM 22 links against Polly)"),
+    (
+        "libpolly-22-dev",
+        "bpf-linker's build (LLVM 22 links against Polly)",
+    ),
     ("bpftool", "inspecting maps and programs"),
     ("iproute2", "network namespaces, veths, routes"),
     ("ethtool", "turning checksum offload off on test veths"),
     ("runc", "running pod containers"),
-    ("busybox-static", "test and demo images, HTTP client in namespaces"),
+    (
+        "busybox-static",
+        "test and demo images, HTTP client in namespaces",
+    ),
     ("umoci", "building OCI image layouts"),
     ("iptables", "kube-proxy iptables baseline in benchmarks"),
     ("nftables", "kube-proxy nftables baseline in benchmarks"),
@@ -80,8 +89,14 @@ fn debian_packages() -> anyhow::Result<()> {
 }
 
 fn rust_src() -> anyhow::Result<()> {
-    let installed = probe(Command::new("rustup").args(["component", "list", "--installed", "--toolchain", "stable"]))
-        .unwrap_or_default();
+    let installed = probe(Command::new("rustup").args([
+        "component",
+        "list",
+        "--installed",
+        "--toolchain",
+        "stable",
+    ]))
+    .unwrap_or_default();
     if installed.lines().any(|l| l.starts_with("rust-src")) {
         println!("setup: rust-src present");
         return Ok(());
@@ -96,7 +111,9 @@ fn bpf_linker() -> anyhow::Result<()> {
         println!("setup: bpf-linker {BPF_LINKER_VERSION} present");
         return Ok(());
     }
-    println!("setup: installing bpf-linker {BPF_LINKER_VERSION} against Debian's LLVM 22 (about a minute)");
+    println!(
+        "setup: installing bpf-linker {BPF_LINKER_VERSION} against Debian's LLVM 22 (about a minute)"
+    );
     let path = format!(
         "/usr/lib/llvm-22/bin:{}",
         std::env::var("PATH").unwrap_or_default()

@@ -62,7 +62,11 @@ mod tests {
         for reason in DropReason::ALL {
             let code = reason as u32;
             assert_eq!(DropReason::from_code(code), Some(reason), "code {code}");
-            assert!(code < DropReason::COUNTERS, "{} outside the array", reason.name());
+            assert!(
+                code < DropReason::COUNTERS,
+                "{} outside the array",
+                reason.name()
+            );
         }
         assert_eq!(DropReason::from_code(0), None);
     }

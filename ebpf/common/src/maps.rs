@@ -11,7 +11,11 @@ pub const BACKENDS_V4: &str = "STRAIT_BE4";
 pub const DROPS: &str = "STRAIT_DROPS";
 
 /// Capacity of the service map: slots of every service together (each service takes one
-/// master entry plus one per backend).
-pub const SERVICES_MAX: u32 = 262_144;
+/// master entry plus one per backend), enough for 100,000 services of up to 9 backends.
+pub const SERVICES_MAX: u32 = 1 << 20;
 /// Capacity of the backend map.
-pub const BACKENDS_MAX: u32 = 262_144;
+pub const BACKENDS_MAX: u32 = 1 << 19;
+/// Flags of the service and backend maps. They are sized for the largest cluster but usually
+/// mostly empty, so they are not preallocated: memory follows the number of entries.
+/// (`BPF_F_NO_PREALLOC`.)
+pub const LB_MAP_FLAGS: u32 = 1;

@@ -3,15 +3,16 @@
 use aya_ebpf::{helpers::bpf_get_prandom_u32, macros::map, maps::HashMap};
 use strait_ebpf_common::{
     drop::DropReason,
-    maps::{BACKENDS_MAX, SERVICES_MAX},
+    maps::{BACKENDS_MAX, LB_MAP_FLAGS, SERVICES_MAX},
     service::{Backend4, Service4Key, Service4Value},
 };
 
 #[map]
-static STRAIT_SVC4: HashMap<Service4Key, Service4Value> = HashMap::pinned(SERVICES_MAX, 0);
+static STRAIT_SVC4: HashMap<Service4Key, Service4Value> =
+    HashMap::pinned(SERVICES_MAX, LB_MAP_FLAGS);
 
 #[map]
-static STRAIT_BE4: HashMap<u32, Backend4> = HashMap::pinned(BACKENDS_MAX, 0);
+static STRAIT_BE4: HashMap<u32, Backend4> = HashMap::pinned(BACKENDS_MAX, LB_MAP_FLAGS);
 
 /// What a destination resolves to.
 pub(crate) enum Lookup {
@@ -29,7 +30,7 @@ pub(crate) enum Lookup {
 pub(crate) fn select_backend4(address: u32, port: u16, proto: u8) -> Lookup {
     let master_key = Service4Key::new(address, port, proto, 0);
     // SAFETY: the value is copied out at once; a concurrent update can only replace it whole.
-    let Some(master) = (unsafe { STRAIT_SVC4.get(&master_key) }).copied() else {
+    let Some(master) = (unsafe { STRAIT_SVC4.get(master_key) }).copied() else {
         return Lookup::NotService;
     };
     if master.count == 0 {
@@ -41,11 +42,11 @@ pub(crate) fn select_backend4(address: u32, port: u16, proto: u8) -> Lookup {
     let slot = (random % u32::from(master.count)) as u16 + 1;
     let slot_key = Service4Key::new(address, port, proto, slot);
     // SAFETY: as above, copied out at once.
-    let Some(entry) = (unsafe { STRAIT_SVC4.get(&slot_key) }).copied() else {
+    let Some(entry) = (unsafe { STRAIT_SVC4.get(slot_key) }).copied() else {
         return Lookup::Refuse(DropReason::BackendMissing);
     };
     // SAFETY: as above, copied out at once.
-    match (unsafe { STRAIT_BE4.get(&entry.backend_id) }).copied() {
+    match (unsafe { STRAIT_BE4.get(entry.backend_id) }).copied() {
         Some(backend) => Lookup::Backend(backend),
         None => Lookup::Refuse(DropReason::BackendMissing),
     }

@@ -30,10 +30,10 @@ const IP_OFFSET_MASK: u16 = 0x1fff;
 #[classifier]
 pub(crate) fn strait_from_netdev(ctx: TcContext) -> i32 {
     match service_dnat4(&ctx) {
-        Ok(()) => TC_ACT_OK as i32,
+        Ok(()) => TC_ACT_OK,
         Err(reason) => {
             drop::record(reason);
-            TC_ACT_SHOT as i32
+            TC_ACT_SHOT
         }
     }
 }
@@ -90,8 +90,13 @@ fn service_dnat4(ctx: &TcContext) -> Result<(), DropReason> {
     ctx.store(IP_DADDR_OFF, &backend.address, 0)
         .map_err(|_| DropReason::RewriteFailed)?;
     if backend.port != dport {
-        ctx.l4_csum_replace(csum, u64::from(dport), u64::from(backend.port), l4_flags | 2)
-            .map_err(|_| DropReason::RewriteFailed)?;
+        ctx.l4_csum_replace(
+            csum,
+            u64::from(dport),
+            u64::from(backend.port),
+            l4_flags | 2,
+        )
+        .map_err(|_| DropReason::RewriteFailed)?;
         ctx.store(l4 + 2, &backend.port, 0)
             .map_err(|_| DropReason::RewriteFailed)?;
     }

@@ -1,7 +1,9 @@
 //! cgroup sock_addr hooks: a connection to a service is pointed at a backend once, at
 //! `connect()`, so its packets carry the backend's address and need no per-packet NAT.
 
-use aya_ebpf::{helpers::generated::bpf_set_retval, macros::cgroup_sock_addr, programs::SockAddrContext};
+use aya_ebpf::{
+    helpers::generated::bpf_set_retval, macros::cgroup_sock_addr, programs::SockAddrContext,
+};
 
 use crate::{
     drop,

@@ -132,7 +132,10 @@ impl Dataplane {
 
         let services = service_map(&ebpf)?;
         let backends = backend_map(&ebpf)?;
-        let table = ServiceTable::recover(read_all(&services, SERVICES_V4)?, read_all(&backends, BACKENDS_V4)?);
+        let table = ServiceTable::recover(
+            read_all(&services, SERVICES_V4)?,
+            read_all(&backends, BACKENDS_V4)?,
+        );
         Ok(Self {
             ebpf,
             config,
@@ -240,7 +243,11 @@ impl Dataplane {
     /// Runs the per-packet service program once on `packet` with `BPF_PROG_TEST_RUN`, as the
     /// kernel would on a packet arriving at a node device. Used by packet tests and benchmarks;
     /// `repeat` runs it that many times and reports the mean duration.
-    pub fn run_from_netdev(&mut self, packet: &[u8], repeat: u32) -> Result<ProgramRun, DataplaneError> {
+    pub fn run_from_netdev(
+        &mut self,
+        packet: &[u8],
+        repeat: u32,
+    ) -> Result<ProgramRun, DataplaneError> {
         let prog: &mut SchedClassifier = program(&mut self.ebpf, FROM_NETDEV)?;
         // Room for programs that grow the packet (encapsulation, later).
         let mut out = vec![0u8; packet.len() + 256];
@@ -305,7 +312,8 @@ where
 {
     let data = MapData::from_pin(pin_dir.join(name))
         .map_err(|source| DataplaneError::MapRead { map: name, source })?;
-    let map = Map::from_map_data(data).map_err(|source| DataplaneError::MapType { map: name, source })?;
+    let map =
+        Map::from_map_data(data).map_err(|source| DataplaneError::MapType { map: name, source })?;
     T::try_from(map).map_err(|source| DataplaneError::MapType { map: name, source })
 }
 
@@ -318,29 +326,57 @@ where
         .ok_or(DataplaneError::MissingProgram(name))
 }
 
-fn service_map(ebpf: &Ebpf) -> Result<HashMap<&MapData, Service4Key, Service4Value>, DataplaneError> {
-    let map = ebpf.map(SERVICES_V4).ok_or(DataplaneError::MissingMap(SERVICES_V4))?;
-    HashMap::try_from(map).map_err(|source| DataplaneError::MapType { map: SERVICES_V4, source })
+fn service_map(
+    ebpf: &Ebpf,
+) -> Result<HashMap<&MapData, Service4Key, Service4Value>, DataplaneError> {
+    let map = ebpf
+        .map(SERVICES_V4)
+        .ok_or(DataplaneError::MissingMap(SERVICES_V4))?;
+    HashMap::try_from(map).map_err(|source| DataplaneError::MapType {
+        map: SERVICES_V4,
+        source,
+    })
 }
 
 fn service_map_mut(
     ebpf: &mut Ebpf,
 ) -> Result<HashMap<&mut MapData, Service4Key, Service4Value>, DataplaneError> {
-    let map = ebpf.map_mut(SERVICES_V4).ok_or(DataplaneError::MissingMap(SERVICES_V4))?;
-    HashMap::try_from(map).map_err(|source| DataplaneError::MapType { map: SERVICES_V4, source })
+    let map = ebpf
+        .map_mut(SERVICES_V4)
+        .ok_or(DataplaneError::MissingMap(SERVICES_V4))?;
+    HashMap::try_from(map).map_err(|source| DataplaneError::MapType {
+        map: SERVICES_V4,
+        source,
+    })
 }
 
 fn backend_map(ebpf: &Ebpf) -> Result<HashMap<&MapData, u32, Backend4>, DataplaneError> {
-    let map = ebpf.map(BACKENDS_V4).ok_or(DataplaneError::MissingMap(BACKENDS_V4))?;
-    HashMap::try_from(map).map_err(|source| DataplaneError::MapType { map: BACKENDS_V4, source })
+    let map = ebpf
+        .map(BACKENDS_V4)
+        .ok_or(DataplaneError::MissingMap(BACKENDS_V4))?;
+    HashMap::try_from(map).map_err(|source| DataplaneError::MapType {
+        map: BACKENDS_V4,
+        source,
+    })
 }
 
-fn backend_map_mut(ebpf: &mut Ebpf) -> Result<HashMap<&mut MapData, u32, Backend4>, DataplaneError> {
-    let map = ebpf.map_mut(BACKENDS_V4).ok_or(DataplaneError::MissingMap(BACKENDS_V4))?;
-    HashMap::try_from(map).map_err(|source| DataplaneError::MapType { map: BACKENDS_V4, source })
+fn backend_map_mut(
+    ebpf: &mut Ebpf,
+) -> Result<HashMap<&mut MapData, u32, Backend4>, DataplaneError> {
+    let map = ebpf
+        .map_mut(BACKENDS_V4)
+        .ok_or(DataplaneError::MissingMap(BACKENDS_V4))?;
+    HashMap::try_from(map).map_err(|source| DataplaneError::MapType {
+        map: BACKENDS_V4,
+        source,
+    })
 }
 
-fn write_error(map: &'static str, key: &impl std::fmt::Debug, source: aya::maps::MapError) -> DataplaneError {
+fn write_error(
+    map: &'static str,
+    key: &impl std::fmt::Debug,
+    source: aya::maps::MapError,
+) -> DataplaneError {
     DataplaneError::MapWrite {
         map,
         key: format!("{key:?}"),
@@ -348,7 +384,10 @@ fn write_error(map: &'static str, key: &impl std::fmt::Debug, source: aya::maps:
     }
 }
 
-fn read_all<T, K, V>(map: &HashMap<T, K, V>, name: &'static str) -> Result<Vec<(K, V)>, DataplaneError>
+fn read_all<T, K, V>(
+    map: &HashMap<T, K, V>,
+    name: &'static str,
+) -> Result<Vec<(K, V)>, DataplaneError>
 where
     T: Borrow<MapData>,
     K: aya::Pod,
@@ -374,9 +413,14 @@ fn dump_services<T: Borrow<MapData>>(
         };
         let slots = (1..=master.count)
             .map(|slot| {
-                let backend_id = entries.get(&Service4Key { slot, ..*key }).map(|v| v.backend_id);
+                let backend_id = entries
+                    .get(&Service4Key { slot, ..*key })
+                    .map(|v| v.backend_id);
                 let backend = backend_id.and_then(|id| backends.get(&id)).map(|b| {
-                    SocketAddrV4::new(Ipv4Addr::from(u32::from_be(b.address)), u16::from_be(b.port))
+                    SocketAddrV4::new(
+                        Ipv4Addr::from(u32::from_be(b.address)),
+                        u16::from_be(b.port),
+                    )
                 });
                 SlotDump {
                     slot,
@@ -396,7 +440,9 @@ fn dump_services<T: Borrow<MapData>>(
     Ok(dumps)
 }
 
-fn read_drops<T: Borrow<MapData>>(counters: &PerCpuArray<T, u64>) -> Result<Vec<DropCount>, DataplaneError> {
+fn read_drops<T: Borrow<MapData>>(
+    counters: &PerCpuArray<T, u64>,
+) -> Result<Vec<DropCount>, DataplaneError> {
     DropReason::ALL
         .iter()
         .map(|&reason| {

@@ -111,10 +111,20 @@ pub struct ServiceSpec {
 /// One write or delete on a map.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum MapOp {
-    PutBackend { id: u32, backend: Backend4 },
-    PutService { key: Service4Key, value: Service4Value },
-    DeleteService { key: Service4Key },
-    DeleteBackend { id: u32 },
+    PutBackend {
+        id: u32,
+        backend: Backend4,
+    },
+    PutService {
+        key: Service4Key,
+        value: Service4Value,
+    },
+    DeleteService {
+        key: Service4Key,
+    },
+    DeleteBackend {
+        id: u32,
+    },
 }
 
 fn backend4(addr: SocketAddrV4, protocol: Protocol) -> Backend4 {
@@ -139,6 +149,8 @@ pub struct ServiceTable {
     services: BTreeMap<Frontend, ServiceState>,
     /// Backend id by (address, protocol), with the number of slots pointing at it.
     backends: HashMap<(SocketAddrV4, Protocol), (u32, usize)>,
+    /// The reverse of `backends`, so releasing an id costs one lookup, not a scan.
+    backend_keys: HashMap<u32, (SocketAddrV4, Protocol)>,
     next_backend_id: u32,
     free_backend_ids: Vec<u32>,
     next_rev_nat: u16,
@@ -162,7 +174,10 @@ impl ServiceTable {
             if key.slot == 0 {
                 masters.insert(frontend, value);
             } else {
-                slots.entry(frontend).or_default().insert(key.slot, value.backend_id);
+                slots
+                    .entry(frontend)
+                    .or_default()
+                    .insert(key.slot, value.backend_id);
             }
         }
         let mut table = Self::default();
@@ -182,6 +197,7 @@ impl ServiceTable {
                     u16::from_be(backend.port),
                 );
                 table.backends.entry((addr, protocol)).or_insert((id, 0)).1 += 1;
+                table.backend_keys.insert(id, (addr, protocol));
             }
             table.services.insert(
                 frontend,
@@ -220,15 +236,16 @@ impl ServiceTable {
             Some(id) => id,
             None => {
                 let id = self.next_backend_id;
-                self.next_backend_id = id.checked_add(1).ok_or(
-                    DataplaneError::BackendIdsExhausted {
-                        map: strait_ebpf_common::maps::BACKENDS_V4,
-                    },
-                )?;
+                self.next_backend_id =
+                    id.checked_add(1)
+                        .ok_or(DataplaneError::BackendIdsExhausted {
+                            map: strait_ebpf_common::maps::BACKENDS_V4,
+                        })?;
                 id
             }
         };
         self.backends.insert((addr, protocol), (id, 1));
+        self.backend_keys.insert(id, (addr, protocol));
         ops.push(MapOp::PutBackend {
             id,
             backend: backend4(addr, protocol),
@@ -238,21 +255,20 @@ impl ServiceTable {
 
     /// Drops one reference to backend `id`; returns whether no slot uses it any more.
     fn release_backend(&mut self, id: u32) -> bool {
-        let Some(key) = self
-            .backends
-            .iter()
-            .find_map(|(key, &(bid, _))| (bid == id).then_some(*key))
-        else {
+        let Some(key) = self.backend_keys.get(&id).copied() else {
             return false;
         };
-        let entry = self.backends.get_mut(&key).expect("key was just found");
+        let Some(entry) = self.backends.get_mut(&key) else {
+            return false;
+        };
         entry.1 -= 1;
-        if entry.1 == 0 {
-            self.backends.remove(&key);
-            self.free_backend_ids.push(id);
-            return true;
+        if entry.1 > 0 {
+            return false;
         }
-        false
+        self.backends.remove(&key);
+        self.backend_keys.remove(&id);
+        self.free_backend_ids.push(id);
+        true
     }
 
     fn alloc_rev_nat(&mut self) -> u16 {
@@ -389,7 +405,9 @@ mod tests {
     #[test]
     fn a_new_service_writes_backends_then_slots_then_master() {
         let mut table = ServiceTable::default();
-        let ops = table.upsert(&spec(80, &["10.0.1.2:8080", "10.0.1.3:8080"])).unwrap();
+        let ops = table
+            .upsert(&spec(80, &["10.0.1.2:8080", "10.0.1.3:8080"]))
+            .unwrap();
         assert_eq!(shape(&ops), ["B+0", "B+1", "S1=0", "S2=1", "M2"]);
     }
 
@@ -397,7 +415,10 @@ mod tests {
     fn shrinking_lowers_the_count_before_deleting_slots_and_backends() {
         let mut table = ServiceTable::default();
         table
-            .upsert(&spec(80, &["10.0.1.2:8080", "10.0.1.3:8080", "10.0.1.4:8080"]))
+            .upsert(&spec(
+                80,
+                &["10.0.1.2:8080", "10.0.1.3:8080", "10.0.1.4:8080"],
+            ))
             .unwrap();
         let ops = table.upsert(&spec(80, &["10.0.1.2:8080"])).unwrap();
         assert_eq!(shape(&ops), ["M1", "S2-", "S3-", "B-1", "B-2"]);
@@ -406,8 +427,12 @@ mod tests {
     #[test]
     fn replacing_a_backend_rewrites_only_its_slot() {
         let mut table = ServiceTable::default();
-        table.upsert(&spec(80, &["10.0.1.2:8080", "10.0.1.3:8080"])).unwrap();
-        let ops = table.upsert(&spec(80, &["10.0.1.2:8080", "10.0.1.9:8080"])).unwrap();
+        table
+            .upsert(&spec(80, &["10.0.1.2:8080", "10.0.1.3:8080"]))
+            .unwrap();
+        let ops = table
+            .upsert(&spec(80, &["10.0.1.2:8080", "10.0.1.9:8080"]))
+            .unwrap();
         assert_eq!(shape(&ops), ["B+2", "S2=2", "M2", "B-1"]);
     }
 
@@ -416,7 +441,11 @@ mod tests {
         let mut table = ServiceTable::default();
         table.upsert(&spec(80, &["10.0.1.2:8080"])).unwrap();
         let ops = table.upsert(&spec(81, &["10.0.1.2:8080"])).unwrap();
-        assert_eq!(shape(&ops), ["S1=0", "M1"], "the backend is reused, not written again");
+        assert_eq!(
+            shape(&ops),
+            ["S1=0", "M1"],
+            "the backend is reused, not written again"
+        );
         assert_eq!(shape(&table.delete(frontend(80))), ["M-", "S1-"]);
         assert_eq!(shape(&table.delete(frontend(81))), ["M-", "S1-", "B-0"]);
     }
@@ -445,7 +474,9 @@ mod tests {
     #[test]
     fn recovery_from_maps_keeps_ids_and_plans_no_rewrite() {
         let mut table = ServiceTable::default();
-        let ops = table.upsert(&spec(80, &["10.0.1.2:8080", "10.0.1.3:8080"])).unwrap();
+        let ops = table
+            .upsert(&spec(80, &["10.0.1.2:8080", "10.0.1.3:8080"]))
+            .unwrap();
         let mut services = Vec::new();
         let mut backends = Vec::new();
         for op in ops {
@@ -459,7 +490,11 @@ mod tests {
         let ops = recovered
             .upsert(&spec(80, &["10.0.1.2:8080", "10.0.1.3:8080"]))
             .unwrap();
-        assert_eq!(shape(&ops), ["M2"], "an unchanged service only rewrites its master");
+        assert_eq!(
+            shape(&ops),
+            ["M2"],
+            "an unchanged service only rewrites its master"
+        );
         let ops = recovered.upsert(&spec(81, &["10.0.1.5:8080"])).unwrap();
         assert_eq!(shape(&ops), ["B+2", "S1=2", "M1"], "new ids do not collide");
     }
