@@ -29,6 +29,13 @@ pub(crate) fn probe(command: &mut Command) -> Option<String> {
         .then(|| String::from_utf8_lossy(&output.stdout).into_owned())
 }
 
+/// Runs `command` quietly and returns its stdout whatever its exit status (`None` only if it
+/// could not start), for tools that report partial results with a failing status.
+pub(crate) fn stdout_of(command: &mut Command) -> Option<String> {
+    let output = command.stderr(Stdio::null()).output().ok()?;
+    Some(String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
 pub(crate) fn render(command: &Command) -> String {
     let mut line = command.get_program().to_string_lossy().into_owned();
     for arg in command.get_args() {

@@ -4,7 +4,7 @@ use std::process::Command;
 
 use anyhow::Context as _;
 
-use crate::exec::{exec, probe, require_root};
+use crate::exec::{exec, probe, require_root, stdout_of};
 
 /// Debian packages Strait builds, tests or demonstrates with.
 const PACKAGES: &[(&str, &str)] = &[
@@ -54,13 +54,13 @@ fn step(name: &str, f: impl FnOnce() -> anyhow::Result<()>) -> anyhow::Result<()
 
 fn debian_packages() -> anyhow::Result<()> {
     let names: Vec<&str> = PACKAGES.iter().map(|(name, _)| *name).collect();
-    let status = probe(
+    let status = stdout_of(
         Command::new("dpkg-query")
             .args(["-W", "-f=${Package} ${db:Status-Abbrev}\n"])
             .args(&names),
     )
     .unwrap_or_default();
-    // dpkg-query fails when any package is unknown, so parse what it printed either way.
+    // dpkg-query exits non-zero when any package is not installed, so read what it printed.
     let installed: Vec<&str> = status
         .lines()
         .filter_map(|l| l.split_once(' '))
