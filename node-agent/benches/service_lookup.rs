@@ -11,7 +11,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use strait_agent::dataplane::{Dataplane, DataplaneConfig, Frontend, Protocol, ServiceSpec};
+use strait_agent::dataplane::{
+    Dataplane, DataplaneConfig, Frontend, PacketHook, Protocol, ServiceOptions, ServiceSpec,
+};
 use strait_tests::{PinDir, packet::Ipv4Packet};
 
 const SIZES: [u32; 4] = [1, 1_000, 10_000, 100_000];
@@ -34,6 +36,7 @@ fn spec(i: u32, generation: u32) -> ServiceSpec {
             SocketAddrV4::new(Ipv4Addr::from(base), 8080),
             SocketAddrV4::new(Ipv4Addr::from(base + 1), 8080),
         ],
+        options: ServiceOptions::default(),
     }
 }
 
@@ -53,7 +56,7 @@ fn ns_per_packet(dp: &mut Dataplane, service: u32) -> f64 {
     let packet =
         Ipv4Packet::tcp((Ipv4Addr::new(10, 0, 0, 1), 40000), (vip(service), 80)).build(b"x");
     let run = dp
-        .run_from_netdev(&packet, REPEAT)
+        .test_run(PacketHook::FromNetdev, &packet, REPEAT)
         .expect("BPF_PROG_TEST_RUN");
     assert_eq!(run.verdict, 0, "service packets pass");
     run.duration.as_nanos() as f64
@@ -83,7 +86,8 @@ fn main() {
     for n in SIZES {
         let pins = PinDir::new("strait-bench-");
         let mut dp = Dataplane::load(DataplaneConfig {
-            pin_dir: pins.path().to_path_buf(),
+            ct_entries: Some(65_536),
+            ..DataplaneConfig::new(pins.path())
         })
         .expect("load the dataplane");
         let start = Instant::now();

@@ -2,7 +2,7 @@
 
 use std::net::SocketAddrV4;
 
-use crate::dataplane::{Frontend, Protocol, ServiceSpec};
+use crate::dataplane::{Frontend, Protocol, ServiceOptions, ServiceSpec};
 
 /// Parses a static service, `VIP:PORT[/PROTO]=BACKEND:PORT[,BACKEND:PORT…]`, as given to
 /// `strait-agent --service`. The protocol defaults to TCP; the backend list may be empty
@@ -34,6 +34,7 @@ pub fn parse_service(text: &str) -> Result<ServiceSpec, String> {
             protocol,
         },
         backends,
+        options: ServiceOptions::default(),
     })
 }
 

@@ -1,12 +1,12 @@
 //! `strait-agent`: parses its configuration and runs the node agent.
 
-use std::path::PathBuf;
+use std::{net::Ipv4Addr, path::PathBuf};
 
 use anyhow::Context as _;
 use clap::Parser;
 use strait_agent::{
     config::parse_service,
-    dataplane::{Dataplane, DataplaneConfig, ServiceSpec},
+    dataplane::{Dataplane, DataplaneConfig, PodCidr, ServiceSpec},
 };
 use tracing::info;
 
@@ -32,6 +32,22 @@ struct Args {
     /// A static service, VIP:PORT[/PROTO]=BACKEND:PORT[,BACKEND:PORT…]; may be repeated.
     #[arg(long = "service", value_parser = parse_service)]
     services: Vec<ServiceSpec>,
+
+    /// The node's address: source of flows source-NATed to backends on other nodes.
+    #[arg(long, env = "STRAIT_NODE_IP")]
+    node_ip: Option<Ipv4Addr>,
+
+    /// The node's pod range (backends inside it are local).
+    #[arg(long, env = "STRAIT_POD_CIDR")]
+    pod_cidr: Option<PodCidr>,
+
+    /// The node's uplink device, where NodePort and other outside traffic is translated.
+    #[arg(long, env = "STRAIT_UPLINK")]
+    uplink: Option<String>,
+
+    /// Conntrack entries when the map is created; by default 0.25 % of memory.
+    #[arg(long)]
+    ct_entries: Option<u32>,
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -50,7 +66,11 @@ async fn main() -> anyhow::Result<()> {
     };
     let mut dataplane = Dataplane::load(DataplaneConfig {
         pin_dir: args.pin_dir.clone(),
+        node_ipv4: args.node_ip,
+        pod_cidr: args.pod_cidr,
+        ct_entries: args.ct_entries,
     })?;
+    info!(adoption = ?dataplane.adoption(), "dataplane loaded");
     for service in &args.services {
         dataplane
             .upsert_service(service)
@@ -58,6 +78,9 @@ async fn main() -> anyhow::Result<()> {
         info!(service = %service.frontend, backends = service.backends.len(), "service programmed");
     }
     dataplane.attach_cgroup(&cgroup)?;
+    if let Some(uplink) = &args.uplink {
+        dataplane.attach_netdev(uplink)?;
+    }
     info!(pin_dir = %args.pin_dir.display(), cgroup = %cgroup.display(), "dataplane ready");
 
     shutdown_signal().await?;

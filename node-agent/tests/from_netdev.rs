@@ -1,14 +1,18 @@
-//! Packet tests of the per-packet service path (`strait_from_netdev`), run with
-//! `BPF_PROG_TEST_RUN` on crafted packets: build a packet, seed the maps, run, check the bytes.
+//! Packet tests of the per-packet service path, run with `BPF_PROG_TEST_RUN` on crafted
+//! packets: build a packet, seed the maps, run the program, check the bytes.
 //!
 //! ```text
-//!   client 10.0.0.1:40000 ──▶ [tc strait_from_netdev] ──▶ 10.96.0.10:80 rewritten to a backend
+//!   client 10.0.0.1:40000 ─▶ [ingress: strait_from_netdev] ─▶ service 10.96.0.10:80 → backend
+//!   client ◀─ [egress: strait_to_netdev] ◀─ local backend 10.244.1.2 (reply restored)
+//!   client ◀─ [ingress] ◀─ remote backend 10.244.2.2, replying to the node 192.168.77.2 (SNAT)
 //! ```
 
-use std::net::Ipv4Addr;
+use std::{collections::BTreeSet, net::Ipv4Addr};
 
-use strait_agent::dataplane::{Dataplane, DataplaneConfig, Frontend, Protocol, ServiceSpec};
-use strait_ebpf_common::drop::DropReason;
+use strait_agent::dataplane::{
+    Dataplane, DataplaneConfig, Frontend, PacketHook, Protocol, ServiceOptions, ServiceSpec,
+};
+use strait_ebpf_common::{ct::CT_F_SNAT, drop::DropReason};
 use strait_tests::{
     PinDir,
     packet::{Ipv4Packet, ip_checksum_ok, l4_checksum, read},
@@ -18,10 +22,16 @@ const TC_ACT_OK: u32 = 0;
 const TC_ACT_SHOT: u32 = 2;
 const CLIENT: (Ipv4Addr, u16) = (Ipv4Addr::new(10, 0, 0, 1), 40000);
 const VIP: Ipv4Addr = Ipv4Addr::new(10, 96, 0, 10);
+const NODE: Ipv4Addr = Ipv4Addr::new(192, 168, 77, 2);
+const LOCAL_POD: Ipv4Addr = Ipv4Addr::new(10, 244, 1, 2);
+const REMOTE_POD: Ipv4Addr = Ipv4Addr::new(10, 244, 2, 2);
 
 fn dataplane(pins: &PinDir) -> Dataplane {
     Dataplane::load(DataplaneConfig {
-        pin_dir: pins.path().to_path_buf(),
+        node_ipv4: Some(NODE),
+        pod_cidr: Some("10.244.1.0/24".parse().unwrap()),
+        ct_entries: Some(4096),
+        ..DataplaneConfig::new(pins.path())
     })
     .expect("load the dataplane")
 }
@@ -34,6 +44,7 @@ fn service(port: u16, protocol: Protocol, backends: &[&str]) -> ServiceSpec {
             protocol,
         },
         backends: backends.iter().map(|b| b.parse().unwrap()).collect(),
+        options: ServiceOptions::default(),
     }
 }
 
@@ -45,80 +56,235 @@ fn drops(dp: &Dataplane, reason: DropReason) -> u64 {
         .map_or(0, |d| d.packets)
 }
 
-#[test]
-fn tcp_to_a_service_is_rewritten_to_its_backend_with_valid_checksums() {
-    let pins = PinDir::new("strait-test-");
-    let mut dp = dataplane(&pins);
-    dp.upsert_service(&service(80, Protocol::Tcp, &["10.0.1.2:8080"]))
-        .unwrap();
-
-    let packet = Ipv4Packet::tcp(CLIENT, (VIP, 80)).build(b"GET / HTTP/1.0\r\n\r\n");
-    let run = dp.run_from_netdev(&packet, 1).unwrap();
-
-    assert_eq!(run.verdict, TC_ACT_OK, "service traffic passes on");
-    let out = &run.packet;
-    assert_eq!(out.len(), packet.len(), "DNAT keeps the length");
+/// Asserts both checksums of `packet` are what a full recomputation gives.
+fn assert_checksums(packet: &[u8], what: &str) {
+    assert!(ip_checksum_ok(packet), "{what}: IPv4 header checksum");
     assert_eq!(
-        read::dst(out),
-        Ipv4Addr::new(10, 0, 1, 2),
-        "destination is the backend"
-    );
-    assert_eq!(read::dport(out), 8080, "port is the backend's");
-    assert_eq!(read::src(out), CLIENT.0, "source untouched");
-    assert_eq!(read::sport(out), CLIENT.1, "source port untouched");
-    assert!(ip_checksum_ok(out), "IPv4 header checksum updated");
-    assert_eq!(
-        read::l4_checksum(out),
-        l4_checksum(out),
-        "TCP checksum covers the new pseudo header and port"
+        read::l4_checksum(packet),
+        l4_checksum(packet),
+        "{what}: L4 checksum"
     );
 }
 
 #[test]
-fn udp_to_a_service_is_rewritten_and_spreads_over_backends() {
+fn tcp_to_a_service_is_rewritten_to_its_backend_with_valid_checksums() {
+    let pins = PinDir::new("strait-test-");
+    let mut dp = dataplane(&pins);
+    dp.upsert_service(&service(80, Protocol::Tcp, &["10.244.1.2:8080"]))
+        .unwrap();
+
+    let packet = Ipv4Packet::tcp(CLIENT, (VIP, 80)).build(b"GET / HTTP/1.0\r\n\r\n");
+    let run = dp.test_run(PacketHook::FromNetdev, &packet, 1).unwrap();
+
+    assert_eq!(run.verdict, TC_ACT_OK, "service traffic passes on");
+    assert_eq!(run.packet.len(), packet.len(), "DNAT keeps the length");
+    assert_eq!(
+        read::tuple(&run.packet),
+        (CLIENT, (LOCAL_POD, 8080)),
+        "only the destination changes"
+    );
+    assert_checksums(&run.packet, "after DNAT");
+}
+
+#[test]
+fn replies_of_a_local_backend_are_restored_on_egress() {
+    let pins = PinDir::new("strait-test-");
+    let mut dp = dataplane(&pins);
+    dp.upsert_service(&service(80, Protocol::Tcp, &["10.244.1.2:8080"]))
+        .unwrap();
+    dp.test_run(
+        PacketHook::FromNetdev,
+        &Ipv4Packet::tcp(CLIENT, (VIP, 80)).build(b""),
+        1,
+    )
+    .unwrap();
+
+    let reply = Ipv4Packet::tcp((LOCAL_POD, 8080), CLIENT).build(b"HTTP/1.0 200 OK\r\n\r\n");
+    let run = dp.test_run(PacketHook::ToNetdev, &reply, 1).unwrap();
+
+    assert_eq!(run.verdict, TC_ACT_OK);
+    assert_eq!(
+        read::tuple(&run.packet),
+        ((VIP, 80), CLIENT),
+        "the client sees the service answer"
+    );
+    assert_checksums(&run.packet, "after reverse NAT");
+}
+
+#[test]
+fn remote_backends_are_source_natted_and_their_replies_restored() {
+    let pins = PinDir::new("strait-test-");
+    let mut dp = dataplane(&pins);
+    dp.upsert_service(&service(80, Protocol::Tcp, &["10.244.2.2:8080"]))
+        .unwrap();
+
+    let first = Ipv4Packet::tcp(CLIENT, (VIP, 80)).build(b"");
+    let run = dp.test_run(PacketHook::FromNetdev, &first, 1).unwrap();
+    let ((src, sport), dst) = read::tuple(&run.packet);
+    assert_eq!(
+        src, NODE,
+        "a remote backend sees the node as source, so replies come back here"
+    );
+    assert!(
+        sport >= 61_000,
+        "SNAT port {sport} from the SNAT range (client port 40000 is outside it)"
+    );
+    assert_eq!(dst, (REMOTE_POD, 8080));
+    assert_checksums(&run.packet, "after DNAT + SNAT");
+
+    // The reply arrives on the uplink, addressed to the node.
+    let reply = Ipv4Packet::tcp((REMOTE_POD, 8080), (NODE, sport)).build(b"ok");
+    let run = dp.test_run(PacketHook::FromNetdev, &reply, 1).unwrap();
+    assert_eq!(read::tuple(&run.packet), ((VIP, 80), CLIENT));
+    assert_checksums(&run.packet, "after reverse SNAT + DNAT");
+
+    let ct = dp.dump_ct().unwrap();
+    assert_eq!(ct.len(), 2, "one entry per direction: {ct:?}");
+    assert!(
+        ct.iter()
+            .all(|e| e.entry.flags & CT_F_SNAT != 0 && e.expires_in > 0)
+    );
+    assert_eq!(
+        ct.iter().map(|e| e.entry.packets).sum::<u64>(),
+        2,
+        "each direction counted one packet"
+    );
+}
+
+#[test]
+fn a_local_only_frontend_keeps_the_client_address() {
+    let pins = PinDir::new("strait-test-");
+    let mut dp = dataplane(&pins);
+    let mut spec = service(30080, Protocol::Tcp, &["10.244.2.2:8080"]);
+    spec.options.local_only = true;
+    dp.upsert_service(&spec).unwrap();
+
+    let run = dp
+        .test_run(
+            PacketHook::FromNetdev,
+            &Ipv4Packet::tcp(CLIENT, (VIP, 30080)).build(b""),
+            1,
+        )
+        .unwrap();
+
+    assert_eq!(
+        read::tuple(&run.packet),
+        (CLIENT, (REMOTE_POD, 8080)),
+        "no SNAT"
+    );
+}
+
+#[test]
+fn a_flow_keeps_its_backend_even_after_the_backend_is_removed() {
+    let pins = PinDir::new("strait-test-");
+    let mut dp = dataplane(&pins);
+    dp.upsert_service(&service(
+        80,
+        Protocol::Tcp,
+        &["10.244.1.2:8080", "10.244.1.3:8080"],
+    ))
+    .unwrap();
+    let packet = Ipv4Packet::tcp(CLIENT, (VIP, 80)).build(b"");
+    let first = read::dst(
+        &dp.test_run(PacketHook::FromNetdev, &packet, 1)
+            .unwrap()
+            .packet,
+    );
+    for _ in 0..16 {
+        let run = dp.test_run(PacketHook::FromNetdev, &packet, 1).unwrap();
+        assert_eq!(
+            read::dst(&run.packet),
+            first,
+            "conntrack keeps the flow on its backend"
+        );
+    }
+
+    let other = if first == LOCAL_POD {
+        "10.244.1.3:8080"
+    } else {
+        "10.244.1.2:8080"
+    };
+    dp.upsert_service(&service(80, Protocol::Tcp, &[other]))
+        .unwrap();
+
+    let run = dp.test_run(PacketHook::FromNetdev, &packet, 1).unwrap();
+    assert_eq!(
+        read::dst(&run.packet),
+        first,
+        "the tracked flow survives its backend's removal"
+    );
+    let new_flow = Ipv4Packet::tcp((CLIENT.0, 40001), (VIP, 80)).build(b"");
+    let run = dp.test_run(PacketHook::FromNetdev, &new_flow, 1).unwrap();
+    assert_eq!(
+        read::dst(&run.packet).to_string(),
+        other.split(':').next().unwrap(),
+        "new flows go to the remaining backend"
+    );
+}
+
+#[test]
+fn udp_to_a_service_is_rewritten_and_new_flows_spread_over_backends() {
     let pins = PinDir::new("strait-test-");
     let mut dp = dataplane(&pins);
     dp.upsert_service(&service(
         53,
         Protocol::Udp,
-        &["10.0.1.2:5353", "10.0.1.3:5353"],
+        &["10.244.1.2:5353", "10.244.1.3:5353"],
     ))
     .unwrap();
-    let packet = Ipv4Packet::udp(CLIENT, (VIP, 53)).build(b"query");
 
-    let mut seen = std::collections::BTreeSet::new();
-    for _ in 0..64 {
-        let run = dp.run_from_netdev(&packet, 1).unwrap();
+    let mut seen = BTreeSet::new();
+    for port in 0..64 {
+        let packet = Ipv4Packet::udp((CLIENT.0, 40000 + port), (VIP, 53)).build(b"query");
+        let run = dp.test_run(PacketHook::FromNetdev, &packet, 1).unwrap();
         assert_eq!(run.verdict, TC_ACT_OK);
         assert_eq!(read::dport(&run.packet), 5353);
-        assert!(ip_checksum_ok(&run.packet));
-        assert_eq!(
-            read::l4_checksum(&run.packet),
-            l4_checksum(&run.packet),
-            "UDP checksum"
-        );
+        assert_checksums(&run.packet, "UDP after DNAT");
         seen.insert(read::dst(&run.packet));
     }
-    let expected: std::collections::BTreeSet<_> =
-        [Ipv4Addr::new(10, 0, 1, 2), Ipv4Addr::new(10, 0, 1, 3)].into();
-    // 64 random picks between two backends all landing on one: probability 2^-63.
-    assert_eq!(seen, expected, "random selection reaches both backends");
+    // 64 new flows all on one of two backends: probability 2^-63.
+    assert_eq!(
+        seen,
+        BTreeSet::from([LOCAL_POD, Ipv4Addr::new(10, 244, 1, 3)])
+    );
 }
 
 #[test]
-fn traffic_not_for_a_service_is_left_alone() {
+fn ip_options_are_skipped_to_find_the_ports() {
     let pins = PinDir::new("strait-test-");
     let mut dp = dataplane(&pins);
-    dp.upsert_service(&service(80, Protocol::Tcp, &["10.0.1.2:8080"]))
+    dp.upsert_service(&service(80, Protocol::Tcp, &["10.244.1.2:8080"]))
         .unwrap();
+    // Router alert (RFC 2113): type 148, length 4.
+    let packet = Ipv4Packet::tcp(CLIENT, (VIP, 80)).build_with_options(b"x", &[148, 4, 0, 0]);
+
+    let run = dp.test_run(PacketHook::FromNetdev, &packet, 1).unwrap();
+
+    assert_eq!(read::tuple(&run.packet), (CLIENT, (LOCAL_POD, 8080)));
+    assert_eq!(&run.packet[34..38], &[148, 4, 0, 0], "options untouched");
+    assert_checksums(&run.packet, "with options");
+}
+
+#[test]
+fn traffic_that_is_not_for_a_service_is_left_alone() {
+    let pins = PinDir::new("strait-test-");
+    let mut dp = dataplane(&pins);
+    dp.upsert_service(&service(80, Protocol::Tcp, &["10.244.1.2:8080"]))
+        .unwrap();
+    let mut later_fragment = Ipv4Packet::tcp(CLIENT, (VIP, 80)).build(b"");
+    later_fragment[20] = 0x00;
+    later_fragment[21] = 0x10; // fragment offset 16 (×8 bytes): no L4 header here
     for packet in [
         Ipv4Packet::tcp(CLIENT, (VIP, 81)).build(b""),
         Ipv4Packet::udp(CLIENT, (VIP, 80)).build(b""),
         Ipv4Packet::tcp(CLIENT, (Ipv4Addr::new(10, 96, 0, 11), 80)).build(b""),
+        later_fragment,
     ] {
-        let run = dp.run_from_netdev(&packet, 1).unwrap();
-        assert_eq!(run.verdict, TC_ACT_OK);
-        assert_eq!(run.packet, packet, "bytes unchanged");
+        for hook in [PacketHook::FromNetdev, PacketHook::ToNetdev] {
+            let run = dp.test_run(hook, &packet, 1).unwrap();
+            assert_eq!(run.verdict, TC_ACT_OK);
+            assert_eq!(run.packet, packet, "{hook:?}: bytes unchanged");
+        }
     }
 }
 
@@ -127,56 +293,70 @@ fn a_service_without_backends_drops_and_counts_the_reason() {
     let pins = PinDir::new("strait-test-");
     let mut dp = dataplane(&pins);
     dp.upsert_service(&service(80, Protocol::Tcp, &[])).unwrap();
-    let before = drops(&dp, DropReason::NoBackend);
 
     let run = dp
-        .run_from_netdev(&Ipv4Packet::tcp(CLIENT, (VIP, 80)).build(b""), 1)
+        .test_run(
+            PacketHook::FromNetdev,
+            &Ipv4Packet::tcp(CLIENT, (VIP, 80)).build(b""),
+            1,
+        )
         .unwrap();
 
     assert_eq!(run.verdict, TC_ACT_SHOT);
     assert_eq!(
         drops(&dp, DropReason::NoBackend),
-        before + 1,
+        1,
         "drop counted under its reason"
     );
 }
 
 #[test]
-fn a_truncated_ipv4_header_is_dropped_as_malformed() {
+fn malformed_and_truncated_packets_are_dropped_as_malformed() {
     let pins = PinDir::new("strait-test-");
     let mut dp = dataplane(&pins);
-    let mut packet = Ipv4Packet::tcp(CLIENT, (VIP, 80)).build(b"");
-    packet[14] = 0x44; // IHL 4: shorter than the minimal 20-byte header.
+    let good = Ipv4Packet::tcp(CLIENT, (VIP, 80)).build(b"");
+    let mut short_ihl = good.clone();
+    short_ihl[14] = 0x44; // IHL 4: shorter than the minimal 20-byte header.
+    let truncated = good[..14 + 20 + 2].to_vec(); // the TCP header ends after the source port
 
-    let run = dp.run_from_netdev(&packet, 1).unwrap();
-
-    assert_eq!(run.verdict, TC_ACT_SHOT);
-    assert_eq!(drops(&dp, DropReason::Malformed), 1);
+    for (packet, what) in [(short_ihl, "IHL 4"), (truncated, "truncated TCP header")] {
+        let run = dp.test_run(PacketHook::FromNetdev, &packet, 1).unwrap();
+        assert_eq!(run.verdict, TC_ACT_SHOT, "{what}");
+    }
+    assert_eq!(drops(&dp, DropReason::Malformed), 2);
 }
 
 #[test]
-fn maps_survive_a_reload_from_the_same_pin_directory() {
+fn maps_and_flows_survive_a_reload_from_the_same_pin_directory() {
     let pins = PinDir::new("strait-test-");
-    {
+    let packet = Ipv4Packet::tcp(CLIENT, (VIP, 80)).build(b"");
+    let first = {
         let mut dp = dataplane(&pins);
         dp.upsert_service(&service(
             80,
             Protocol::Tcp,
-            &["10.0.1.2:8080", "10.0.1.3:8080"],
+            &["10.244.1.2:8080", "10.244.1.3:8080"],
         ))
         .unwrap();
-    }
+        read::dst(
+            &dp.test_run(PacketHook::FromNetdev, &packet, 1)
+                .unwrap()
+                .packet,
+        )
+    };
+
     let mut dp = dataplane(&pins);
+
+    assert_eq!(dp.adoption(), strait_agent::dataplane::Adoption::Adopted);
     let services = dp.dump_services().unwrap();
     assert_eq!(services.len(), 1, "{services:?}");
     assert_eq!(services[0].count, 2);
-
-    let run = dp
-        .run_from_netdev(&Ipv4Packet::tcp(CLIENT, (VIP, 80)).build(b""), 1)
-        .unwrap();
-    assert_eq!(
-        read::dport(&run.packet),
-        8080,
-        "the reloaded object uses the pinned maps"
-    );
+    for _ in 0..8 {
+        let run = dp.test_run(PacketHook::FromNetdev, &packet, 1).unwrap();
+        assert_eq!(
+            read::dst(&run.packet),
+            first,
+            "the flow keeps its backend across the reload"
+        );
+    }
 }

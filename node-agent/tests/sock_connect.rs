@@ -12,7 +12,9 @@
 
 use std::{collections::BTreeSet, net::SocketAddr};
 
-use strait_agent::dataplane::{Dataplane, DataplaneConfig, Frontend, Protocol, ServiceSpec};
+use strait_agent::dataplane::{
+    Dataplane, DataplaneConfig, Frontend, Protocol, ServiceOptions, ServiceSpec,
+};
 use strait_tests::{Cgroup, HttpServer, Netns, PinDir, VethPair, http_get};
 
 const VIP: &str = "10.96.0.10";
@@ -43,7 +45,8 @@ impl Topology {
 
     fn dataplane(&self) -> Dataplane {
         let mut dp = Dataplane::load(DataplaneConfig {
-            pin_dir: self.pins.path().to_path_buf(),
+            ct_entries: Some(4096),
+            ..DataplaneConfig::new(self.pins.path())
         })
         .expect("load the dataplane");
         dp.attach_cgroup(self.cgroup.path())
@@ -65,6 +68,7 @@ fn service(port: u16, backends: &[&str]) -> ServiceSpec {
             protocol: Protocol::Tcp,
         },
         backends: backends.iter().map(|b| b.parse().unwrap()).collect(),
+        options: ServiceOptions::default(),
     }
 }
 

@@ -40,20 +40,32 @@ impl Ipv4Packet {
 
     /// The bytes, with `payload` after the L4 header and every checksum correct.
     pub fn build(&self, payload: &[u8]) -> Vec<u8> {
+        self.build_with_options(payload, &[])
+    }
+
+    /// As [`Self::build`], with IPv4 `options` (a multiple of 4 bytes) after the fixed header.
+    pub fn build_with_options(&self, payload: &[u8], options: &[u8]) -> Vec<u8> {
+        assert!(
+            options.len() % 4 == 0 && options.len() <= 40,
+            "IPv4 options pad to 4 bytes, at most 40"
+        );
+        let ip_hlen = IPV4_HLEN + options.len();
         let l4_len = match self.proto {
             PROTO_TCP => 20,
             _ => 8,
         } + payload.len();
-        let mut p = Vec::with_capacity(ETH_HLEN + IPV4_HLEN + l4_len);
+        let mut p = Vec::with_capacity(ETH_HLEN + ip_hlen + l4_len);
         // Ethernet: destination, source, EtherType IPv4.
         p.extend_from_slice(&[0x02, 0, 0, 0, 0, 0x02, 0x02, 0, 0, 0, 0, 0x01, 0x08, 0x00]);
-        let total = u16::try_from(IPV4_HLEN + l4_len).expect("small packet");
-        p.extend_from_slice(&[0x45, 0]);
+        let total = u16::try_from(ip_hlen + l4_len).expect("small packet");
+        let ihl = u8::try_from(ip_hlen / 4).expect("IHL fits");
+        p.extend_from_slice(&[0x40 | ihl, 0]);
         p.extend_from_slice(&total.to_be_bytes());
         p.extend_from_slice(&[0x12, 0x34, 0x40, 0x00, 64, self.proto, 0, 0]);
         p.extend_from_slice(&self.src.octets());
         p.extend_from_slice(&self.dst.octets());
-        let ip_csum = checksum(&p[ETH_HLEN..ETH_HLEN + IPV4_HLEN], 0);
+        p.extend_from_slice(options);
+        let ip_csum = checksum(&p[ETH_HLEN..ETH_HLEN + ip_hlen], 0);
         p[ETH_HLEN + 10..ETH_HLEN + 12].copy_from_slice(&ip_csum.to_be_bytes());
 
         let l4 = p.len();
@@ -130,6 +142,11 @@ pub mod read {
         Ipv4Addr::new(packet[30], packet[31], packet[32], packet[33])
     }
 
+    /// Source and destination as (address, port) pairs.
+    pub fn tuple(packet: &[u8]) -> ((Ipv4Addr, u16), (Ipv4Addr, u16)) {
+        ((src(packet), sport(packet)), (dst(packet), dport(packet)))
+    }
+
     pub fn sport(packet: &[u8]) -> u16 {
         let o = l4(packet);
         u16::from_be_bytes([packet[o], packet[o + 1]])
@@ -180,6 +197,19 @@ mod tests {
             assert_eq!(read::dst(&bytes), Ipv4Addr::new(10, 96, 0, 10));
             assert_eq!(read::sport(&bytes), 40000);
         }
+    }
+
+    #[test]
+    fn options_lengthen_the_header_and_keep_checksums_right() {
+        let packet = Ipv4Packet::tcp(
+            (Ipv4Addr::new(10, 0, 0, 1), 1),
+            (Ipv4Addr::new(10, 0, 0, 2), 2),
+        )
+        .build_with_options(b"x", &[1, 1, 1, 0]);
+        assert_eq!(packet[ETH_HLEN] & 0x0f, 6);
+        assert!(ip_checksum_ok(&packet));
+        assert_eq!(read::dport(&packet), 2);
+        assert_eq!(read::l4_checksum(&packet), l4_checksum(&packet));
     }
 
     #[test]

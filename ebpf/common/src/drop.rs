@@ -17,15 +17,21 @@ pub enum DropReason {
     BackendMissing = 3,
     /// A checksum or header rewrite helper failed.
     RewriteFailed = 4,
+    /// No source port was free to source-NAT a new flow to a remote backend.
+    NoSnatPort = 5,
+    /// A conntrack entry could not be written.
+    CtWriteFailed = 6,
 }
 
 impl DropReason {
     /// Every reason, in code order; sizes the counter array.
-    pub const ALL: [Self; 4] = [
+    pub const ALL: [Self; 6] = [
         Self::Malformed,
         Self::NoBackend,
         Self::BackendMissing,
         Self::RewriteFailed,
+        Self::NoSnatPort,
+        Self::CtWriteFailed,
     ];
 
     /// Entries in the counter array: index 0 is unused so a code is its own index.
@@ -38,6 +44,8 @@ impl DropReason {
             Self::NoBackend => "service-without-backends",
             Self::BackendMissing => "backend-missing",
             Self::RewriteFailed => "rewrite-failed",
+            Self::NoSnatPort => "snat-ports-exhausted",
+            Self::CtWriteFailed => "conntrack-write-failed",
         }
     }
 
@@ -48,6 +56,8 @@ impl DropReason {
             2 => Some(Self::NoBackend),
             3 => Some(Self::BackendMissing),
             4 => Some(Self::RewriteFailed),
+            5 => Some(Self::NoSnatPort),
+            6 => Some(Self::CtWriteFailed),
             _ => None,
         }
     }

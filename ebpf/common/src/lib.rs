@@ -9,6 +9,8 @@
 
 #![no_std]
 
+pub mod config;
+pub mod ct;
 pub mod drop;
 pub mod maps;
 pub mod service;
@@ -16,7 +18,11 @@ pub mod service;
 /// Pod implementations for userspace, kept in one place so the list is easy to audit.
 #[cfg(feature = "user")]
 mod pod {
-    use crate::service::{Backend4, Service4Key, Service4Value};
+    use crate::{
+        config::NodeConfig,
+        ct::{Ct4Entry, Ct4Key, Tuple4},
+        service::{Backend4, Service4Key, Service4Value},
+    };
 
     // SAFETY: each type is `#[repr(C)]`, `Copy`, has no implicit padding (padding is an explicit
     // zeroed field, checked by the size assertions next to the type) and every bit pattern is valid.
@@ -25,4 +31,12 @@ mod pod {
     unsafe impl aya::Pod for Service4Value {}
     // SAFETY: as above.
     unsafe impl aya::Pod for Backend4 {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for Tuple4 {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for Ct4Key {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for Ct4Entry {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for NodeConfig {}
 }

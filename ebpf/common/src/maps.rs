@@ -7,6 +7,10 @@
 pub const SERVICES_V4: &str = "STRAIT_SVC4";
 /// Backends by id, keyed by a `u32` backend id, valued by [`crate::service::Backend4`].
 pub const BACKENDS_V4: &str = "STRAIT_BE4";
+/// IPv4 conntrack, keyed by [`crate::ct::Ct4Key`] (an LRU hash).
+pub const CT_V4: &str = "STRAIT_CT4";
+/// The node's configuration and the layout version (an array of one [`crate::config::NodeConfig`]).
+pub const CONFIG: &str = "STRAIT_CONFIG";
 /// Per-CPU packet drop counters indexed by [`crate::drop::DropReason`].
 pub const DROPS: &str = "STRAIT_DROPS";
 
@@ -15,6 +19,9 @@ pub const DROPS: &str = "STRAIT_DROPS";
 pub const SERVICES_MAX: u32 = 1 << 20;
 /// Capacity of the backend map.
 pub const BACKENDS_MAX: u32 = 1 << 19;
+/// Default capacity of the conntrack map (entries, both directions counted). The agent sizes it
+/// from memory at load time (`map_max_entries`); this is what the object declares.
+pub const CT_MAX: u32 = 1 << 18;
 /// Flags of the service and backend maps. They are sized for the largest cluster but usually
 /// mostly empty, so they are not preallocated: memory follows the number of entries.
 /// (`BPF_F_NO_PREALLOC`.)

@@ -10,6 +10,18 @@ pub const PROTO_TCP: u8 = 6;
 /// IP protocol number of UDP.
 pub const PROTO_UDP: u8 = 17;
 
+/// Master flag: the traffic policy for this frontend is Local (only node-local backends are
+/// listed, and flows are never source-NATed, so backends see the client address).
+pub const SVC_F_LOCAL_ONLY: u8 = 1;
+/// Master flag: the frontend takes traffic from outside the cluster (NodePort, LoadBalancer,
+/// external IP).
+pub const SVC_F_EXTERNAL: u8 = 2;
+/// Master flag: `sessionAffinity: ClientIP`; the timeout in seconds is in `backend_id`.
+pub const SVC_F_AFFINITY: u8 = 4;
+
+/// Backend flag: the backend runs on this node (no SNAT needed to reach it).
+pub const BACKEND_F_LOCAL: u8 = 1;
+
 /// Key of the IPv4 service map.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -52,13 +64,14 @@ impl Service4Key {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Service4Value {
-    /// Slot 1..=count: the backend id. Master: 0.
+    /// Slot 1..=count: the backend id. Master: the affinity timeout in seconds, if
+    /// [`SVC_F_AFFINITY`] is set.
     pub backend_id: u32,
     /// Master: number of backend slots. Slots: 0.
     pub count: u16,
     /// Reverse-NAT index that restores the service address on replies.
     pub rev_nat: u16,
-    /// Master: service flags (none defined yet).
+    /// Master: `SVC_F_*` bits.
     pub flags: u8,
     /// Explicit padding, always zero.
     pub pad: [u8; 3],
@@ -67,12 +80,12 @@ const _: () = assert!(size_of::<Service4Value>() == 12);
 
 impl Service4Value {
     /// The master entry of a service with `count` backends.
-    pub const fn master(count: u16, rev_nat: u16) -> Self {
+    pub const fn master(count: u16, rev_nat: u16, flags: u8, affinity_timeout: u32) -> Self {
         Self {
-            backend_id: 0,
+            backend_id: affinity_timeout,
             count,
             rev_nat,
-            flags: 0,
+            flags,
             pad: [0; 3],
         }
     }
@@ -99,7 +112,7 @@ pub struct Backend4 {
     pub port: u16,
     /// IP protocol.
     pub proto: u8,
-    /// Backend flags (none defined yet).
+    /// `BACKEND_F_*` bits.
     pub flags: u8,
 }
 const _: () = assert!(size_of::<Backend4>() == 8);

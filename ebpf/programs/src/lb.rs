@@ -18,8 +18,11 @@ static STRAIT_BE4: HashMap<u32, Backend4> = HashMap::pinned(BACKENDS_MAX, LB_MAP
 pub(crate) enum Lookup {
     /// Not a service address: leave the traffic alone.
     NotService,
-    /// A service; this backend was chosen.
-    Backend(Backend4),
+    /// A service (its master entry); this backend was chosen.
+    Backend {
+        backend: Backend4,
+        master: Service4Value,
+    },
     /// A service that cannot be served.
     Refuse(DropReason),
 }
@@ -47,7 +50,7 @@ pub(crate) fn select_backend4(address: u32, port: u16, proto: u8) -> Lookup {
     };
     // SAFETY: as above, copied out at once.
     match (unsafe { STRAIT_BE4.get(entry.backend_id) }).copied() {
-        Some(backend) => Lookup::Backend(backend),
+        Some(backend) => Lookup::Backend { backend, master },
         None => Lookup::Refuse(DropReason::BackendMissing),
     }
 }

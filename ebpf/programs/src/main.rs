@@ -1,16 +1,22 @@
 //! Strait's BPF object. One module per attach point, one per feature:
 //!
 //! - `sock`: cgroup sock_addr hooks, service translation once per connection;
-//! - `netdev`: tc hooks on the node's devices, the per-packet path;
+//! - `netdev`: tc hooks on the node's uplink, the per-packet path;
 //! - `lb`: the service and backend maps and backend selection, shared by both;
+//! - `ct`: conntrack for the per-packet path;
+//! - `packet`: header parsing and rewriting with checksum updates;
+//! - `config`: the node configuration the agent writes;
 //! - `drop`: the single exit that counts drops by reason.
 
 #![no_std]
 #![no_main]
 
+mod config;
+mod ct;
 mod drop;
 mod lb;
 mod netdev;
+mod packet;
 mod sock;
 
 #[cfg(not(test))]

@@ -1,35 +1,47 @@
-//! tc hooks on a node's devices: the per-packet service path for traffic that sockets of this
-//! node did not originate (NodePort, LoadBalancer, traffic from outside).
+//! tc hooks on a node's uplink: the per-packet service path for traffic that sockets of this
+//! node did not originate (NodePort, LoadBalancer, external IPs, ClusterIP from outside).
 //!
-//! So far this is destination NAT to the chosen backend with correct checksums; conntrack,
-//! reverse NAT and source NAT for remote backends come with the service dataplane (issue 3).
+//! ```text
+//!  client ──▶ [ingress: strait_from_netdev] DNAT to a backend (+ SNAT to the node for remote
+//!             backends), conntrack FORWARD + REPLY entries ──▶ local pod, or out to its node
+//!  client ◀── [egress: strait_to_netdev] replies of local backends restored (REPLY entry)
+//!  client ◀── [ingress] replies of remote backends, addressed to the node, restored and sent
+//!             back out of the uplink
+//! ```
 
 use aya_ebpf::{
-    bindings::{BPF_F_MARK_MANGLED_0, BPF_F_PSEUDO_HDR, TC_ACT_OK, TC_ACT_SHOT},
+    bindings::{TC_ACT_OK, TC_ACT_SHOT},
     macros::classifier,
     programs::TcContext,
 };
 use strait_ebpf_common::{
+    ct::{CT_F_SNAT, CT_FORWARD, CT_REPLY, Tuple4},
     drop::DropReason,
-    service::{PROTO_TCP, PROTO_UDP},
+    service::{BACKEND_F_LOCAL, SVC_F_LOCAL_ONLY},
 };
 
 use crate::{
-    drop,
+    config, ct, drop,
     lb::{self, Lookup},
+    packet::{self, Packet4},
 };
 
-const ETH_HLEN: usize = 14;
-const ETH_P_IP: u16 = 0x0800;
-const IP_CSUM_OFF: usize = ETH_HLEN + 10;
-const IP_DADDR_OFF: usize = ETH_HLEN + 16;
-/// Fragment offset bits of the IPv4 `frag_off` field: non-zero on every fragment but the first.
-const IP_OFFSET_MASK: u16 = 0x1fff;
-
-/// Packets arriving on a node device.
+/// Packets arriving on the uplink.
 #[classifier]
 pub(crate) fn strait_from_netdev(ctx: TcContext) -> i32 {
-    match service_dnat4(&ctx) {
+    verdict(from_netdev(&ctx))
+}
+
+/// Packets leaving through the uplink.
+#[classifier]
+pub(crate) fn strait_to_netdev(ctx: TcContext) -> i32 {
+    verdict(to_netdev(&ctx))
+}
+
+/// The one exit of both hooks: a drop is counted under its reason.
+#[inline(always)]
+fn verdict(result: Result<(), DropReason>) -> i32 {
+    match result {
         Ok(()) => TC_ACT_OK,
         Err(reason) => {
             drop::record(reason);
@@ -38,67 +50,79 @@ pub(crate) fn strait_from_netdev(ctx: TcContext) -> i32 {
     }
 }
 
-/// Rewrites an IPv4 TCP or UDP packet addressed to a service so it goes to a backend.
 #[inline(always)]
-fn service_dnat4(ctx: &TcContext) -> Result<(), DropReason> {
-    let eth_proto: u16 = ctx.load(12).map_err(|_| DropReason::Malformed)?;
-    if u16::from_be(eth_proto) != ETH_P_IP {
+fn from_netdev(ctx: &TcContext) -> Result<(), DropReason> {
+    let Some(packet) = packet::parse4(ctx)? else {
         return Ok(());
+    };
+    // Replies of flows we source-NATed come back to the node address.
+    if let Some(to) = ct::lookup(&packet, CT_REPLY) {
+        return packet::rewrite4(ctx, &packet, to);
     }
-    let version_ihl: u8 = ctx.load(ETH_HLEN).map_err(|_| DropReason::Malformed)?;
-    let ihl = usize::from(version_ihl & 0x0f) * 4;
-    if version_ihl >> 4 != 4 || ihl < 20 {
-        return Err(DropReason::Malformed);
+    // Later packets of a flow keep the backend its first packet got.
+    if let Some(to) = ct::lookup(&packet, CT_FORWARD) {
+        return packet::rewrite4(ctx, &packet, to);
     }
-    let frag_off: u16 = ctx.load(ETH_HLEN + 6).map_err(|_| DropReason::Malformed)?;
-    if u16::from_be(frag_off) & IP_OFFSET_MASK != 0 {
-        // Later fragments carry no ports to look up.
+    let (backend, master) =
+        match lb::select_backend4(packet.tuple.daddr, packet.tuple.dport, packet.proto) {
+            Lookup::NotService => return Ok(()),
+            Lookup::Refuse(reason) => return Err(reason),
+            Lookup::Backend { backend, master } => (backend, master),
+        };
+    let to = new_flow(
+        &packet,
+        backend.address,
+        backend.port,
+        backend.flags,
+        master.flags,
+        master.rev_nat,
+    )?;
+    packet::rewrite4(ctx, &packet, to)
+}
+
+/// Tracks the first packet of a flow to a service and returns its rewrite. Remote backends of a
+/// frontend whose traffic policy is Cluster are reached with the node address as source, so
+/// their replies return through this node; Local frontends keep the client address.
+#[inline(always)]
+fn new_flow(
+    packet: &Packet4,
+    address: u32,
+    port: u16,
+    backend_flags: u8,
+    service_flags: u8,
+    rev_nat: u16,
+) -> Result<Tuple4, DropReason> {
+    let node = config::node();
+    let snat = backend_flags & BACKEND_F_LOCAL == 0
+        && service_flags & SVC_F_LOCAL_ONLY == 0
+        && node.node_ipv4 != 0;
+    if snat {
+        return ct::create_snat(
+            packet,
+            node.node_ipv4,
+            (address, port),
+            (node.snat_port_min, node.snat_port_max),
+            rev_nat,
+            CT_F_SNAT,
+        );
+    }
+    let to = Tuple4 {
+        daddr: address,
+        dport: port,
+        ..packet.tuple
+    };
+    ct::create(packet, to, rev_nat, 0, false)?;
+    Ok(to)
+}
+
+#[inline(always)]
+fn to_netdev(ctx: &TcContext) -> Result<(), DropReason> {
+    let Some(packet) = packet::parse4(ctx)? else {
         return Ok(());
+    };
+    // Replies of local backends leave with the frontend restored as their source.
+    match ct::lookup(&packet, CT_REPLY) {
+        Some(to) => packet::rewrite4(ctx, &packet, to),
+        None => Ok(()),
     }
-    let proto: u8 = ctx.load(ETH_HLEN + 9).map_err(|_| DropReason::Malformed)?;
-    let l4_csum_off = match proto {
-        PROTO_TCP => 16,
-        PROTO_UDP => 6,
-        _ => return Ok(()),
-    };
-    let daddr: u32 = ctx.load(IP_DADDR_OFF).map_err(|_| DropReason::Malformed)?;
-    let l4 = ETH_HLEN + ihl;
-    let dport: u16 = ctx.load(l4 + 2).map_err(|_| DropReason::Malformed)?;
-
-    let backend = match lb::select_backend4(daddr, dport, proto) {
-        Lookup::NotService => return Ok(()),
-        Lookup::Refuse(reason) => return Err(reason),
-        Lookup::Backend(backend) => backend,
-    };
-
-    // A UDP checksum of zero means "none" and must stay zero (BPF_F_MARK_MANGLED_0).
-    let l4_flags = if proto == PROTO_UDP {
-        u64::from(BPF_F_MARK_MANGLED_0)
-    } else {
-        0
-    };
-    let csum = l4 + l4_csum_off;
-    ctx.l4_csum_replace(
-        csum,
-        u64::from(daddr),
-        u64::from(backend.address),
-        l4_flags | u64::from(BPF_F_PSEUDO_HDR) | 4,
-    )
-    .map_err(|_| DropReason::RewriteFailed)?;
-    ctx.l3_csum_replace(IP_CSUM_OFF, u64::from(daddr), u64::from(backend.address), 4)
-        .map_err(|_| DropReason::RewriteFailed)?;
-    ctx.store(IP_DADDR_OFF, &backend.address, 0)
-        .map_err(|_| DropReason::RewriteFailed)?;
-    if backend.port != dport {
-        ctx.l4_csum_replace(
-            csum,
-            u64::from(dport),
-            u64::from(backend.port),
-            l4_flags | 2,
-        )
-        .map_err(|_| DropReason::RewriteFailed)?;
-        ctx.store(l4 + 2, &backend.port, 0)
-            .map_err(|_| DropReason::RewriteFailed)?;
-    }
-    Ok(())
 }

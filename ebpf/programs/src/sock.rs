@@ -26,7 +26,7 @@ pub(crate) fn strait_connect4(ctx: SockAddrContext) -> i32 {
     let port = addr.user_port as u16;
     match lb::select_backend4(addr.user_ip4, port, addr.protocol as u8) {
         Lookup::NotService => ALLOW,
-        Lookup::Backend(backend) => {
+        Lookup::Backend { backend, .. } => {
             addr.user_ip4 = backend.address;
             addr.user_port = u32::from(backend.port);
             ALLOW

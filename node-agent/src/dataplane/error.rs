@@ -71,6 +71,12 @@ pub enum DataplaneError {
         count: usize,
         max: usize,
     },
+    #[error("service {frontend} does not fit: map `{map}` holds at most {capacity} entries")]
+    MapFull {
+        map: &'static str,
+        frontend: String,
+        capacity: usize,
+    },
     #[error("no backend id is free (map `{map}` is full)")]
     BackendIdsExhausted { map: &'static str },
 }

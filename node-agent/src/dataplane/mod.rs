@@ -4,12 +4,14 @@
 //! Layering: [`plan`] is pure (which map operations, in which order); [`Dataplane`] applies
 //! plans to the kernel's maps. Nothing else in Strait writes these maps.
 
+pub mod compile;
 mod error;
 mod object;
 pub mod plan;
 
 pub use error::DataplaneError;
 pub use object::{
-    Dataplane, DataplaneConfig, DropCount, PinnedMaps, ProgramRun, ServiceDump, SlotDump,
+    Adoption, CtDump, CtPressure, Dataplane, DataplaneConfig, DropCount, PacketHook, PinnedMaps,
+    ProgramRun, ServiceDump, SlotDump, ct_entries_for_memory,
 };
-pub use plan::{Frontend, MapOp, Protocol, ServiceSpec};
+pub use plan::{Frontend, MapOp, PodCidr, Protocol, ServiceOptions, ServiceSpec};

@@ -10,21 +10,24 @@ use std::{
 
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{HashMap, Map, MapData, PerCpuArray},
+    maps::{Array, HashMap, IterableMap as _, Map, MapData, PerCpuArray},
     programs::{
-        CgroupAttachMode, CgroupSockAddr, SchedClassifier, TestRun as _, TestRunOptions,
-        cgroup_sock_addr::CgroupSockAddrLinkId,
+        CgroupAttachMode, CgroupSockAddr, SchedClassifier, TcAttachType, TestRun as _,
+        TestRunOptions, cgroup_sock_addr::CgroupSockAddrLinkId, tc::SchedClassifierLinkId,
     },
 };
 use strait_ebpf_common::{
+    config::{LAYOUT_VERSION, NodeConfig},
+    ct::{Ct4Entry, Ct4Key},
     drop::DropReason,
-    maps::{BACKENDS_V4, DROPS, SERVICES_V4},
+    maps::{BACKENDS_V4, CONFIG, CT_V4, DROPS, SERVICES_V4},
     service::{Backend4, Service4Key, Service4Value},
 };
+use tracing::warn;
 
 use super::{
     DataplaneError,
-    plan::{Frontend, MapOp, ServiceSpec, ServiceTable},
+    plan::{Frontend, MapOp, PodCidr, ServiceSpec, ServiceTable},
 };
 
 /// The object built from `ebpf/programs` by build.rs.
@@ -32,14 +35,89 @@ static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/st
 
 /// cgroup `connect4`: service translation at the socket.
 const CONNECT4: &str = "strait_connect4";
-/// tc on node devices: the per-packet service path.
+/// tc ingress on the uplink: the per-packet service path.
 const FROM_NETDEV: &str = "strait_from_netdev";
+/// tc egress on the uplink: replies of translated flows.
+const TO_NETDEV: &str = "strait_to_netdev";
 
-/// Where the dataplane keeps its pinned state.
+/// Default source port range for SNAT, clear of the kernel's default ephemeral range
+/// (32768–60999) so node-local sockets and translated flows do not compete.
+const SNAT_PORTS: (u16, u16) = (61_000, 65_535);
+
+/// Where the dataplane keeps its pinned state, and the node facts the programs need.
 #[derive(Clone, Debug)]
 pub struct DataplaneConfig {
     /// Directory (on bpffs) holding the pinned maps. Production: /sys/fs/bpf/strait.
     pub pin_dir: PathBuf,
+    /// The node's address: the source of flows source-NATed to remote backends.
+    pub node_ipv4: Option<Ipv4Addr>,
+    /// The node's pod range: backends inside it are local.
+    pub pod_cidr: Option<PodCidr>,
+    /// Conntrack entries when the map is first created; `None` sizes it from memory.
+    pub ct_entries: Option<u32>,
+}
+
+impl DataplaneConfig {
+    /// A configuration with only a pin directory: no node address, conntrack sized from memory.
+    pub fn new(pin_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            pin_dir: pin_dir.into(),
+            node_ipv4: None,
+            pod_cidr: None,
+            ct_entries: None,
+        }
+    }
+}
+
+/// What [`Dataplane::load`] found under the pin directory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Adoption {
+    /// Nothing was pinned: new maps were created.
+    Fresh,
+    /// Maps of this layout were pinned and are reused, with their contents and flows.
+    Adopted,
+    /// Maps of another layout version were pinned; they were unpinned and replaced (flows
+    /// through them are lost, which only a layout-changing upgrade causes).
+    Replaced { found: Option<u32> },
+}
+
+/// Conntrack fill level: LRU evicts the least recently used flow when full, so a pressure near
+/// 1 means live flows are being evicted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CtPressure {
+    pub entries: u32,
+    pub capacity: u32,
+}
+
+/// One conntrack entry, with its expiry relative to now.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CtDump {
+    pub key: Ct4Key,
+    pub entry: Ct4Entry,
+    /// Seconds until the entry expires (negative: expired, awaiting eviction).
+    pub expires_in: i64,
+}
+
+/// Conntrack entries for a host with `mem_total` bytes: 0.25 % of memory (Cilium's dynamic
+/// sizing ratio) at ~128 bytes per entry, never under 65,536 nor over 4 M, rounded down to a
+/// power of two.
+pub fn ct_entries_for_memory(mem_total: u64) -> u32 {
+    const FLOOR: u64 = 1 << 16;
+    const CEILING: u64 = 1 << 22;
+    let entries = (mem_total / 400 / 128).clamp(FLOOR, CEILING);
+    1 << (63 - entries.leading_zeros())
+}
+
+fn mem_total() -> Option<u64> {
+    let meminfo = fs::read_to_string("/proc/meminfo").ok()?;
+    let line = meminfo.lines().find(|l| l.starts_with("MemTotal:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+/// Seconds on the clock BPF programs read (`bpf_ktime_get_ns`: CLOCK_MONOTONIC).
+fn monotonic_secs() -> i64 {
+    nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC).map_or(0, |t| t.tv_sec())
 }
 
 /// The outcome of one `BPF_PROG_TEST_RUN` of a packet program.
@@ -85,8 +163,10 @@ pub struct DropCount {
 pub struct Dataplane {
     ebpf: Ebpf,
     config: DataplaneConfig,
+    adoption: Adoption,
     table: ServiceTable,
     cgroup_links: Vec<(PathBuf, CgroupSockAddrLinkId)>,
+    netdev_links: Vec<(String, SchedClassifierLinkId, SchedClassifierLinkId)>,
 }
 
 impl std::fmt::Debug for Dataplane {
@@ -99,16 +179,22 @@ impl std::fmt::Debug for Dataplane {
 }
 
 impl Dataplane {
-    /// Loads the object, reusing maps already pinned under the pin directory, and loads its
-    /// programs into the kernel without attaching them.
+    /// Loads the object, reusing maps already pinned under the pin directory when their layout
+    /// version matches, and loads its programs into the kernel without attaching them.
     pub fn load(config: DataplaneConfig) -> Result<Self, DataplaneError> {
         strait_host::mounts::ensure_bpffs()?;
         fs::create_dir_all(&config.pin_dir).map_err(|source| DataplaneError::PinDir {
             path: config.pin_dir.clone(),
             source,
         })?;
+        let adoption = adopt_or_replace(&config.pin_dir)?;
+        let ct_entries = config
+            .ct_entries
+            .unwrap_or_else(|| ct_entries_for_memory(mem_total().unwrap_or(0)));
         let mut ebpf = EbpfLoader::new()
             .default_map_pin_directory(&config.pin_dir)
+            // Only applies when the map is created; an adopted map keeps its size.
+            .map_max_entries(CT_V4, ct_entries)
             .load(OBJECT)
             .map_err(|source| DataplaneError::Load {
                 pin_dir: config.pin_dir.clone(),
@@ -122,26 +208,64 @@ impl Dataplane {
                 program: CONNECT4,
                 source,
             })?;
-        let from_netdev: &mut SchedClassifier = program(&mut ebpf, FROM_NETDEV)?;
-        from_netdev
-            .load()
-            .map_err(|source| DataplaneError::LoadProgram {
-                program: FROM_NETDEV,
+        for name in [FROM_NETDEV, TO_NETDEV] {
+            let prog: &mut SchedClassifier = program(&mut ebpf, name)?;
+            prog.load().map_err(|source| DataplaneError::LoadProgram {
+                program: name,
                 source,
             })?;
+        }
+        write_node_config(&mut ebpf, &config)?;
 
         let services = service_map(&ebpf)?;
         let backends = backend_map(&ebpf)?;
-        let table = ServiceTable::recover(
+        let mut table = ServiceTable::recover(
             read_all(&services, SERVICES_V4)?,
             read_all(&backends, BACKENDS_V4)?,
         );
+        table.set_pod_cidr(config.pod_cidr);
         Ok(Self {
             ebpf,
             config,
+            adoption,
             table,
             cgroup_links: Vec::new(),
+            netdev_links: Vec::new(),
         })
+    }
+
+    /// What the load found under the pin directory.
+    pub fn adoption(&self) -> Adoption {
+        self.adoption
+    }
+
+    /// Attaches the per-packet path to the node's uplink `ifname`: `strait_from_netdev` on
+    /// ingress, `strait_to_netdev` on egress. The name is resolved in the calling thread's
+    /// network namespace, so call this from a thread inside the node's namespace.
+    pub fn attach_netdev(&mut self, ifname: &str) -> Result<(), DataplaneError> {
+        let mut attach = |name: &'static str, hook: TcAttachType| {
+            let prog: &mut SchedClassifier = program(&mut self.ebpf, name)?;
+            prog.attach(ifname, hook)
+                .map_err(|source| DataplaneError::Attach {
+                    program: name,
+                    target: format!("{ifname} ({hook:?})"),
+                    source,
+                })
+        };
+        let ingress = attach(FROM_NETDEV, TcAttachType::Ingress)?;
+        let egress = attach(TO_NETDEV, TcAttachType::Egress)?;
+        self.netdev_links.push((ifname.to_owned(), ingress, egress));
+        Ok(())
+    }
+
+    /// Conntrack entries, both directions.
+    pub fn dump_ct(&self) -> Result<Vec<CtDump>, DataplaneError> {
+        dump_ct(&ct_map(&self.ebpf)?)
+    }
+
+    /// How full the conntrack map is.
+    pub fn ct_pressure(&self) -> Result<CtPressure, DataplaneError> {
+        ct_pressure(&ct_map(&self.ebpf)?)
     }
 
     /// The pin directory in use.
@@ -240,15 +364,17 @@ impl Dataplane {
         read_drops(&counters)
     }
 
-    /// Runs the per-packet service program once on `packet` with `BPF_PROG_TEST_RUN`, as the
-    /// kernel would on a packet arriving at a node device. Used by packet tests and benchmarks;
-    /// `repeat` runs it that many times and reports the mean duration.
-    pub fn run_from_netdev(
+    /// Runs one of the packet programs on `packet` with `BPF_PROG_TEST_RUN`, as the kernel would
+    /// on a packet crossing the uplink. Used by packet tests and benchmarks; `repeat` runs it
+    /// that many times and reports the mean duration (with `repeat > 1` the maps see every run).
+    pub fn test_run(
         &mut self,
+        hook: PacketHook,
         packet: &[u8],
         repeat: u32,
     ) -> Result<ProgramRun, DataplaneError> {
-        let prog: &mut SchedClassifier = program(&mut self.ebpf, FROM_NETDEV)?;
+        let name = hook.program();
+        let prog: &mut SchedClassifier = program(&mut self.ebpf, name)?;
         // Room for programs that grow the packet (encapsulation, later).
         let mut out = vec![0u8; packet.len() + 256];
         let result = prog
@@ -259,7 +385,7 @@ impl Dataplane {
                 ..TestRunOptions::new()
             })
             .map_err(|source| DataplaneError::TestRun {
-                program: FROM_NETDEV,
+                program: name,
                 source,
             })?;
         out.truncate(result.data_size_out as usize);
@@ -271,11 +397,30 @@ impl Dataplane {
     }
 }
 
+/// The per-packet programs, by where they attach.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PacketHook {
+    /// Ingress of the uplink (`strait_from_netdev`).
+    FromNetdev,
+    /// Egress of the uplink (`strait_to_netdev`).
+    ToNetdev,
+}
+
+impl PacketHook {
+    const fn program(self) -> &'static str {
+        match self {
+            Self::FromNetdev => FROM_NETDEV,
+            Self::ToNetdev => TO_NETDEV,
+        }
+    }
+}
+
 /// Reads the services and drop counters of a running dataplane from its pinned maps, without
 /// loading anything: what `netctl bpf dump` shows.
 pub struct PinnedMaps {
     services: HashMap<MapData, Service4Key, Service4Value>,
     backends: HashMap<MapData, u32, Backend4>,
+    ct: HashMap<MapData, Ct4Key, Ct4Entry>,
     drops: PerCpuArray<MapData, u64>,
 }
 
@@ -291,8 +436,19 @@ impl PinnedMaps {
         Ok(Self {
             services: open_pinned(pin_dir, SERVICES_V4)?,
             backends: open_pinned(pin_dir, BACKENDS_V4)?,
+            ct: open_pinned(pin_dir, CT_V4)?,
             drops: open_pinned(pin_dir, DROPS)?,
         })
+    }
+
+    /// Conntrack entries, both directions.
+    pub fn ct(&self) -> Result<Vec<CtDump>, DataplaneError> {
+        dump_ct(&self.ct)
+    }
+
+    /// How full the conntrack map is.
+    pub fn ct_pressure(&self) -> Result<CtPressure, DataplaneError> {
+        ct_pressure(&self.ct)
     }
 
     /// The services as the maps hold them.
@@ -315,6 +471,99 @@ where
     let map =
         Map::from_map_data(data).map_err(|source| DataplaneError::MapType { map: name, source })?;
     T::try_from(map).map_err(|source| DataplaneError::MapType { map: name, source })
+}
+
+/// Reads the layout version of maps pinned under `pin_dir`; unpins them if it is not ours.
+fn adopt_or_replace(pin_dir: &Path) -> Result<Adoption, DataplaneError> {
+    if !pin_dir.join(CONFIG).exists() {
+        return Ok(Adoption::Fresh);
+    }
+    // A config map of another layout may not even open as ours: that is a mismatch too.
+    let found = open_pinned::<Array<MapData, NodeConfig>>(pin_dir, CONFIG)
+        .ok()
+        .and_then(|config| config.get(&0, 0).ok())
+        .map(|config| config.layout_version);
+    if found == Some(LAYOUT_VERSION) {
+        return Ok(Adoption::Adopted);
+    }
+    warn!(
+        pin_dir = %pin_dir.display(),
+        found = ?found,
+        ours = LAYOUT_VERSION,
+        "pinned maps have another layout version; replacing them"
+    );
+    let entries = fs::read_dir(pin_dir).map_err(|source| DataplaneError::PinDir {
+        path: pin_dir.to_path_buf(),
+        source,
+    })?;
+    for entry in entries.flatten() {
+        if entry.file_name().to_string_lossy().starts_with("STRAIT_") {
+            fs::remove_file(entry.path()).map_err(|source| DataplaneError::PinDir {
+                path: entry.path(),
+                source,
+            })?;
+        }
+    }
+    Ok(Adoption::Replaced { found })
+}
+
+fn write_node_config(ebpf: &mut Ebpf, config: &DataplaneConfig) -> Result<(), DataplaneError> {
+    let map = ebpf
+        .map_mut(CONFIG)
+        .ok_or(DataplaneError::MissingMap(CONFIG))?;
+    let mut array =
+        Array::<_, NodeConfig>::try_from(map).map_err(|source| DataplaneError::MapType {
+            map: CONFIG,
+            source,
+        })?;
+    let value = NodeConfig {
+        layout_version: LAYOUT_VERSION,
+        node_ipv4: config.node_ipv4.map_or(0, |a| u32::from(a).to_be()),
+        snat_port_min: SNAT_PORTS.0,
+        snat_port_max: SNAT_PORTS.1,
+        pad: 0,
+    };
+    array
+        .set(0, value, 0)
+        .map_err(|source| write_error(CONFIG, &0, source))
+}
+
+fn ct_map(ebpf: &Ebpf) -> Result<HashMap<&MapData, Ct4Key, Ct4Entry>, DataplaneError> {
+    let map = ebpf.map(CT_V4).ok_or(DataplaneError::MissingMap(CT_V4))?;
+    HashMap::try_from(map).map_err(|source| DataplaneError::MapType { map: CT_V4, source })
+}
+
+fn dump_ct<T: Borrow<MapData>>(
+    ct: &HashMap<T, Ct4Key, Ct4Entry>,
+) -> Result<Vec<CtDump>, DataplaneError> {
+    let now = monotonic_secs();
+    let mut entries: Vec<CtDump> = read_all(ct, CT_V4)?
+        .into_iter()
+        .map(|(key, entry)| CtDump {
+            key,
+            entry,
+            expires_in: i64::from(entry.expires) - now,
+        })
+        .collect();
+    entries.sort_by_key(|e| {
+        (
+            e.key.dir,
+            u32::from_be(e.key.tuple.saddr),
+            u16::from_be(e.key.tuple.sport),
+        )
+    });
+    Ok(entries)
+}
+
+fn ct_pressure<T: Borrow<MapData>>(
+    ct: &HashMap<T, Ct4Key, Ct4Entry>,
+) -> Result<CtPressure, DataplaneError> {
+    let capacity = ct.map().info().map_or(0, |info| info.max_entries());
+    let entries = ct.keys().filter(Result::is_ok).count();
+    Ok(CtPressure {
+        entries: u32::try_from(entries).unwrap_or(u32::MAX),
+        capacity,
+    })
 }
 
 fn program<'a, P>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut P, DataplaneError>

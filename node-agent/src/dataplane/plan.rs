@@ -12,7 +12,13 @@ use std::{
     str::FromStr,
 };
 
-use strait_ebpf_common::service::{Backend4, PROTO_TCP, PROTO_UDP, Service4Key, Service4Value};
+use strait_ebpf_common::{
+    maps::{BACKENDS_MAX, BACKENDS_V4, SERVICES_MAX, SERVICES_V4},
+    service::{
+        BACKEND_F_LOCAL, Backend4, PROTO_TCP, PROTO_UDP, SVC_F_AFFINITY, SVC_F_EXTERNAL,
+        SVC_F_LOCAL_ONLY, Service4Key, Service4Value,
+    },
+};
 
 use super::DataplaneError;
 
@@ -106,6 +112,81 @@ impl fmt::Display for Frontend {
 pub struct ServiceSpec {
     pub frontend: Frontend,
     pub backends: Vec<SocketAddrV4>,
+    pub options: ServiceOptions,
+}
+
+/// How flows to a frontend are handled.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ServiceOptions {
+    /// Traffic from outside the cluster arrives here (NodePort, LoadBalancer, external IP).
+    pub external: bool,
+    /// The traffic policy is Local: backends are node-local and flows keep the client address.
+    pub local_only: bool,
+    /// `sessionAffinity: ClientIP`, with its timeout in seconds.
+    pub affinity_timeout: Option<u32>,
+}
+
+impl ServiceOptions {
+    fn master(self, count: u16, rev_nat: u16) -> Service4Value {
+        let mut flags = 0;
+        if self.external {
+            flags |= SVC_F_EXTERNAL;
+        }
+        if self.local_only {
+            flags |= SVC_F_LOCAL_ONLY;
+        }
+        if self.affinity_timeout.is_some() {
+            flags |= SVC_F_AFFINITY;
+        }
+        Service4Value::master(count, rev_nat, flags, self.affinity_timeout.unwrap_or(0))
+    }
+
+    fn from_master(master: &Service4Value) -> Self {
+        Self {
+            external: master.flags & SVC_F_EXTERNAL != 0,
+            local_only: master.flags & SVC_F_LOCAL_ONLY != 0,
+            affinity_timeout: (master.flags & SVC_F_AFFINITY != 0).then_some(master.backend_id),
+        }
+    }
+}
+
+/// The node's own pod range: backends inside it are local (reached without SNAT).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PodCidr {
+    pub network: Ipv4Addr,
+    pub prefix_len: u8,
+}
+
+impl PodCidr {
+    /// Whether `address` is inside the range.
+    pub fn contains(self, address: Ipv4Addr) -> bool {
+        let mask = u32::MAX
+            .checked_shl(32 - u32::from(self.prefix_len.min(32)))
+            .unwrap_or(0);
+        u32::from(address) & mask == u32::from(self.network) & mask
+    }
+}
+
+impl FromStr for PodCidr {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (network, len) = s
+            .split_once('/')
+            .ok_or_else(|| format!("`{s}`: expected ADDRESS/PREFIX"))?;
+        let network = network
+            .parse()
+            .map_err(|e| format!("`{s}`: bad address ({e})"))?;
+        let prefix_len = len
+            .parse::<u8>()
+            .ok()
+            .filter(|l| *l <= 32)
+            .ok_or_else(|| format!("`{s}`: prefix length must be 0 to 32"))?;
+        Ok(Self {
+            network,
+            prefix_len,
+        })
+    }
 }
 
 /// One write or delete on a map.
@@ -127,25 +208,32 @@ pub enum MapOp {
     },
 }
 
-fn backend4(addr: SocketAddrV4, protocol: Protocol) -> Backend4 {
+fn backend4(addr: SocketAddrV4, protocol: Protocol, local: bool) -> Backend4 {
     Backend4 {
         address: u32::from(*addr.ip()).to_be(),
         port: addr.port().to_be(),
         proto: protocol.number(),
-        flags: 0,
+        flags: if local { BACKEND_F_LOCAL } else { 0 },
     }
 }
 
 #[derive(Clone, Debug)]
 struct ServiceState {
     rev_nat: u16,
+    options: ServiceOptions,
     /// Backend ids in slot order: `slots[0]` is slot 1.
     slots: Vec<u32>,
 }
 
 /// What the maps hold, mirrored in memory, and the planner of changes to it.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct ServiceTable {
+    /// Entries the service and backend maps can hold; a plan that would exceed them is refused
+    /// before anything is written.
+    capacity: (usize, usize),
+    /// Service map entries in use (masters and slots).
+    service_entries: usize,
+    pod_cidr: Option<PodCidr>,
     services: BTreeMap<Frontend, ServiceState>,
     /// Backend id by (address, protocol), with the number of slots pointing at it.
     backends: HashMap<(SocketAddrV4, Protocol), (u32, usize)>,
@@ -157,7 +245,34 @@ pub struct ServiceTable {
     free_rev_nats: Vec<u16>,
 }
 
+impl Default for ServiceTable {
+    fn default() -> Self {
+        Self::with_capacity(SERVICES_MAX as usize, BACKENDS_MAX as usize)
+    }
+}
+
 impl ServiceTable {
+    /// An empty table for maps of the given sizes.
+    pub fn with_capacity(services: usize, backends: usize) -> Self {
+        Self {
+            capacity: (services, backends),
+            service_entries: 0,
+            pod_cidr: None,
+            services: BTreeMap::new(),
+            backends: HashMap::new(),
+            backend_keys: HashMap::new(),
+            next_backend_id: 0,
+            free_backend_ids: Vec::new(),
+            next_rev_nat: 0,
+            free_rev_nats: Vec::new(),
+        }
+    }
+
+    /// Sets the node's pod range; backends written from now on inside it are marked local.
+    pub fn set_pod_cidr(&mut self, cidr: Option<PodCidr>) {
+        self.pod_cidr = cidr;
+    }
+
     /// Rebuilds the table from entries read back from pinned maps, so a restarted agent keeps
     /// the ids the programs already use. Slots that point at unknown backends are skipped.
     pub fn recover(
@@ -199,10 +314,12 @@ impl ServiceTable {
                 table.backends.entry((addr, protocol)).or_insert((id, 0)).1 += 1;
                 table.backend_keys.insert(id, (addr, protocol));
             }
+            table.service_entries += 1 + ids.len();
             table.services.insert(
                 frontend,
                 ServiceState {
                     rev_nat: master.rev_nat,
+                    options: ServiceOptions::from_master(&master),
                     slots: ids,
                 },
             );
@@ -236,19 +353,18 @@ impl ServiceTable {
             Some(id) => id,
             None => {
                 let id = self.next_backend_id;
-                self.next_backend_id =
-                    id.checked_add(1)
-                        .ok_or(DataplaneError::BackendIdsExhausted {
-                            map: strait_ebpf_common::maps::BACKENDS_V4,
-                        })?;
+                self.next_backend_id = id
+                    .checked_add(1)
+                    .ok_or(DataplaneError::BackendIdsExhausted { map: BACKENDS_V4 })?;
                 id
             }
         };
         self.backends.insert((addr, protocol), (id, 1));
         self.backend_keys.insert(id, (addr, protocol));
+        let local = self.pod_cidr.is_some_and(|cidr| cidr.contains(*addr.ip()));
         ops.push(MapOp::PutBackend {
             id,
-            backend: backend4(addr, protocol),
+            backend: backend4(addr, protocol, local),
         });
         Ok(id)
     }
@@ -291,10 +407,17 @@ impl ServiceTable {
                 max: MAX_BACKENDS,
             });
         }
+        let old = self.services.get(&frontend).cloned();
+        let old_slots = old
+            .as_ref()
+            .map(|state| state.slots.clone())
+            .unwrap_or_default();
+        let old_len = old_slots.len();
+        self.check_capacity(spec, old_len)?;
         let mut ops = Vec::new();
-        let (rev_nat, old_slots) = match self.services.get(&frontend) {
-            Some(state) => (state.rev_nat, state.slots.clone()),
-            None => (self.alloc_rev_nat(), Vec::new()),
+        let rev_nat = match self.services.get(&frontend) {
+            Some(state) => state.rev_nat,
+            None => self.alloc_rev_nat(),
         };
 
         // 1. Backends (new ones are written here, before anything points at them).
@@ -311,11 +434,16 @@ impl ServiceTable {
                 });
             }
         }
-        // 3. The master, with the new count.
-        ops.push(MapOp::PutService {
-            key: frontend.key(0),
-            value: Service4Value::master(new_slots.len() as u16, rev_nat),
-        });
+        // 3. The master, with the new count (unless count and options are as they were).
+        let master_unchanged = old
+            .as_ref()
+            .is_some_and(|o| o.slots.len() == new_slots.len() && o.options == spec.options);
+        if !master_unchanged {
+            ops.push(MapOp::PutService {
+                key: frontend.key(0),
+                value: spec.options.master(new_slots.len() as u16, rev_nat),
+            });
+        }
         // 4. Slots beyond the new count.
         for index in new_slots.len()..old_slots.len() {
             ops.push(MapOp::DeleteService {
@@ -328,13 +456,69 @@ impl ServiceTable {
                 ops.push(MapOp::DeleteBackend { id });
             }
         }
+        // A new service adds its master too; an existing one already counted it.
+        let old_entries = if old_len == 0 && !self.services.contains_key(&frontend) {
+            0
+        } else {
+            old_len + 1
+        };
+        self.service_entries = self.service_entries + new_slots.len() + 1 - old_entries;
         self.services.insert(
             frontend,
             ServiceState {
                 rev_nat,
+                options: spec.options,
                 slots: new_slots,
             },
         );
+        Ok(ops)
+    }
+
+    /// Refuses, before any write, a spec the maps could not hold whole.
+    fn check_capacity(&self, spec: &ServiceSpec, old_len: usize) -> Result<(), DataplaneError> {
+        let existing = self.services.contains_key(&spec.frontend);
+        let old_entries = if existing { old_len + 1 } else { 0 };
+        let needed = self.service_entries - old_entries + spec.backends.len() + 1;
+        if needed > self.capacity.0 {
+            return Err(DataplaneError::MapFull {
+                map: SERVICES_V4,
+                frontend: spec.frontend.to_string(),
+                capacity: self.capacity.0,
+            });
+        }
+        let new_backends = spec
+            .backends
+            .iter()
+            .filter(|b| !self.backends.contains_key(&(**b, spec.frontend.protocol)))
+            .count();
+        if self.backends.len() + new_backends > self.capacity.1 {
+            return Err(DataplaneError::MapFull {
+                map: BACKENDS_V4,
+                frontend: spec.frontend.to_string(),
+                capacity: self.capacity.1,
+            });
+        }
+        Ok(())
+    }
+
+    /// Plans the changes that make the maps hold exactly `desired`: every spec upserted, every
+    /// other service deleted (after the upserts, so a renamed frontend never leaves a gap).
+    pub fn sync(&mut self, desired: &[ServiceSpec]) -> Result<Vec<MapOp>, DataplaneError> {
+        let mut ops = Vec::new();
+        for spec in desired {
+            ops.extend(self.upsert(spec)?);
+        }
+        let wanted: std::collections::BTreeSet<Frontend> =
+            desired.iter().map(|s| s.frontend).collect();
+        let stale: Vec<Frontend> = self
+            .services
+            .keys()
+            .filter(|f| !wanted.contains(f))
+            .copied()
+            .collect();
+        for frontend in stale {
+            ops.extend(self.delete(frontend));
+        }
         Ok(ops)
     }
 
@@ -344,6 +528,7 @@ impl ServiceTable {
         let Some(state) = self.services.remove(&frontend) else {
             return Vec::new();
         };
+        self.service_entries -= state.slots.len() + 1;
         let mut ops = vec![MapOp::DeleteService {
             key: frontend.key(0),
         }];
@@ -384,6 +569,7 @@ mod tests {
         ServiceSpec {
             frontend: frontend(port),
             backends: backends.iter().map(|b| b.parse().unwrap()).collect(),
+            options: ServiceOptions::default(),
         }
     }
 
@@ -433,7 +619,11 @@ mod tests {
         let ops = table
             .upsert(&spec(80, &["10.0.1.2:8080", "10.0.1.9:8080"]))
             .unwrap();
-        assert_eq!(shape(&ops), ["B+2", "S2=2", "M2", "B-1"]);
+        assert_eq!(
+            shape(&ops),
+            ["B+2", "S2=2", "B-1"],
+            "the count is unchanged: no master write"
+        );
     }
 
     #[test]
@@ -490,10 +680,10 @@ mod tests {
         let ops = recovered
             .upsert(&spec(80, &["10.0.1.2:8080", "10.0.1.3:8080"]))
             .unwrap();
-        assert_eq!(
-            shape(&ops),
-            ["M2"],
-            "an unchanged service only rewrites its master"
+        assert!(
+            ops.is_empty(),
+            "an unchanged service plans nothing: {:?}",
+            shape(&ops)
         );
         let ops = recovered.upsert(&spec(81, &["10.0.1.5:8080"])).unwrap();
         assert_eq!(shape(&ops), ["B+2", "S1=2", "M1"], "new ids do not collide");
@@ -505,8 +695,98 @@ mod tests {
         let many = ServiceSpec {
             frontend: frontend(80),
             backends: vec!["10.0.0.1:1".parse().unwrap(); MAX_BACKENDS + 1],
+            options: ServiceOptions::default(),
         };
         let err = table.upsert(&many).unwrap_err().to_string();
         assert!(err.contains("10.96.0.10:80/TCP"), "{err}");
+    }
+
+    #[test]
+    fn a_service_that_would_overflow_the_map_is_refused_before_any_write() {
+        let mut table = ServiceTable::with_capacity(4, 16);
+        table
+            .upsert(&spec(80, &["10.0.1.2:8080", "10.0.1.3:8080"]))
+            .unwrap();
+        let err = table
+            .upsert(&spec(81, &["10.0.1.4:8080"]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("STRAIT_SVC4") && err.contains("10.96.0.10:81/TCP") && err.contains('4'),
+            "{err}"
+        );
+        assert_eq!(
+            table.services().count(),
+            1,
+            "nothing recorded for the refused service"
+        );
+        // Shrinking the first service frees room.
+        table.upsert(&spec(80, &["10.0.1.2:8080"])).unwrap();
+        table.upsert(&spec(81, &["10.0.1.4:8080"])).unwrap();
+    }
+
+    #[test]
+    fn backends_in_the_node_pod_cidr_are_marked_local() {
+        let mut table = ServiceTable::default();
+        table.set_pod_cidr(Some("10.244.1.0/24".parse().unwrap()));
+        let ops = table
+            .upsert(&spec(80, &["10.244.1.5:80", "10.244.2.5:80"]))
+            .unwrap();
+        let flags: Vec<u8> = ops
+            .iter()
+            .filter_map(|op| match op {
+                MapOp::PutBackend { backend, .. } => Some(backend.flags),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(flags, [BACKEND_F_LOCAL, 0]);
+    }
+
+    #[test]
+    fn options_become_master_flags_and_survive_recovery() {
+        let mut table = ServiceTable::default();
+        let mut external = spec(30080, &["10.0.1.2:8080"]);
+        external.options = ServiceOptions {
+            external: true,
+            local_only: true,
+            affinity_timeout: Some(10_800),
+        };
+        let ops = table.upsert(&external).unwrap();
+        let master = ops
+            .iter()
+            .find_map(|op| match op {
+                MapOp::PutService { key, value } if key.slot == 0 => Some(*value),
+                _ => None,
+            })
+            .unwrap();
+        assert_eq!(
+            master.flags,
+            SVC_F_EXTERNAL | SVC_F_LOCAL_ONLY | SVC_F_AFFINITY
+        );
+        assert_eq!(
+            master.backend_id, 10_800,
+            "the master carries the affinity timeout"
+        );
+        assert_eq!(ServiceOptions::from_master(&master), external.options);
+    }
+
+    #[test]
+    fn sync_deletes_what_is_no_longer_desired() {
+        let mut table = ServiceTable::default();
+        table.upsert(&spec(80, &["10.0.1.2:8080"])).unwrap();
+        table.upsert(&spec(81, &["10.0.1.3:8080"])).unwrap();
+        let ops = table.sync(&[spec(80, &["10.0.1.2:8080"])]).unwrap();
+        assert_eq!(shape(&ops), ["M-", "S1-", "B-1"]);
+        assert_eq!(table.services().count(), 1);
+    }
+
+    #[test]
+    fn pod_cidr_membership() {
+        let cidr: PodCidr = "10.244.1.0/24".parse().unwrap();
+        assert!(cidr.contains(Ipv4Addr::new(10, 244, 1, 200)));
+        assert!(!cidr.contains(Ipv4Addr::new(10, 244, 2, 1)));
+        assert!("10.244.1.0/33".parse::<PodCidr>().is_err());
+        let all: PodCidr = "0.0.0.0/0".parse().unwrap();
+        assert!(all.contains(Ipv4Addr::new(192, 0, 2, 1)));
     }
 }
