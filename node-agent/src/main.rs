@@ -81,10 +81,12 @@ async fn main() -> anyhow::Result<()> {
     if let Some(uplink) = &args.uplink {
         dataplane.attach_netdev(uplink)?;
     }
+    // Our programs are attached: an earlier agent's may go now.
+    dataplane.release_previous();
     info!(pin_dir = %args.pin_dir.display(), cgroup = %cgroup.display(), "dataplane ready");
 
     shutdown_signal().await?;
-    info!("shutting down; pinned maps stay for the next agent");
+    info!("shutting down; pinned maps and programs stay for the next agent");
     Ok(())
 }
 

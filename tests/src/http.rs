@@ -6,7 +6,7 @@ use std::{
     net::{SocketAddr, TcpListener, TcpStream},
     path::Path,
     sync::{
-        Arc,
+        Arc, Mutex,
         atomic::{AtomicBool, AtomicUsize, Ordering},
     },
     thread::{self, JoinHandle},
@@ -20,6 +20,7 @@ use crate::netns::Netns;
 pub struct HttpServer {
     addr: SocketAddr,
     requests: Arc<AtomicUsize>,
+    peers: Arc<Mutex<Vec<SocketAddr>>>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
@@ -34,18 +35,24 @@ impl HttpServer {
             .set_nonblocking(true)
             .expect("nonblocking listener");
         let requests = Arc::new(AtomicUsize::new(0));
+        let peers = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));
         let response = format!(
             "HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
             body.len()
         );
         let thread = {
-            let (requests, stop) = (Arc::clone(&requests), Arc::clone(&stop));
+            let (requests, peers, stop) =
+                (Arc::clone(&requests), Arc::clone(&peers), Arc::clone(&stop));
             thread::spawn(move || {
                 while !stop.load(Ordering::Relaxed) {
                     match listener.accept() {
-                        Ok((stream, _)) => {
+                        Ok((stream, peer)) => {
                             requests.fetch_add(1, Ordering::Relaxed);
+                            peers
+                                .lock()
+                                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                                .push(peer);
                             answer(stream, response.as_bytes());
                         }
                         Err(e) if e.kind() == ErrorKind::WouldBlock => {
@@ -59,6 +66,7 @@ impl HttpServer {
         Self {
             addr,
             requests,
+            peers,
             stop,
             thread: Some(thread),
         }
@@ -72,6 +80,14 @@ impl HttpServer {
     /// How many connections it has accepted.
     pub fn requests(&self) -> usize {
         self.requests.load(Ordering::Relaxed)
+    }
+
+    /// The source addresses of the connections it accepted, in order.
+    pub fn peers(&self) -> Vec<SocketAddr> {
+        self.peers
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 }
 
@@ -121,5 +137,67 @@ pub fn http_get(netns: &Netns, cgroup: Option<&Path>, target: &str) -> Result<St
     match stdout.split_once("\r\n\r\n") {
         Some((head, body)) if head.starts_with("HTTP/1.") => Ok(body.to_owned()),
         _ => Err(format!("not an HTTP response: {stdout:?}")),
+    }
+}
+
+/// Echoes every byte back on every connection, inside a namespace, until dropped: for
+/// long-lived connections that must survive dataplane changes.
+#[derive(Debug)]
+pub struct EchoServer {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl EchoServer {
+    /// Binds `addr` inside `netns` and starts echoing.
+    pub fn start(netns: &Netns, addr: SocketAddr) -> Self {
+        let listener = netns
+            .run(|| TcpListener::bind(addr))
+            .unwrap_or_else(|e| panic!("bind {addr} in {}: {e}", netns.name()));
+        listener
+            .set_nonblocking(true)
+            .expect("nonblocking listener");
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let stop = Arc::clone(&stop);
+            thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    match listener.accept() {
+                        Ok((stream, _)) => {
+                            thread::spawn(move || echo(stream));
+                        }
+                        Err(_) => thread::sleep(Duration::from_millis(5)),
+                    }
+                }
+            })
+        };
+        Self {
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+fn echo(mut stream: TcpStream) {
+    let _ = stream.set_nonblocking(false);
+    let mut buf = [0u8; 4096];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => {
+                if stream.write_all(&buf[..n]).is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+impl Drop for EchoServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
     }
 }

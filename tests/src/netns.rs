@@ -88,6 +88,21 @@ impl Netns {
             })
     }
 
+    /// Creates a bridge named `name` inside the namespace, up.
+    pub fn add_bridge(&self, name: &str) {
+        cmd::run(&[
+            "ip", "-n", &self.name, "link", "add", name, "type", "bridge",
+        ]);
+        cmd::run(&["ip", "-n", &self.name, "link", "set", name, "up"]);
+    }
+
+    /// Adds a route inside the namespace, e.g. `route(&["10.244.2.0/24", "via", "192.168.77.3"])`.
+    pub fn route(&self, spec: &[&str]) {
+        let mut argv = vec!["ip", "-n", self.name.as_str(), "route", "add"];
+        argv.extend_from_slice(spec);
+        cmd::run(&argv);
+    }
+
     /// Runs `f` on a fresh thread that has entered the namespace; sockets it creates stay in
     /// the namespace whichever thread uses them afterwards.
     pub fn run<T, F>(&self, f: F) -> T
@@ -137,6 +152,8 @@ pub struct VethEnd {
 impl VethEnd {
     /// The address without its prefix length.
     pub fn ip(&self) -> &str {
+        // An unaddressed end has no address to give.
+        debug_assert!(!self.cidr.is_empty(), "{} has no address", self.ifname);
         self.cidr.split('/').next().unwrap_or(&self.cidr)
     }
 }
@@ -150,7 +167,8 @@ pub struct VethPair {
 }
 
 impl VethPair {
-    /// Creates the pair with end `a` in `ns_a` (address `cidr_a`) and end `b` in `ns_b`.
+    /// Creates the pair with end `a` in `ns_a` (address `cidr_a`) and end `b` in `ns_b`. An
+    /// empty address leaves that end unaddressed (a bridge port).
     pub fn new(ns_a: &Netns, cidr_a: &str, ns_b: &Netns, cidr_b: &str) -> Self {
         let a = VethEnd {
             netns: ns_a.name().to_owned(),
@@ -168,16 +186,19 @@ impl VethPair {
         ]);
         let pair = Self { a, b };
         for (end, ns) in [(&pair.a, ns_a), (&pair.b, ns_b)] {
-            cmd::run(&[
-                "ip",
-                "-n",
-                &end.netns,
-                "addr",
-                "add",
-                &end.cidr,
-                "dev",
-                &end.ifname,
-            ]);
+            if !end.cidr.is_empty() {
+                let argv = [
+                    "ip",
+                    "-n",
+                    &end.netns,
+                    "addr",
+                    "add",
+                    &end.cidr,
+                    "dev",
+                    &end.ifname,
+                ];
+                cmd::run(&argv);
+            }
             cmd::run(&["ip", "-n", &end.netns, "link", "set", &end.ifname, "up"]);
             ns.exec_ok(&["ethtool", "-K", &end.ifname, "tx", "off", "rx", "off"]);
         }
@@ -190,4 +211,21 @@ impl Drop for VethPair {
         // Gone already if its namespace was deleted first; either way nothing is left.
         let _gone = cmd::output(&["ip", "-n", &self.a.netns, "link", "del", &self.a.ifname]);
     }
+}
+
+/// Plugs `ns` into `bridge` (inside `bridge_ns`) with a veth pair; `cidr` addresses the end in
+/// `ns`. Returns the pair (end `a` in `ns`).
+pub fn plug_into_bridge(ns: &Netns, cidr: &str, bridge_ns: &Netns, bridge: &str) -> VethPair {
+    let pair = VethPair::new(ns, cidr, bridge_ns, "");
+    cmd::run(&[
+        "ip",
+        "-n",
+        bridge_ns.name(),
+        "link",
+        "set",
+        &pair.b.ifname,
+        "master",
+        bridge,
+    ]);
+    pair
 }

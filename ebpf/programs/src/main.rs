@@ -5,6 +5,7 @@
 //! - `lb`: the service and backend maps and backend selection, shared by both;
 //! - `ct`: conntrack for the per-packet path;
 //! - `packet`: header parsing and rewriting with checksum updates;
+//! - `fib`: routing and redirecting what the stack would take for martians;
 //! - `config`: the node configuration the agent writes;
 //! - `drop`: the single exit that counts drops by reason.
 
@@ -14,6 +15,7 @@
 mod config;
 mod ct;
 mod drop;
+mod fib;
 mod lb;
 mod netdev;
 mod packet;

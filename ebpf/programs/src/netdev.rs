@@ -21,7 +21,7 @@ use strait_ebpf_common::{
 };
 
 use crate::{
-    config, ct, drop,
+    config, ct, drop, fib,
     lb::{self, Lookup},
     packet::{self, Packet4},
 };
@@ -35,14 +35,14 @@ pub(crate) fn strait_from_netdev(ctx: TcContext) -> i32 {
 /// Packets leaving through the uplink.
 #[classifier]
 pub(crate) fn strait_to_netdev(ctx: TcContext) -> i32 {
-    verdict(to_netdev(&ctx))
+    verdict(to_netdev(&ctx).map(|()| TC_ACT_OK))
 }
 
 /// The one exit of both hooks: a drop is counted under its reason.
 #[inline(always)]
-fn verdict(result: Result<(), DropReason>) -> i32 {
+fn verdict(result: Result<i32, DropReason>) -> i32 {
     match result {
-        Ok(()) => TC_ACT_OK,
+        Ok(action) => action,
         Err(reason) => {
             drop::record(reason);
             TC_ACT_SHOT
@@ -51,21 +51,22 @@ fn verdict(result: Result<(), DropReason>) -> i32 {
 }
 
 #[inline(always)]
-fn from_netdev(ctx: &TcContext) -> Result<(), DropReason> {
+fn from_netdev(ctx: &TcContext) -> Result<i32, DropReason> {
     let Some(packet) = packet::parse4(ctx)? else {
-        return Ok(());
+        return Ok(TC_ACT_OK);
     };
-    // Replies of flows we source-NATed come back to the node address.
-    if let Some(to) = ct::lookup(&packet, CT_REPLY) {
-        return packet::rewrite4(ctx, &packet, to);
-    }
-    // Later packets of a flow keep the backend its first packet got.
-    if let Some(to) = ct::lookup(&packet, CT_FORWARD) {
-        return packet::rewrite4(ctx, &packet, to);
+    // Replies of flows we source-NATed come back to the node address; later packets of a
+    // flow keep the backend its first packet got.
+    let tracked = match ct::lookup(&packet, CT_REPLY) {
+        Some(to) => Some(to),
+        None => ct::lookup(&packet, CT_FORWARD),
+    };
+    if let Some(to) = tracked {
+        return forward(ctx, &packet, to);
     }
     let (backend, master) =
         match lb::select_backend4(packet.tuple.daddr, packet.tuple.dport, packet.proto) {
-            Lookup::NotService => return Ok(()),
+            Lookup::NotService => return Ok(TC_ACT_OK),
             Lookup::Refuse(reason) => return Err(reason),
             Lookup::Backend { backend, master } => (backend, master),
         };
@@ -77,7 +78,18 @@ fn from_netdev(ctx: &TcContext) -> Result<(), DropReason> {
         master.flags,
         master.rev_nat,
     )?;
-    packet::rewrite4(ctx, &packet, to)
+    forward(ctx, &packet, to)
+}
+
+/// Rewrites an arriving packet and sends it on: through the stack, or, when its new source is
+/// a node address the stack would take for a martian, straight to the egress device.
+#[inline(always)]
+fn forward(ctx: &TcContext, packet: &Packet4, to: Tuple4) -> Result<i32, DropReason> {
+    packet::rewrite4(ctx, packet, to)?;
+    if to.saddr == packet.tuple.saddr {
+        return Ok(TC_ACT_OK);
+    }
+    Ok(fib::redirect4(ctx, packet, to))
 }
 
 /// Tracks the first packet of a flow to a service and returns its rewrite. Remote backends of a

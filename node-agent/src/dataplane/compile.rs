@@ -8,7 +8,7 @@
 //! and hands the result to [`super::plan`].
 
 use std::{
-    collections::{BTreeMap, btree_map::Entry},
+    collections::BTreeMap,
     net::{IpAddr, SocketAddr},
 };
 
@@ -25,6 +25,10 @@ const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
 const DEFAULT_AFFINITY_TIMEOUT: u32 = 10_800;
 /// The largest affinity timeout the API accepts (one day).
 const MAX_AFFINITY_TIMEOUT: u32 = 86_400;
+// The values the API allows for enum-like fields, the default first.
+const SERVICE_TYPES: &[&str] = &["ClusterIP", "NodePort", "LoadBalancer", "ExternalName"];
+const POLICIES: &[&str] = &["Cluster", "Local"];
+const AFFINITIES: &[&str] = &["None", "ClientIP"];
 
 /// What the compiler needs to know about the node it compiles for.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -65,39 +69,19 @@ pub struct CompiledFrontend {
     pub service: String,
 }
 
-/// Why a service cannot be compiled; each names the service and the field that is wrong.
+/// Why a service cannot be compiled; each names the service and what is wrong with it.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum CompileError {
-    /// A port uses a protocol the dataplane does not carry.
-    #[error(
-        "service {service}: {field}: unsupported protocol `{protocol}` (TCP and UDP are supported)"
-    )]
-    UnsupportedProtocol {
+    /// A field holds a value the API or the dataplane does not accept.
+    #[error("service {service}: {field}: {problem}")]
+    Field {
         service: String,
+        /// The field's path in the object, as `kubectl explain` spells it.
         field: String,
-        protocol: String,
-    },
-    /// Two ports of the service claim the same port and protocol.
-    #[error("service {service}: {field}: {port}/{protocol} is already used by {other}")]
-    DuplicatePort {
-        service: String,
-        field: String,
-        port: u16,
-        protocol: Protocol,
-        other: String,
-    },
-    /// A field holds a value the API does not allow.
-    #[error("service {service}: {field}: invalid value `{value}` (expected {expected})")]
-    InvalidField {
-        service: String,
-        field: String,
-        value: String,
-        expected: &'static str,
+        problem: String,
     },
     /// A frontend has more backends than the service map has slots for.
-    #[error(
-        "service {service}: frontend {frontend} has {count} backends, more than the limit of {limit}"
-    )]
+    #[error("service {service}: frontend {frontend} has {count} backends, more than {limit}")]
     TooManyBackends {
         service: String,
         frontend: String,
@@ -114,7 +98,7 @@ struct Port<'a> {
     node_port: Option<u16>,
 }
 
-/// One endpoint of one slice port, with its KEP-1669 conditions already defaulted.
+/// One endpoint of one slice port, its KEP-1669 conditions defaulted.
 #[derive(Clone, Copy)]
 struct Endpoint {
     ready: bool,
@@ -129,127 +113,81 @@ type EndpointsByPort<'a> = BTreeMap<(&'a str, Protocol), BTreeMap<SocketAddr, En
 /// Compiles `svc` into its frontends on `node`: per port in spec order, the cluster IPs, then
 /// the node ports, the external IPs and the load-balancer IPs.
 ///
-/// Headless and ExternalName services have no frontends. Frontends whose family the service
-/// has no cluster IP of are left out, as kube-proxy's per-family proxiers do.
+/// Headless and ExternalName services have no frontends. Addresses of a family the service has
+/// no cluster IP of get none either, as with kube-proxy's per-family proxiers.
 pub fn compile_service(
     svc: &Service,
     slices: &[EndpointSlice],
     node: &NodeFacts,
 ) -> Result<Vec<CompiledFrontend>, CompileError> {
-    let namespace = svc.metadata.namespace.as_deref().unwrap_or_default();
-    let name = svc.metadata.name.as_deref().unwrap_or_default();
-    let ctx = Ctx {
-        service: format!("{namespace}/{name}"),
-    };
+    let ctx = Ctx::new(svc);
     let Some(spec) = &svc.spec else {
         return Ok(Vec::new());
     };
-    let service_type = spec.type_.as_deref().unwrap_or("ClusterIP");
-    let exposes_node_ports = match service_type {
-        "ExternalName" => return Ok(Vec::new()),
-        "ClusterIP" => false,
-        "NodePort" | "LoadBalancer" => true,
-        other => {
-            return Err(ctx.invalid(
-                "spec.type",
-                other,
-                "ClusterIP, NodePort, LoadBalancer or ExternalName",
-            ));
-        }
-    };
-
+    let service_type = ctx.one_of(&spec.type_, "spec.type", SERVICE_TYPES)?;
+    // Headless, or not allocated yet: kube-proxy programs nothing for either.
+    let ips = spec.cluster_ips.iter().flatten();
+    let first_ip = ips.chain(&spec.cluster_ip).next().map(String::as_str);
+    if service_type == "ExternalName" || matches!(first_ip, None | Some("None" | "")) {
+        return Ok(Vec::new());
+    }
     // `clusterIPs` supersedes `clusterIP` (dual-stack); its first entry equals `clusterIP`.
-    let plural = spec.cluster_ips.as_ref().is_some_and(|ips| !ips.is_empty());
-    let raw = match &spec.cluster_ips {
-        Some(ips) if plural => ips.as_slice(),
-        _ => spec.cluster_ip.as_slice(),
+    let cluster_ips = match (&spec.cluster_ips, &spec.cluster_ip) {
+        (Some(ips), _) if !ips.is_empty() => ctx.parse_ips(ips, "spec.clusterIPs")?,
+        (_, ip) => vec![ctx.parse_ip(ip.as_deref().unwrap_or_default(), "spec.clusterIP")?],
     };
-    let cluster_ips = match raw.first().map(String::as_str) {
-        // Headless, or not allocated yet: kube-proxy programs nothing for either.
-        None | Some("None" | "") => return Ok(Vec::new()),
-        Some(_) if plural => ctx.parse_ips(raw, "spec.clusterIPs")?,
-        Some(ip) => vec![ctx.parse_ip(ip, "spec.clusterIP")?],
-    };
-    let has_family = |ip: &IpAddr| cluster_ips.iter().any(|c| c.is_ipv6() == ip.is_ipv6());
 
-    let mut addresses: Vec<(IpAddr, FrontendKind)> = Vec::new();
-    if exposes_node_ports {
-        let node_ips = node.addresses.iter().copied().filter(has_family);
-        addresses.extend(node_ips.map(|ip| (ip, FrontendKind::NodePort)));
+    let exposes_node_ports = service_type != "ClusterIP";
+    let node_ips = node.addresses.iter().filter(|_| exposes_node_ports);
+    let mut addresses: Vec<_> = node_ips.map(|&ip| (ip, FrontendKind::NodePort)).collect();
+    let external_ips = spec.external_ips.as_deref().unwrap_or_default();
+    for ip in ctx.parse_ips(external_ips, "spec.externalIPs")? {
+        addresses.push((ip, FrontendKind::ExternalIp));
     }
-    let external_ips = ctx.parse_ips(
-        spec.external_ips.as_deref().unwrap_or_default(),
-        "spec.externalIPs",
-    )?;
-    addresses.extend(
-        external_ips
-            .into_iter()
-            .filter(has_family)
-            .map(|ip| (ip, FrontendKind::ExternalIp)),
-    );
-    if service_type == "LoadBalancer" {
-        let ingress = svc
-            .status
-            .as_ref()
-            .and_then(|s| s.load_balancer.as_ref())
-            .and_then(|lb| lb.ingress.as_deref());
-        for (i, ingress) in ingress.unwrap_or_default().iter().enumerate() {
-            // `ipMode: Proxy` (KEP-1860): the load balancer proxies to the node ports itself, and
-            // capturing its IP here would break clients inside the cluster that rely on that proxy.
-            // Hostname-only ingress points have no IP to capture.
-            let (Some(ip), false) = (&ingress.ip, ingress.ip_mode.as_deref() == Some("Proxy"))
-            else {
-                continue;
-            };
+    let is_load_balancer = service_type == "LoadBalancer";
+    let status = svc.status.as_ref().filter(|_| is_load_balancer);
+    let lb = status.and_then(|s| s.load_balancer.as_ref());
+    let ingress = lb.and_then(|lb| lb.ingress.as_ref());
+    for (i, ingress) in ingress.into_iter().flatten().enumerate() {
+        // With `ipMode: Proxy` (KEP-1860) the load balancer proxies to the node ports itself and
+        // in-cluster clients must go through it too; hostname-only ingress has no IP to capture.
+        if let (Some(ip), false) = (&ingress.ip, ingress.ip_mode.as_deref() == Some("Proxy")) {
             let ip = ctx.parse_ip(ip, &format!("status.loadBalancer.ingress[{i}].ip"))?;
-            if has_family(&ip) {
-                addresses.push((ip, FrontendKind::LoadBalancer));
-            }
+            addresses.push((ip, FrontendKind::LoadBalancer));
         }
     }
+    addresses.retain(|(ip, _)| cluster_ips.iter().any(|c| c.is_ipv6() == ip.is_ipv6()));
 
-    let external_local = ctx.local_policy(
-        spec.external_traffic_policy.as_deref(),
-        "spec.externalTrafficPolicy",
-    )?;
-    let internal_local = ctx.local_policy(
-        spec.internal_traffic_policy.as_deref(),
-        "spec.internalTrafficPolicy",
-    )?;
-    let affinity_timeout = match spec.session_affinity.as_deref().unwrap_or("None") {
-        "None" => None,
+    let policy = |value, field| ctx.one_of(value, field, POLICIES).map(|p| p == "Local");
+    let external_local = policy(&spec.external_traffic_policy, "spec.externalTrafficPolicy")?;
+    let internal_local = policy(&spec.internal_traffic_policy, "spec.internalTrafficPolicy")?;
+    let affinity = ctx.one_of(&spec.session_affinity, "spec.sessionAffinity", AFFINITIES)?;
+    let affinity_timeout = match affinity {
         "ClientIP" => Some(ctx.affinity_timeout(spec)?),
-        other => return Err(ctx.invalid("spec.sessionAffinity", other, "None or ClientIP")),
+        _ => None,
     };
-    let ports = ctx.ports(spec.ports.as_deref().unwrap_or_default())?;
     let all_ready = spec.publish_not_ready_addresses == Some(true);
     let endpoints = collect_endpoints(svc, slices, node, all_ready);
 
     let mut frontends = Vec::new();
-    for port in &ports {
-        let label = if port.name.is_empty() {
-            port.port.to_string()
-        } else {
-            port.name.to_owned()
+    for port in ctx.ports(spec.ports.as_deref().unwrap_or_default())? {
+        let service = match port.name {
+            "" => format!("{}:{}", ctx.service, port.port),
+            name => format!("{}:{name}", ctx.service),
         };
-        let service = format!("{}:{label}", ctx.service);
         let endpoints = endpoints.get(&(port.name, port.protocol));
-        let cluster = cluster_ips
-            .iter()
-            .map(|&ip| (ip, port.port, FrontendKind::ClusterIp));
-        let external = addresses.iter().filter_map(|&(ip, kind)| match kind {
-            FrontendKind::NodePort => Some((ip, port.node_port?, kind)),
-            _ => Some((ip, port.port, kind)),
-        });
-        for (address, number, kind) in cluster.chain(external) {
-            let local_only = if kind == FrontendKind::ClusterIp {
-                internal_local
-            } else {
-                external_local
+        let cluster = cluster_ips.iter().map(|&ip| (ip, FrontendKind::ClusterIp));
+        for (address, kind) in cluster.chain(addresses.iter().copied()) {
+            let (number, local_only) = match kind {
+                FrontendKind::ClusterIp => (Some(port.port), internal_local),
+                // LoadBalancers may opt out of node ports (`allocateLoadBalancerNodePorts`).
+                FrontendKind::NodePort => (port.node_port, external_local),
+                FrontendKind::ExternalIp | FrontendKind::LoadBalancer => {
+                    (Some(port.port), external_local)
+                }
             };
-            let backends = endpoints
-                .map(|e| select_backends(e, address.is_ipv6(), local_only))
-                .unwrap_or_default();
+            let Some(number) = number else { continue };
+            let backends = select_backends(endpoints, address.is_ipv6(), local_only);
             if backends.len() > MAX_BACKENDS {
                 return Err(CompileError::TooManyBackends {
                     service: ctx.service.clone(),
@@ -280,55 +218,37 @@ fn collect_endpoints<'a>(
     node: &NodeFacts,
     all_ready: bool,
 ) -> EndpointsByPort<'a> {
-    let mut mine: Vec<&EndpointSlice> = slices
-        .iter()
-        .filter(|s| s.metadata.namespace == svc.metadata.namespace)
-        .filter(|s| {
-            let label = s
-                .metadata
-                .labels
-                .as_ref()
-                .and_then(|l| l.get(SERVICE_NAME_LABEL));
-            label.is_some() && label == svc.metadata.name.as_ref()
-        })
+    let owned = |slice: &&EndpointSlice| {
+        let meta = &slice.metadata;
+        let owner = meta.labels.as_ref().and_then(|l| l.get(SERVICE_NAME_LABEL));
         // FQDN slices name hosts, not addresses: there is nothing to NAT to.
-        .filter(|s| s.address_type != "FQDN")
-        .collect();
-    // Slice order decides which copy of a duplicated endpoint wins; make it not the caller's.
-    mine.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
+        meta.namespace == svc.metadata.namespace
+            && owner.is_some_and(|o| Some(o) == svc.metadata.name.as_ref())
+            && slice.address_type != "FQDN"
+    };
+    let mut mine: Vec<&EndpointSlice> = slices.iter().filter(owned).collect();
+    // Which copy of a duplicated endpoint wins must not depend on the caller's order.
+    mine.sort_by_key(|s| &s.metadata.name);
 
     let mut by_port = EndpointsByPort::new();
     for slice in mine {
-        let want_v6 = slice.address_type == "IPv6";
-        for port in slice.ports.as_deref().unwrap_or_default() {
-            // kube-proxy skips ports without a number, and a protocol we cannot carry cannot
-            // match any service port we accept.
-            let Some(number) = port
-                .port
-                .and_then(|p| u16::try_from(p).ok())
-                .filter(|&p| p != 0)
-            else {
+        let v6 = slice.address_type == "IPv6";
+        for port in slice.ports.iter().flatten() {
+            // kube-proxy skips ports without a number; other protocols match no service port.
+            let number = port.port.and_then(|p| u16::try_from(p).ok());
+            let protocol = parse_protocol(port.protocol.as_deref());
+            let (Some(number @ 1..), Ok(protocol)) = (number, protocol) else {
                 continue;
             };
-            let Ok(protocol) = parse_protocol(port.protocol.as_deref()) else {
-                continue;
-            };
-            let set = by_port
-                .entry((port.name.as_deref().unwrap_or_default(), protocol))
-                .or_default();
+            let name = port.name.as_deref().unwrap_or_default();
+            let set = by_port.entry((name, protocol)).or_default();
             for endpoint in &slice.endpoints {
-                // Like kube-proxy, only the first address counts, and one of the wrong family
-                // is skipped rather than failing the whole service.
-                let Some(ip) = endpoint
-                    .addresses
-                    .first()
-                    .and_then(|a| a.parse::<IpAddr>().ok())
-                else {
+                // As in kube-proxy, only the first address counts, and an address of the wrong
+                // family is skipped rather than failing the whole service.
+                let ip: Option<IpAddr> = endpoint.addresses.first().and_then(|a| a.parse().ok());
+                let Some(ip) = ip.filter(|ip| ip.is_ipv6() == v6) else {
                     continue;
                 };
-                if ip.is_ipv6() != want_v6 {
-                    continue;
-                }
                 let conditions = endpoint.conditions.clone().unwrap_or_default();
                 let ready = all_ready || conditions.ready.unwrap_or(true);
                 let info = Endpoint {
@@ -337,16 +257,11 @@ fn collect_endpoints<'a>(
                     terminating: conditions.terminating.unwrap_or(false),
                     local: !node.name.is_empty() && endpoint.node_name.as_ref() == Some(&node.name),
                 };
-                match set.entry(SocketAddr::new(ip, number)) {
-                    Entry::Vacant(e) => {
-                        e.insert(info);
-                    }
-                    // An endpoint moving between slices may briefly be in both; kube-proxy
-                    // keeps the local copy if either is local.
-                    Entry::Occupied(mut e) if info.local => {
-                        e.insert(info);
-                    }
-                    Entry::Occupied(_) => {}
+                // An endpoint moving between slices may be in both for a while; like
+                // kube-proxy, keep the first copy unless a later one is local.
+                let address = SocketAddr::new(ip, number);
+                if info.local || !set.contains_key(&address) {
+                    set.insert(address, info);
                 }
             }
         }
@@ -354,29 +269,25 @@ fn collect_endpoints<'a>(
     by_port
 }
 
-/// KEP-1669: ready endpoints; if there are none, the serving ones that are terminating, so
-/// connections during a rollout's last moments still succeed.
+/// KEP-1669: the ready endpoints; if there are none, the serving ones that are terminating, so
+/// connections in a rollout's last moments still find a backend.
 fn select_backends(
-    endpoints: &BTreeMap<SocketAddr, Endpoint>,
+    endpoints: Option<&BTreeMap<SocketAddr, Endpoint>>,
     ipv6: bool,
     local_only: bool,
 ) -> Vec<SocketAddr> {
-    let candidates = || {
-        endpoints
-            .iter()
-            .filter(move |(addr, e)| addr.is_ipv6() == ipv6 && (e.local || !local_only))
-    };
-    let ready: Vec<SocketAddr> = candidates()
-        .filter(|(_, e)| e.ready)
-        .map(|(a, _)| *a)
-        .collect();
-    if !ready.is_empty() {
-        return ready;
+    let (mut ready, mut terminating) = (Vec::new(), Vec::new());
+    for (&address, e) in endpoints.into_iter().flatten() {
+        if address.is_ipv6() != ipv6 || (local_only && !e.local) {
+            continue;
+        }
+        if e.ready {
+            ready.push(address);
+        } else if e.serving && e.terminating {
+            terminating.push(address);
+        }
     }
-    candidates()
-        .filter(|(_, e)| e.serving && e.terminating)
-        .map(|(a, _)| *a)
-        .collect()
+    if ready.is_empty() { terminating } else { ready }
 }
 
 /// The API's spelling only: the API server rejects `tcp`, so we do too.
@@ -394,13 +305,39 @@ struct Ctx {
 }
 
 impl Ctx {
-    fn invalid(&self, field: &str, value: &str, expected: &'static str) -> CompileError {
-        CompileError::InvalidField {
-            service: self.service.clone(),
-            field: field.to_owned(),
-            value: value.to_owned(),
-            expected,
+    fn new(svc: &Service) -> Self {
+        let namespace = svc.metadata.namespace.as_deref().unwrap_or_default();
+        let name = svc.metadata.name.as_deref().unwrap_or_default();
+        let service = format!("{namespace}/{name}");
+        Self { service }
+    }
+
+    fn error(&self, field: &str, problem: String) -> CompileError {
+        let (service, field) = (self.service.clone(), field.to_owned());
+        CompileError::Field {
+            service,
+            field,
+            problem,
         }
+    }
+
+    fn invalid(&self, field: &str, value: &str, expected: &str) -> CompileError {
+        self.error(
+            field,
+            format!("invalid value `{value}` (expected {expected})"),
+        )
+    }
+
+    /// `value` if `allowed` lists it, the first of `allowed` if it is absent.
+    fn one_of(
+        &self,
+        value: &Option<String>,
+        field: &str,
+        allowed: &[&'static str],
+    ) -> Result<&'static str, CompileError> {
+        let value = value.as_deref().unwrap_or(allowed[0]);
+        let found = allowed.iter().find(|&&a| a == value).copied();
+        found.ok_or_else(|| self.invalid(field, value, &format!("one of {}", allowed.join(", "))))
     }
 
     fn parse_ip(&self, value: &str, field: &str) -> Result<IpAddr, CompileError> {
@@ -414,15 +351,6 @@ impl Ctx {
         values.iter().enumerate().map(parse).collect()
     }
 
-    /// Whether a traffic policy field says Local (absent means Cluster).
-    fn local_policy(&self, policy: Option<&str>, field: &str) -> Result<bool, CompileError> {
-        match policy.unwrap_or("Cluster") {
-            "Cluster" => Ok(false),
-            "Local" => Ok(true),
-            other => Err(self.invalid(field, other, "Cluster or Local")),
-        }
-    }
-
     fn affinity_timeout(&self, spec: &ServiceSpec) -> Result<u32, CompileError> {
         let config = spec
             .session_affinity_config
@@ -431,70 +359,56 @@ impl Ctx {
         let Some(seconds) = config.and_then(|c| c.timeout_seconds) else {
             return Ok(DEFAULT_AFFINITY_TIMEOUT);
         };
-        u32::try_from(seconds)
+        let valid = u32::try_from(seconds)
             .ok()
-            .filter(|s| (1..=MAX_AFFINITY_TIMEOUT).contains(s))
-            .ok_or_else(|| {
-                let field = "spec.sessionAffinityConfig.clientIP.timeoutSeconds";
-                self.invalid(field, &seconds.to_string(), "1 to 86400 seconds")
-            })
+            .filter(|s| (1..=MAX_AFFINITY_TIMEOUT).contains(s));
+        let field = "spec.sessionAffinityConfig.clientIP.timeoutSeconds";
+        valid.ok_or_else(|| self.invalid(field, &seconds.to_string(), "1 to 86400 seconds"))
     }
 
-    fn port_number(&self, value: i32, field: String) -> Result<u16, CompileError> {
+    fn port_number(&self, value: i32, field: &str) -> Result<u16, CompileError> {
         let number = u16::try_from(value).ok().filter(|&p| p != 0);
-        number.ok_or_else(|| self.invalid(&field, &value.to_string(), "a port from 1 to 65535"))
+        number.ok_or_else(|| self.invalid(field, &value.to_string(), "a port from 1 to 65535"))
     }
 
     /// Validates the ports: known protocols, numbers in range, no (port, protocol) twice.
     fn ports<'a>(&self, ports: &'a [ServicePort]) -> Result<Vec<Port<'a>>, CompileError> {
         let mut seen = BTreeMap::new();
-        let mut seen_node = BTreeMap::new();
         let mut out = Vec::with_capacity(ports.len());
         for (i, p) in ports.iter().enumerate() {
+            let field = |name: &str| format!("spec.ports[{i}].{name}");
             let protocol = parse_protocol(p.protocol.as_deref()).map_err(|other| {
-                CompileError::UnsupportedProtocol {
-                    service: self.service.clone(),
-                    field: format!("spec.ports[{i}].protocol"),
-                    protocol: other.to_owned(),
-                }
+                let problem = "(TCP and UDP are supported)";
+                self.error(
+                    &field("protocol"),
+                    format!("unsupported protocol `{other}` {problem}"),
+                )
             })?;
-            let port = self.port_number(p.port, format!("spec.ports[{i}].port"))?;
-            // An absent (or zero) nodePort is legal: LoadBalancers may opt out of them.
+            let port = self.port_number(p.port, &field("port"))?;
             let node_port = match p.node_port {
                 None | Some(0) => None,
-                Some(n) => Some(self.port_number(n, format!("spec.ports[{i}].nodePort"))?),
+                Some(n) => Some(self.port_number(n, &field("nodePort"))?),
             };
-            self.unique(&mut seen, (port, protocol), i, "port")?;
-            if let Some(node_port) = node_port {
-                self.unique(&mut seen_node, (node_port, protocol), i, "nodePort")?;
+            // Node ports and service ports are different address spaces: tell them apart.
+            let claims = [(port, "port")]
+                .into_iter()
+                .chain(node_port.map(|n| (n, "nodePort")));
+            for (number, name) in claims {
+                if let Some(first) = seen.insert((name, number, protocol), i) {
+                    let used =
+                        format!("{number}/{protocol} is already used by spec.ports[{first}]");
+                    return Err(self.error(&field(name), used));
+                }
             }
+            let name = p.name.as_deref().unwrap_or_default();
             out.push(Port {
-                name: p.name.as_deref().unwrap_or_default(),
+                name,
                 port,
                 protocol,
                 node_port,
             });
         }
         Ok(out)
-    }
-
-    fn unique(
-        &self,
-        seen: &mut BTreeMap<(u16, Protocol), usize>,
-        key: (u16, Protocol),
-        index: usize,
-        field: &str,
-    ) -> Result<(), CompileError> {
-        match seen.insert(key, index) {
-            None => Ok(()),
-            Some(first) => Err(CompileError::DuplicatePort {
-                service: self.service.clone(),
-                field: format!("spec.ports[{index}].{field}"),
-                port: key.0,
-                protocol: key.1,
-                other: format!("spec.ports[{first}]"),
-            }),
-        }
     }
 }
 
@@ -548,9 +462,11 @@ mod tests {
         let endpoints: Vec<Value> = endpoints.split_whitespace().map(endpoint).collect();
         let labels = json!({"kubernetes.io/service-name": owner});
         let meta = json!({"namespace": "default", "name": name, "labels": labels});
-        let ports = Value::Array(ports);
-        let slice = json!({"metadata": meta, "addressType": family, "ports": ports, "endpoints": endpoints});
-        serde_json::from_value(slice).unwrap()
+        let (ports, family) = (Value::Array(ports), family);
+        let slice = json!({"metadata": meta, "addressType": family, "ports": ports});
+        let mut slice: EndpointSlice = serde_json::from_value(slice).unwrap();
+        slice.endpoints = serde_json::from_value(Value::Array(endpoints)).unwrap();
+        slice
     }
 
     fn endpoint(text: &str) -> Value {
@@ -564,33 +480,22 @@ mod tests {
     }
 
     /// One line per frontend, in output order: `KIND ADDR:PORT/PROTO -> [BACKENDS] FLAGS`.
-    fn render(frontends: &[CompiledFrontend]) -> String {
+    fn render(frontends: &[CompiledFrontend]) -> Vec<String> {
         let line = |f: &CompiledFrontend| {
-            let backends: Vec<String> = f.backends.iter().map(ToString::to_string).collect();
-            let frontend = SocketAddr::new(f.address, f.port);
-            let mut line = format!("{:?} {frontend}/{}", f.kind, f.protocol);
-            line += &format!(" -> [{}]", backends.join(" "));
-            if f.local_only {
-                line += " local";
-            }
-            if let Some(timeout) = f.affinity_timeout {
-                line += &format!(" affinity={timeout}");
-            }
-            line + "\n"
+            let local = if f.local_only { " local" } else { "" };
+            let affinity = f.affinity_timeout.map(|t| format!(" affinity={t}"));
+            let affinity = affinity.unwrap_or_default();
+            let (kind, frontend) = (f.kind, SocketAddr::new(f.address, f.port));
+            let to = format!("{:?}{local}{affinity}", f.backends);
+            format!("{kind:?} {frontend}/{} -> {to}", f.protocol)
         };
         frontends.iter().map(line).collect()
     }
 
-    /// Compiles for `node()` and compares with `expect`, one frontend a line (indentation and
-    /// blank lines ignored).
     #[track_caller]
-    fn check(svc: &Service, slices: &[EndpointSlice], expect: &str) {
+    fn check(svc: &Service, slices: &[EndpointSlice], expect: &[&str]) {
         let frontends = compile_service(svc, slices, &node()).unwrap();
-        let lines = expect.lines().map(str::trim).filter(|l| !l.is_empty());
-        assert_eq!(
-            render(&frontends),
-            lines.map(|l| format!("{l}\n")).collect::<String>()
-        );
+        assert_eq!(render(&frontends), expect);
     }
 
     #[test]
@@ -621,24 +526,19 @@ mod tests {
 
     #[test]
     fn ports_match_by_name_and_named_target_ports_resolve_per_endpoint() {
-        let svc = web(json!({"ports": [
-            {"name": "http", "port": 80, "targetPort": "web"},
-            {"name": "dns", "port": 53, "protocol": "UDP"},
-        ]}));
+        let http = json!({"name": "http", "port": 80, "targetPort": "web"});
+        let svc = web(json!({"ports": [http, {"name": "dns", "port": 53, "protocol": "UDP"}]}));
         let slices = [
             slice("web-a http:8080", "10.1.0.1@node-b"),
             slice("web-b http:9090", "10.1.0.2@node-b"),
             // `debug` is no port of the service; `dns` over TCP is not the UDP port `dns`.
             slice("web-c dns:5353/UDP debug:6060 dns:5454", "10.1.0.3@node-b"),
         ];
-        check(
-            &svc,
-            &slices,
-            "
-            ClusterIp 10.96.0.10:80/TCP -> [10.1.0.1:8080 10.1.0.2:9090]
-            ClusterIp 10.96.0.10:53/UDP -> [10.1.0.3:5353]
-        ",
-        );
+        let expect = [
+            "ClusterIp 10.96.0.10:80/TCP -> [10.1.0.1:8080, 10.1.0.2:9090]",
+            "ClusterIp 10.96.0.10:53/UDP -> [10.1.0.3:5353]",
+        ];
+        check(&svc, &slices, &expect);
     }
 
     #[test]
@@ -646,10 +546,8 @@ mod tests {
         let svc = web(json!({"ports": [{"port": 80}]}));
         let slices = [slice("web-a 8080", "10.1.0.1@node-b")];
         let frontends = compile_service(&svc, &slices, &node()).unwrap();
-        assert_eq!(
-            render(&frontends),
-            "ClusterIp 10.96.0.10:80/TCP -> [10.1.0.1:8080]\n"
-        );
+        let expect = ["ClusterIp 10.96.0.10:80/TCP -> [10.1.0.1:8080]"];
+        assert_eq!(render(&frontends), expect);
         assert_eq!(frontends[0].service, "default/web:80");
     }
 
@@ -663,7 +561,7 @@ mod tests {
             ),
             // No ready endpoint: the serving terminating ones take over (KEP-1669).
             (
-                "2@n,!ready 3@n,!ready,serving,terminating 4@n,!ready,!serving,terminating",
+                "3@n,!ready,serving,terminating 4@n,!ready,!serving,terminating",
                 "[10.1.0.3:8080]",
             ),
             // Serving absent defers to ready.
@@ -671,77 +569,49 @@ mod tests {
             ("", "[]"),
         ];
         for (endpoints, backends) in cases {
-            // Short for 10.1.0.N.
-            let endpoints: String = endpoints
-                .split_whitespace()
-                .map(|e| format!("10.1.0.{e} "))
-                .collect();
-            let slices = [slice("web-a http:8080", &endpoints)];
-            check(
-                &web(json!({})),
-                &slices,
-                &format!("ClusterIp 10.96.0.10:80/TCP -> {backends}"),
-            );
+            // `N@n` is 10.1.0.N on another node.
+            let endpoints = endpoints.split_whitespace().map(|e| format!("10.1.0.{e}"));
+            let slices = [slice(
+                "web-a http:8080",
+                &endpoints.collect::<Vec<_>>().join(" "),
+            )];
+            let expect = format!("ClusterIp 10.96.0.10:80/TCP -> {backends}");
+            check(&web(json!({})), &slices, &[&expect]);
         }
     }
 
     #[test]
-    fn publish_not_ready_addresses_makes_every_endpoint_ready() {
-        let svc = web(json!({"publishNotReadyAddresses": true}));
-        let slices = [slice("web-a http:8080", "10.1.0.1@n 10.1.0.2@n,!ready")];
-        check(
-            &svc,
-            &slices,
-            "ClusterIp 10.96.0.10:80/TCP -> [10.1.0.1:8080 10.1.0.2:8080]",
-        );
-    }
-
-    #[test]
     fn traffic_policies() {
+        const ETP: &str = "externalTrafficPolicy";
+        #[rustfmt::skip]
         let cases = [
-            (
-                "externalTrafficPolicy",
-                "10.1.0.1@node-a 10.1.0.2@node-b",
-                "
-                ClusterIp 10.96.0.10:80/TCP -> [10.1.0.1:8080 10.1.0.2:8080]
-                NodePort 192.168.0.10:30080/TCP -> [10.1.0.1:8080] local
-                NodePort 192.168.0.11:30080/TCP -> [10.1.0.1:8080] local
-            ",
-            ),
+            (ETP, "10.1.0.1@node-a 10.1.0.2@node-b", [
+                "ClusterIp 10.96.0.10:80/TCP -> [10.1.0.1:8080, 10.1.0.2:8080]",
+                "NodePort 192.168.0.10:30080/TCP -> [10.1.0.1:8080] local",
+                "NodePort 192.168.0.11:30080/TCP -> [10.1.0.1:8080] local",
+            ]),
             // No endpoint here: the node refuses rather than forwarding elsewhere.
-            (
-                "externalTrafficPolicy",
-                "10.1.0.2@node-b",
-                "
-                ClusterIp 10.96.0.10:80/TCP -> [10.1.0.2:8080]
-                NodePort 192.168.0.10:30080/TCP -> [] local
-                NodePort 192.168.0.11:30080/TCP -> [] local
-            ",
-            ),
+            (ETP, "10.1.0.2@node-b", [
+                "ClusterIp 10.96.0.10:80/TCP -> [10.1.0.2:8080]",
+                "NodePort 192.168.0.10:30080/TCP -> [] local",
+                "NodePort 192.168.0.11:30080/TCP -> [] local",
+            ]),
             // A ready endpoint elsewhere does not stop the local set from falling back.
-            (
-                "externalTrafficPolicy",
-                "10.1.0.1@node-a,!ready,serving,terminating 10.1.0.2@node-b",
-                "
-                ClusterIp 10.96.0.10:80/TCP -> [10.1.0.2:8080]
-                NodePort 192.168.0.10:30080/TCP -> [10.1.0.1:8080] local
-                NodePort 192.168.0.11:30080/TCP -> [10.1.0.1:8080] local
-            ",
-            ),
-            (
-                "internalTrafficPolicy",
-                "10.1.0.1@node-a 10.1.0.2@node-b",
-                "
-                ClusterIp 10.96.0.10:80/TCP -> [10.1.0.1:8080] local
-                NodePort 192.168.0.10:30080/TCP -> [10.1.0.1:8080 10.1.0.2:8080]
-                NodePort 192.168.0.11:30080/TCP -> [10.1.0.1:8080 10.1.0.2:8080]
-            ",
-            ),
+            (ETP, "10.1.0.1@node-a,!ready,serving,terminating 10.1.0.2@node-b", [
+                "ClusterIp 10.96.0.10:80/TCP -> [10.1.0.2:8080]",
+                "NodePort 192.168.0.10:30080/TCP -> [10.1.0.1:8080] local",
+                "NodePort 192.168.0.11:30080/TCP -> [10.1.0.1:8080] local",
+            ]),
+            ("internalTrafficPolicy", "10.1.0.1@node-a 10.1.0.2@node-b", [
+                "ClusterIp 10.96.0.10:80/TCP -> [10.1.0.1:8080] local",
+                "NodePort 192.168.0.10:30080/TCP -> [10.1.0.1:8080, 10.1.0.2:8080]",
+                "NodePort 192.168.0.11:30080/TCP -> [10.1.0.1:8080, 10.1.0.2:8080]",
+            ]),
         ];
         for (policy, endpoints, expect) in cases {
             let ports = json!([{"name": "http", "port": 80, "nodePort": 30080}]);
             let svc = web(json!({"type": "NodePort", "ports": ports, policy: "Local"}));
-            check(&svc, &[slice("web-a http:8080", endpoints)], expect);
+            check(&svc, &[slice("web-a http:8080", endpoints)], &expect);
         }
     }
 
@@ -753,7 +623,7 @@ mod tests {
             json!({"type": "ExternalName", "externalName": "example.com"}),
             json!({"clusterIP": "", "externalIPs": ["203.0.113.7"]}),
         ] {
-            check(&web(extra), &slices, "");
+            check(&web(extra), &slices, &[]);
         }
     }
 
@@ -767,17 +637,14 @@ mod tests {
             slice("web-v6 IPv6 http:8080", "fd00:1::1@node-b"),
             slice("web-dns FQDN http:8080", "web.example.com@node-b"),
         ];
-        check(
-            &svc,
-            &slices,
-            "
-            ClusterIp 10.96.0.10:80/TCP -> [10.1.0.1:8080]
-            ClusterIp [fd00:96::10]:80/TCP -> [[fd00:1::1]:8080]
-            NodePort 192.168.0.10:30080/TCP -> [10.1.0.1:8080]
-            NodePort 192.168.0.11:30080/TCP -> [10.1.0.1:8080]
-            NodePort [fd00::10]:30080/TCP -> [[fd00:1::1]:8080]
-        ",
-        );
+        let expect = [
+            "ClusterIp 10.96.0.10:80/TCP -> [10.1.0.1:8080]",
+            "ClusterIp [fd00:96::10]:80/TCP -> [[fd00:1::1]:8080]",
+            "NodePort 192.168.0.10:30080/TCP -> [10.1.0.1:8080]",
+            "NodePort 192.168.0.11:30080/TCP -> [10.1.0.1:8080]",
+            "NodePort [fd00::10]:30080/TCP -> [[fd00:1::1]:8080]",
+        ];
+        check(&svc, &slices, &expect);
     }
 
     #[test]
@@ -791,16 +658,17 @@ mod tests {
         let ingress = json!([{"ip": "198.51.100.1"}, {"hostname": "lb.example.com"},
                              {"ip": "198.51.100.2", "ipMode": "Proxy"}]);
         let svc = service(spec, json!({"loadBalancer": {"ingress": ingress}}));
+        let expect = [
+            "ClusterIp 10.96.0.10:80/TCP -> [10.1.0.1:8080] affinity=10800",
+            "NodePort 192.168.0.10:30080/TCP -> [10.1.0.1:8080] affinity=10800",
+            "NodePort 192.168.0.11:30080/TCP -> [10.1.0.1:8080] affinity=10800",
+            "ExternalIp 203.0.113.7:80/TCP -> [10.1.0.1:8080] affinity=10800",
+            "LoadBalancer 198.51.100.1:80/TCP -> [10.1.0.1:8080] affinity=10800",
+        ];
         check(
             &svc,
             &[slice("web-a http:8080", "10.1.0.1@node-b")],
-            "
-            ClusterIp 10.96.0.10:80/TCP -> [10.1.0.1:8080] affinity=10800
-            NodePort 192.168.0.10:30080/TCP -> [10.1.0.1:8080] affinity=10800
-            NodePort 192.168.0.11:30080/TCP -> [10.1.0.1:8080] affinity=10800
-            ExternalIp 203.0.113.7:80/TCP -> [10.1.0.1:8080] affinity=10800
-            LoadBalancer 198.51.100.1:80/TCP -> [10.1.0.1:8080] affinity=10800
-        ",
+            &expect,
         );
     }
 
@@ -808,39 +676,35 @@ mod tests {
     fn explicit_affinity_timeout() {
         let config = json!({"clientIP": {"timeoutSeconds": 60}});
         let svc = web(json!({"sessionAffinity": "ClientIP", "sessionAffinityConfig": config}));
-        check(&svc, &[], "ClusterIp 10.96.0.10:80/TCP -> [] affinity=60");
+        let expect = ["ClusterIp 10.96.0.10:80/TCP -> [] affinity=60"];
+        check(&svc, &[], &expect);
     }
 
     #[test]
     fn invalid_services_are_errors_naming_the_field() {
-        let ports = |ports: Value| json!({"type": "NodePort", "ports": ports});
+        let port = |name: &str, port: u16, extra: Value| {
+            let mut port_json = json!({"name": name, "port": port});
+            port_json
+                .as_object_mut()
+                .unwrap()
+                .extend(extra.as_object().unwrap().clone());
+            port_json
+        };
+        let (a, b) = (port("a", 80, json!({})), port("b", 81, json!({})));
+        let (sctp, udp) = (json!({"protocol": "SCTP"}), json!({"protocol": "UDP"}));
+        let (a_30080, b_30080) = (json!({"nodePort": 30080}), json!({"nodePort": 30080}));
+        #[rustfmt::skip]
         let cases = [
-            (
-                ports(
-                    json!([{"name": "a", "port": 80}, {"name": "b", "port": 90, "protocol": "SCTP"}]),
-                ),
-                "spec.ports[1].protocol: unsupported protocol `SCTP` (TCP and UDP are supported)",
-            ),
-            (
-                ports(
-                    json!([{"name": "a", "port": 80}, {"name": "b", "port": 80, "protocol": "UDP"},
-                             {"name": "c", "port": 80}]),
-                ),
-                "spec.ports[2].port: 80/TCP is already used by spec.ports[0]",
-            ),
-            (
-                ports(json!([{"name": "a", "port": 80, "nodePort": 30080},
-                             {"name": "b", "port": 81, "nodePort": 30080}])),
-                "spec.ports[1].nodePort: 30080/TCP is already used by spec.ports[0]",
-            ),
-            (
-                json!({"clusterIPs": ["10.96.0.10", "fd00::zz"]}),
-                "spec.clusterIPs[1]: invalid value `fd00::zz` (expected an IP address)",
-            ),
-            (
-                json!({"externalTrafficPolicy": "Nearby"}),
-                "spec.externalTrafficPolicy: invalid value `Nearby` (expected Cluster or Local)",
-            ),
+            (json!({"ports": [a, port("b", 81, sctp)]}),
+             "spec.ports[1].protocol: unsupported protocol `SCTP` (TCP and UDP are supported)"),
+            (json!({"ports": [a, port("u", 80, udp), b, port("c", 80, json!({}))]}),
+             "spec.ports[3].port: 80/TCP is already used by spec.ports[0]"),
+            (json!({"type": "NodePort", "ports": [port("a", 80, a_30080), port("b", 81, b_30080)]}),
+             "spec.ports[1].nodePort: 30080/TCP is already used by spec.ports[0]"),
+            (json!({"clusterIPs": ["10.96.0.10", "fd00::zz"]}),
+             "spec.clusterIPs[1]: invalid value `fd00::zz` (expected an IP address)"),
+            (json!({"externalTrafficPolicy": "Nearby"}),
+             "spec.externalTrafficPolicy: invalid value `Nearby` (expected one of Cluster, Local)"),
         ];
         for (extra, expect) in cases {
             let err = compile_service(&web(extra), &[], &node()).unwrap_err();
@@ -854,7 +718,7 @@ mod tests {
         let endpoints: String = (0..=MAX_BACKENDS).map(address).collect();
         let slices = [slice("web-a http:8080", &endpoints)];
         let err = compile_service(&web(json!({})), &slices, &node()).unwrap_err();
-        let expect = "frontend 10.96.0.10:80/TCP has 65536 backends, more than the limit of 65535";
+        let expect = "frontend 10.96.0.10:80/TCP has 65536 backends, more than 65535";
         assert_eq!(err.to_string(), format!("service default/web: {expect}"));
     }
 }

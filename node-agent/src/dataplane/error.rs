@@ -40,6 +40,12 @@ pub enum DataplaneError {
         #[source]
         source: aya::programs::ProgramError,
     },
+    #[error("failed to pin or unpin the link of {target}")]
+    PinLink {
+        target: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     #[error("failed to run `{program}` with BPF_PROG_TEST_RUN")]
     TestRun {
         program: &'static str,

@@ -13,7 +13,8 @@ use aya::{
     maps::{Array, HashMap, IterableMap as _, Map, MapData, PerCpuArray},
     programs::{
         CgroupAttachMode, CgroupSockAddr, SchedClassifier, TcAttachType, TestRun as _,
-        TestRunOptions, cgroup_sock_addr::CgroupSockAddrLinkId, tc::SchedClassifierLinkId,
+        TestRunOptions,
+        links::{FdLink, PinnedLink},
     },
 };
 use strait_ebpf_common::{
@@ -158,22 +159,38 @@ pub struct DropCount {
     pub packets: u64,
 }
 
-/// The node's loaded dataplane. Dropping it detaches its programs; pinned maps stay, so a
-/// restarted agent finds the services it wrote.
+/// The node's loaded dataplane. Its maps and attachments are pinned: dropping it (or the agent
+/// exiting) leaves the programs attached and the maps in place, so traffic keeps flowing and a
+/// restarted agent adopts them. Removing the pin directory detaches everything.
 pub struct Dataplane {
     ebpf: Ebpf,
     config: DataplaneConfig,
     adoption: Adoption,
     table: ServiceTable,
-    cgroup_links: Vec<(PathBuf, CgroupSockAddrLinkId)>,
-    netdev_links: Vec<(String, SchedClassifierLinkId, SchedClassifierLinkId)>,
+    /// This dataplane's attachments, pinned under `<pin dir>/links` so they outlive the process.
+    links: Vec<Attachment>,
+    /// Attachments an earlier agent pinned: unpinned at load but still attached, so traffic
+    /// keeps flowing until this agent has attached its own; then [`Self::release_previous`].
+    previous: Vec<FdLink>,
+}
+
+/// Where a program is attached.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Target {
+    Cgroup(PathBuf),
+    Netdev(String),
+}
+
+struct Attachment {
+    target: Target,
+    link: PinnedLink,
 }
 
 impl std::fmt::Debug for Dataplane {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Dataplane")
             .field("pin_dir", &self.config.pin_dir)
-            .field("cgroups", &self.cgroup_links.len())
+            .field("links", &self.links.len())
             .finish_non_exhaustive()
     }
 }
@@ -188,6 +205,7 @@ impl Dataplane {
             source,
         })?;
         let adoption = adopt_or_replace(&config.pin_dir)?;
+        let previous = take_pinned_links(&config.pin_dir)?;
         let ct_entries = config
             .ct_entries
             .unwrap_or_else(|| ct_entries_for_memory(mem_total().unwrap_or(0)));
@@ -229,8 +247,8 @@ impl Dataplane {
             config,
             adoption,
             table,
-            cgroup_links: Vec::new(),
-            netdev_links: Vec::new(),
+            links: Vec::new(),
+            previous,
         })
     }
 
@@ -243,18 +261,31 @@ impl Dataplane {
     /// ingress, `strait_to_netdev` on egress. The name is resolved in the calling thread's
     /// network namespace, so call this from a thread inside the node's namespace.
     pub fn attach_netdev(&mut self, ifname: &str) -> Result<(), DataplaneError> {
-        let mut attach = |name: &'static str, hook: TcAttachType| {
+        for (name, hook) in [
+            (FROM_NETDEV, TcAttachType::Ingress),
+            (TO_NETDEV, TcAttachType::Egress),
+        ] {
+            let target = format!("{ifname} ({hook:?})");
+            let attach_error = |source| DataplaneError::Attach {
+                program: name,
+                target: target.clone(),
+                source,
+            };
             let prog: &mut SchedClassifier = program(&mut self.ebpf, name)?;
-            prog.attach(ifname, hook)
-                .map_err(|source| DataplaneError::Attach {
-                    program: name,
-                    target: format!("{ifname} ({hook:?})"),
-                    source,
-                })
-        };
-        let ingress = attach(FROM_NETDEV, TcAttachType::Ingress)?;
-        let egress = attach(TO_NETDEV, TcAttachType::Egress)?;
-        self.netdev_links.push((ifname.to_owned(), ingress, egress));
+            let id = prog.attach(ifname, hook).map_err(attach_error)?;
+            let link =
+                FdLink::try_from(prog.take_link(id).map_err(attach_error)?).map_err(|source| {
+                    DataplaneError::PinLink {
+                        target: target.clone(),
+                        source: source.into(),
+                    }
+                })?;
+            self.pin(
+                Target::Netdev(ifname.to_owned()),
+                &format!("{name}@{ifname}"),
+                link,
+            )?;
+        }
         Ok(())
     }
 
@@ -280,29 +311,73 @@ impl Dataplane {
             path: cgroup.to_path_buf(),
             source,
         })?;
-        let connect4: &mut CgroupSockAddr = program(&mut self.ebpf, CONNECT4)?;
-        let link = connect4
-            .attach(dir, CgroupAttachMode::default())
-            .map_err(|source| DataplaneError::Attach {
-                program: CONNECT4,
-                target: cgroup.display().to_string(),
+        let inode = dir
+            .metadata()
+            .map_err(|source| DataplaneError::OpenCgroup {
+                path: cgroup.to_path_buf(),
                 source,
+            })
+            .map(|m| std::os::unix::fs::MetadataExt::ino(&m))?;
+        let attach_error = |source| DataplaneError::Attach {
+            program: CONNECT4,
+            target: cgroup.display().to_string(),
+            source,
+        };
+        let connect4: &mut CgroupSockAddr = program(&mut self.ebpf, CONNECT4)?;
+        let id = connect4
+            .attach(dir, CgroupAttachMode::default())
+            .map_err(attach_error)?;
+        let link =
+            FdLink::try_from(connect4.take_link(id).map_err(attach_error)?).map_err(|source| {
+                DataplaneError::PinLink {
+                    target: cgroup.display().to_string(),
+                    source: source.into(),
+                }
             })?;
-        self.cgroup_links.push((cgroup.to_path_buf(), link));
+        // The cgroup's inode names the pin: paths can be long and contain slashes.
+        self.pin(
+            Target::Cgroup(cgroup.to_path_buf()),
+            &format!("{CONNECT4}@cgroup-{inode}"),
+            link,
+        )
+    }
+
+    fn pin(&mut self, target: Target, name: &str, link: FdLink) -> Result<(), DataplaneError> {
+        let dir = self.config.pin_dir.join(LINKS_DIR);
+        fs::create_dir_all(&dir).map_err(|source| DataplaneError::PinDir {
+            path: dir.clone(),
+            source,
+        })?;
+        let path = dir.join(name);
+        let link = link.pin(&path).map_err(|source| DataplaneError::PinLink {
+            target: path.display().to_string(),
+            source: source.into(),
+        })?;
+        self.links.push(Attachment { target, link });
         Ok(())
+    }
+
+    /// Detaches the attachments an earlier agent left, once this one has attached its own.
+    /// Until then both run; each translates only what the other has not (a translated packet
+    /// or connection no longer targets a service), so the overlap is harmless.
+    pub fn release_previous(&mut self) {
+        self.previous.clear();
     }
 
     /// Detaches socket-level translation from every cgroup it was attached to.
     pub fn detach_cgroups(&mut self) -> Result<(), DataplaneError> {
-        let links = std::mem::take(&mut self.cgroup_links);
-        let connect4: &mut CgroupSockAddr = program(&mut self.ebpf, CONNECT4)?;
-        for (path, link) in links {
-            connect4
-                .detach(link)
-                .map_err(|source| DataplaneError::Attach {
-                    program: CONNECT4,
-                    target: format!("{} (detach)", path.display()),
-                    source,
+        let (cgroups, others) = std::mem::take(&mut self.links)
+            .into_iter()
+            .partition(|a| matches!(a.target, Target::Cgroup(_)));
+        self.links = others;
+        for attachment in cgroups {
+            // Unpinning leaves this process the last holder; dropping the link detaches it.
+            let _detached = attachment
+                .link
+                .unpin()
+                .map_err(|source| DataplaneError::PinLink {
+                    target: format!("{:?}", attachment.target),
+                    source: source.into(),
                 })?;
         }
         Ok(())
@@ -471,6 +546,32 @@ where
     let map =
         Map::from_map_data(data).map_err(|source| DataplaneError::MapType { map: name, source })?;
     T::try_from(map).map_err(|source| DataplaneError::MapType { map: name, source })
+}
+
+/// Subdirectory of the pin directory holding pinned links.
+const LINKS_DIR: &str = "links";
+
+/// Opens the links an earlier agent pinned and unpins them, keeping them attached through the
+/// returned handles until the caller drops them.
+fn take_pinned_links(pin_dir: &Path) -> Result<Vec<FdLink>, DataplaneError> {
+    let dir = pin_dir.join(LINKS_DIR);
+    let Ok(entries) = fs::read_dir(&dir) else {
+        return Ok(Vec::new());
+    };
+    let mut links = Vec::new();
+    for entry in entries.flatten() {
+        let path = entry.path();
+        match PinnedLink::from_pin(&path) {
+            Ok(link) => links.push(link.unpin().map_err(|source| DataplaneError::PinLink {
+                target: path.display().to_string(),
+                source: source.into(),
+            })?),
+            Err(error) => {
+                warn!(path = %path.display(), %error, "ignoring a pin that is not a link")
+            }
+        }
+    }
+    Ok(links)
 }
 
 /// Reads the layout version of maps pinned under `pin_dir`; unpins them if it is not ours.
