@@ -15,7 +15,7 @@ use std::{collections::BTreeSet, net::SocketAddr};
 use strait_agent::dataplane::{
     Dataplane, DataplaneConfig, Frontend, Protocol, ServiceOptions, ServiceSpec,
 };
-use strait_tests::{Cgroup, HttpServer, Netns, PinDir, VethPair, http_get};
+use strait_tests::{Cgroup, HttpServer, Netns, PinDir, UdpEchoServer, VethPair, http_get};
 
 const VIP: &str = "10.96.0.10";
 const VIP_80: &str = "10.96.0.10:80";
@@ -54,6 +54,20 @@ impl Topology {
         dp
     }
 
+    /// Runs a Python snippet as a client in the client namespace and cgroup; returns its
+    /// trimmed stdout, or panics with its stderr.
+    fn python(&self, script: &str) -> String {
+        let out = self
+            .client
+            .exec_in_cgroup(self.cgroup.path(), &["python3", "-c", script]);
+        assert!(
+            out.status.success(),
+            "client script failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+
     /// GET / from `target` in the client namespace and cgroup: Ok(body) or Err(client error).
     fn get(&self, target: &str) -> Result<String, String> {
         http_get(&self.client, Some(self.cgroup.path()), target)
@@ -61,11 +75,15 @@ impl Topology {
 }
 
 fn service(port: u16, backends: &[&str]) -> ServiceSpec {
+    service_proto(port, Protocol::Tcp, backends)
+}
+
+fn service_proto(port: u16, protocol: Protocol, backends: &[&str]) -> ServiceSpec {
     ServiceSpec {
         frontend: Frontend {
             address: VIP.parse().unwrap(),
             port,
-            protocol: Protocol::Tcp,
+            protocol,
         },
         backends: backends.iter().map(|b| b.parse().unwrap()).collect(),
         options: ServiceOptions::default(),
@@ -163,4 +181,66 @@ fn a_backend_change_is_one_map_update_away() {
     dp.upsert_service(&service(80, &["10.0.1.3:8080"])).unwrap();
 
     assert_eq!(topo.get(VIP_80).unwrap(), "backend-b\n");
+}
+
+#[test]
+fn getpeername_shows_the_service_address_not_the_backend() {
+    let topo = Topology::new();
+    let _server = HttpServer::start(&topo.backends, addr("10.0.1.2:8080"), "backend-a\n");
+    let mut dp = topo.dataplane();
+    dp.upsert_service(&service(80, &["10.0.1.2:8080"])).unwrap();
+
+    let peer = topo.python(
+        "import socket\n\
+         s = socket.create_connection(('10.96.0.10', 80), timeout=3)\n\
+         print('%s:%d' % s.getpeername())",
+    );
+
+    assert_eq!(peer, "10.96.0.10:80");
+}
+
+#[test]
+fn unconnected_udp_is_translated_per_message_and_replies_come_from_the_service() {
+    let topo = Topology::new();
+    let _echo = UdpEchoServer::start(&topo.backends, addr("10.0.1.2:5353"));
+    let mut dp = topo.dataplane();
+    dp.upsert_service(&service_proto(53, Protocol::Udp, &["10.0.1.2:5353"]))
+        .unwrap();
+
+    // sendto() without connect(): the sendmsg4 hook translates, recvmsg4 restores.
+    let answer = topo.python(
+        "import socket\n\
+         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
+         s.settimeout(3)\n\
+         s.sendto(b'hello', ('10.96.0.10', 53))\n\
+         data, peer = s.recvfrom(100)\n\
+         print(data.decode(), '%s:%d' % peer)",
+    );
+
+    assert_eq!(
+        answer, "hello 10.96.0.10:53",
+        "the reply is shown as coming from the service"
+    );
+}
+
+#[test]
+fn client_ip_affinity_keeps_a_client_on_one_backend() {
+    let topo = Topology::new();
+    let _a = HttpServer::start(&topo.backends, addr("10.0.1.2:8080"), "backend-a\n");
+    let _b = HttpServer::start(&topo.backends, addr("10.0.1.3:8080"), "backend-b\n");
+    let mut dp = topo.dataplane();
+    let mut spec = service(80, &["10.0.1.2:8080", "10.0.1.3:8080"]);
+    spec.options.affinity_timeout = Some(10_800);
+    dp.upsert_service(&spec).unwrap();
+
+    let bodies: BTreeSet<String> = (0..12)
+        .map(|_| topo.get(VIP_80).expect("the service answers"))
+        .collect();
+
+    // Without affinity, 12 picks landing on one of two backends has probability 2^-11.
+    assert_eq!(
+        bodies.len(),
+        1,
+        "every connection went to the same backend: {bodies:?}"
+    );
 }

@@ -201,3 +201,47 @@ impl Drop for EchoServer {
         }
     }
 }
+
+/// Echoes every UDP datagram back to its sender, inside a namespace, until dropped.
+#[derive(Debug)]
+pub struct UdpEchoServer {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl UdpEchoServer {
+    /// Binds `addr` inside `netns` and starts echoing.
+    pub fn start(netns: &Netns, addr: SocketAddr) -> Self {
+        let socket = netns
+            .run(|| std::net::UdpSocket::bind(addr))
+            .unwrap_or_else(|e| panic!("bind udp {addr} in {}: {e}", netns.name()));
+        socket
+            .set_read_timeout(Some(Duration::from_millis(20)))
+            .expect("read timeout");
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let stop = Arc::clone(&stop);
+            thread::spawn(move || {
+                let mut buf = [0u8; 2048];
+                while !stop.load(Ordering::Relaxed) {
+                    if let Ok((n, peer)) = socket.recv_from(&mut buf) {
+                        let _ = socket.send_to(&buf[..n], peer);
+                    }
+                }
+            })
+        };
+        Self {
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for UdpEchoServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}

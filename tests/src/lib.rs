@@ -19,7 +19,7 @@ pub mod packet;
 pub mod pin;
 
 pub use cgroup::Cgroup;
-pub use http::{EchoServer, HttpServer, http_get};
+pub use http::{EchoServer, HttpServer, UdpEchoServer, http_get};
 pub use names::unique_name;
 pub use netns::{Netns, VethPair, plug_into_bridge};
 pub use pin::PinDir;

@@ -31,6 +31,10 @@ const PACKAGES: &[(&str, &str)] = &[
     ("etcd-server", "the distributed store"),
     ("etcd-client", "etcdctl for store tests"),
     ("bind9-dnsutils", "dig, for cluster DNS tests"),
+    (
+        "python3",
+        "socket-level clients in tests (getpeername, unconnected UDP)",
+    ),
 ];
 
 const BPF_LINKER_VERSION: &str = "0.13.0";

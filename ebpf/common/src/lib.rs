@@ -14,6 +14,7 @@ pub mod ct;
 pub mod drop;
 pub mod maps;
 pub mod service;
+pub mod sock;
 
 /// Pod implementations for userspace, kept in one place so the list is easy to audit.
 #[cfg(feature = "user")]
@@ -22,6 +23,7 @@ mod pod {
         config::NodeConfig,
         ct::{Ct4Entry, Ct4Key, Tuple4},
         service::{Backend4, Service4Key, Service4Value},
+        sock::{Affinity4Key, Affinity4Value, SockRevNat4Key, SockRevNat4Value},
     };
 
     // SAFETY: each type is `#[repr(C)]`, `Copy`, has no implicit padding (padding is an explicit
@@ -39,4 +41,12 @@ mod pod {
     unsafe impl aya::Pod for Ct4Entry {}
     // SAFETY: as above.
     unsafe impl aya::Pod for NodeConfig {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for SockRevNat4Key {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for SockRevNat4Value {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for Affinity4Key {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for Affinity4Value {}
 }

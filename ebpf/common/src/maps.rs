@@ -11,6 +11,10 @@ pub const BACKENDS_V4: &str = "STRAIT_BE4";
 pub const CT_V4: &str = "STRAIT_CT4";
 /// The node's configuration and the layout version (an array of one [`crate::config::NodeConfig`]).
 pub const CONFIG: &str = "STRAIT_CONFIG";
+/// Socket reverse NAT (an LRU hash), keyed by [`crate::sock::SockRevNat4Key`].
+pub const SOCK_REVNAT_V4: &str = "STRAIT_SKRN4";
+/// Session affinity (an LRU hash), keyed by [`crate::sock::Affinity4Key`].
+pub const AFFINITY_V4: &str = "STRAIT_AFF4";
 /// Per-CPU packet drop counters indexed by [`crate::drop::DropReason`].
 pub const DROPS: &str = "STRAIT_DROPS";
 
@@ -22,6 +26,10 @@ pub const BACKENDS_MAX: u32 = 1 << 19;
 /// Default capacity of the conntrack map (entries, both directions counted). The agent sizes it
 /// from memory at load time (`map_max_entries`); this is what the object declares.
 pub const CT_MAX: u32 = 1 << 18;
+/// Capacity of the socket reverse-NAT map (live translated sockets).
+pub const SOCK_REVNAT_MAX: u32 = 1 << 18;
+/// Capacity of the affinity map (client × service pairs).
+pub const AFFINITY_MAX: u32 = 1 << 16;
 /// Flags of the service and backend maps. They are sized for the largest cluster but usually
 /// mostly empty, so they are not preallocated: memory follows the number of entries.
 /// (`BPF_F_NO_PREALLOC`.)

@@ -1,10 +1,16 @@
-//! Service load balancing: the service map in slot layout, the backend map, and backend choice.
+//! Service load balancing: the service map in slot layout, the backend map, backend choice and
+//! session affinity.
 
-use aya_ebpf::{helpers::bpf_get_prandom_u32, macros::map, maps::HashMap};
+use aya_ebpf::{
+    helpers::{bpf_get_prandom_u32, bpf_ktime_get_ns},
+    macros::map,
+    maps::{HashMap, LruHashMap},
+};
 use strait_ebpf_common::{
     drop::DropReason,
-    maps::{BACKENDS_MAX, LB_MAP_FLAGS, SERVICES_MAX},
-    service::{Backend4, Service4Key, Service4Value},
+    maps::{AFFINITY_MAX, BACKENDS_MAX, LB_MAP_FLAGS, SERVICES_MAX},
+    service::{Backend4, SVC_F_AFFINITY, Service4Key, Service4Value},
+    sock::{Affinity4Key, Affinity4Value},
 };
 
 #[map]
@@ -13,6 +19,9 @@ static STRAIT_SVC4: HashMap<Service4Key, Service4Value> =
 
 #[map]
 static STRAIT_BE4: HashMap<u32, Backend4> = HashMap::pinned(BACKENDS_MAX, LB_MAP_FLAGS);
+
+#[map]
+static STRAIT_AFF4: LruHashMap<Affinity4Key, Affinity4Value> = LruHashMap::pinned(AFFINITY_MAX, 0);
 
 /// What a destination resolves to.
 pub(crate) enum Lookup {
@@ -27,10 +36,11 @@ pub(crate) enum Lookup {
     Refuse(DropReason),
 }
 
-/// Resolves `address:port/proto` (network order) to one of the service's backends, chosen at
-/// random: three hash lookups whatever the number of services.
+/// Resolves `address:port/proto` (network order) to one of the service's backends: the one
+/// `client` used last if the service has ClientIP affinity and it has not timed out, else one
+/// chosen at random. Three hash lookups whatever the number of services.
 #[inline(always)]
-pub(crate) fn select_backend4(address: u32, port: u16, proto: u8) -> Lookup {
+pub(crate) fn select_backend4(address: u32, port: u16, proto: u8, client: u64) -> Lookup {
     let master_key = Service4Key::new(address, port, proto, 0);
     // SAFETY: the value is copied out at once; a concurrent update can only replace it whole.
     let Some(master) = (unsafe { STRAIT_SVC4.get(master_key) }).copied() else {
@@ -38,6 +48,25 @@ pub(crate) fn select_backend4(address: u32, port: u16, proto: u8) -> Lookup {
     };
     if master.count == 0 {
         return Lookup::Refuse(DropReason::NoBackend);
+    }
+    let affinity = master.flags & SVC_F_AFFINITY != 0;
+    let affinity_key = Affinity4Key {
+        client,
+        rev_nat: master.rev_nat,
+        pad: [0; 6],
+    };
+    // SAFETY: a plain helper call.
+    let now = (unsafe { bpf_ktime_get_ns() } / 1_000_000_000) as u32;
+    if affinity
+        // SAFETY: as above, copied out at once.
+        && let Some(previous) = (unsafe { STRAIT_AFF4.get(affinity_key) }).copied()
+        // The master's backend_id holds the affinity timeout.
+        && now.wrapping_sub(previous.last_used) <= master.backend_id
+        // SAFETY: as above, copied out at once.
+        && let Some(backend) = (unsafe { STRAIT_BE4.get(previous.backend_id) }).copied()
+    {
+        remember(affinity_key, previous.backend_id, now);
+        return Lookup::Backend { backend, master };
     }
     // SAFETY: a plain helper call with no arguments.
     let random = unsafe { bpf_get_prandom_u32() };
@@ -50,7 +79,22 @@ pub(crate) fn select_backend4(address: u32, port: u16, proto: u8) -> Lookup {
     };
     // SAFETY: as above, copied out at once.
     match (unsafe { STRAIT_BE4.get(entry.backend_id) }).copied() {
-        Some(backend) => Lookup::Backend { backend, master },
+        Some(backend) => {
+            if affinity {
+                remember(affinity_key, entry.backend_id, now);
+            }
+            Lookup::Backend { backend, master }
+        }
         None => Lookup::Refuse(DropReason::BackendMissing),
     }
+}
+
+#[inline(always)]
+fn remember(key: Affinity4Key, backend_id: u32, now: u32) {
+    let value = Affinity4Value {
+        backend_id,
+        last_used: now,
+    };
+    // An LRU insert only fails on memory pressure; the next connection then picks afresh.
+    let _ignored = STRAIT_AFF4.insert(key, value, 0);
 }

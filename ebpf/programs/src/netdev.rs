@@ -18,6 +18,7 @@ use strait_ebpf_common::{
     ct::{CT_F_SNAT, CT_FORWARD, CT_REPLY, Tuple4},
     drop::DropReason,
     service::{BACKEND_F_LOCAL, SVC_F_LOCAL_ONLY},
+    sock::AFFINITY_BY_ADDRESS,
 };
 
 use crate::{
@@ -64,12 +65,17 @@ fn from_netdev(ctx: &TcContext) -> Result<i32, DropReason> {
     if let Some(to) = tracked {
         return forward(ctx, &packet, to);
     }
-    let (backend, master) =
-        match lb::select_backend4(packet.tuple.daddr, packet.tuple.dport, packet.proto) {
-            Lookup::NotService => return Ok(TC_ACT_OK),
-            Lookup::Refuse(reason) => return Err(reason),
-            Lookup::Backend { backend, master } => (backend, master),
-        };
+    let (backend, master) = match lb::select_backend4(
+        packet.tuple.daddr,
+        packet.tuple.dport,
+        packet.proto,
+        // Outside the node there are no sockets: affinity goes by the client's address.
+        AFFINITY_BY_ADDRESS | u64::from(packet.tuple.saddr),
+    ) {
+        Lookup::NotService => return Ok(TC_ACT_OK),
+        Lookup::Refuse(reason) => return Err(reason),
+        Lookup::Backend { backend, master } => (backend, master),
+    };
     let to = new_flow(
         &packet,
         backend.address,

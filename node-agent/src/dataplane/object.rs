@@ -34,8 +34,14 @@ use super::{
 /// The object built from `ebpf/programs` by build.rs.
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/strait"));
 
-/// cgroup `connect4`: service translation at the socket.
-const CONNECT4: &str = "strait_connect4";
+/// The cgroup sock_addr programs: translation at `connect4`/`sendmsg4`, the service address
+/// shown again at `recvmsg4`/`getpeername4`.
+const SOCK_PROGRAMS: [&str; 4] = [
+    "strait_connect4",
+    "strait_sendmsg4",
+    "strait_recvmsg4",
+    "strait_getpeername4",
+];
 /// tc ingress on the uplink: the per-packet service path.
 const FROM_NETDEV: &str = "strait_from_netdev";
 /// tc egress on the uplink: replies of translated flows.
@@ -219,13 +225,13 @@ impl Dataplane {
                 source: Box::new(source),
             })?;
 
-        let connect4: &mut CgroupSockAddr = program(&mut ebpf, CONNECT4)?;
-        connect4
-            .load()
-            .map_err(|source| DataplaneError::LoadProgram {
-                program: CONNECT4,
+        for name in SOCK_PROGRAMS {
+            let prog: &mut CgroupSockAddr = program(&mut ebpf, name)?;
+            prog.load().map_err(|source| DataplaneError::LoadProgram {
+                program: name,
                 source,
             })?;
+        }
         for name in [FROM_NETDEV, TO_NETDEV] {
             let prog: &mut SchedClassifier = program(&mut ebpf, name)?;
             prog.load().map_err(|source| DataplaneError::LoadProgram {
@@ -318,28 +324,37 @@ impl Dataplane {
                 source,
             })
             .map(|m| std::os::unix::fs::MetadataExt::ino(&m))?;
-        let attach_error = |source| DataplaneError::Attach {
-            program: CONNECT4,
-            target: cgroup.display().to_string(),
-            source,
-        };
-        let connect4: &mut CgroupSockAddr = program(&mut self.ebpf, CONNECT4)?;
-        let id = connect4
-            .attach(dir, CgroupAttachMode::default())
-            .map_err(attach_error)?;
-        let link =
-            FdLink::try_from(connect4.take_link(id).map_err(attach_error)?).map_err(|source| {
-                DataplaneError::PinLink {
-                    target: cgroup.display().to_string(),
-                    source: source.into(),
-                }
-            })?;
-        // The cgroup's inode names the pin: paths can be long and contain slashes.
-        self.pin(
-            Target::Cgroup(cgroup.to_path_buf()),
-            &format!("{CONNECT4}@cgroup-{inode}"),
-            link,
-        )
+        for name in SOCK_PROGRAMS {
+            let attach_error = |source| DataplaneError::Attach {
+                program: name,
+                target: cgroup.display().to_string(),
+                source,
+            };
+            let dir = dir
+                .try_clone()
+                .map_err(|source| DataplaneError::OpenCgroup {
+                    path: cgroup.to_path_buf(),
+                    source,
+                })?;
+            let prog: &mut CgroupSockAddr = program(&mut self.ebpf, name)?;
+            let id = prog
+                .attach(dir, CgroupAttachMode::default())
+                .map_err(attach_error)?;
+            let link =
+                FdLink::try_from(prog.take_link(id).map_err(attach_error)?).map_err(|source| {
+                    DataplaneError::PinLink {
+                        target: cgroup.display().to_string(),
+                        source: source.into(),
+                    }
+                })?;
+            // The cgroup's inode names the pin: paths can be long and contain slashes.
+            self.pin(
+                Target::Cgroup(cgroup.to_path_buf()),
+                &format!("{name}@cgroup-{inode}"),
+                link,
+            )?;
+        }
+        Ok(())
     }
 
     fn pin(&mut self, target: Target, name: &str, link: FdLink) -> Result<(), DataplaneError> {
