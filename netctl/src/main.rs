@@ -26,8 +26,14 @@ enum Command {
 
 #[derive(Debug, Subcommand)]
 enum BpfCommand {
-    /// Print the service map (like `cilium bpf lb list`) and the drop counters.
+    /// Print one of the dataplane's maps, read from its pins (works while the agent is down).
     Dump {
+        /// Which table.
+        #[arg(value_enum)]
+        table: bpf::Table,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
         /// The node's pin directory.
         #[arg(long, env = "STRAIT_PIN_DIR", default_value = strait_host::paths::PIN_DIR)]
         pin_dir: PathBuf,
@@ -37,7 +43,12 @@ enum BpfCommand {
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Bpf {
-            command: BpfCommand::Dump { pin_dir },
-        } => bpf::dump(&pin_dir),
+            command:
+                BpfCommand::Dump {
+                    table,
+                    json,
+                    pin_dir,
+                },
+        } => bpf::dump(&pin_dir, table, json),
     }
 }

@@ -89,12 +89,11 @@ impl Cluster {
         })
         .expect("load the dataplane");
         let uplink = self.uplink1.clone();
-        let dp = self.node1.run(move || {
+        self.node1.run(move || {
             dp.attach_netdev(&uplink)
                 .expect("attach to node 1's uplink");
             dp
-        });
-        dp
+        })
     }
 }
 

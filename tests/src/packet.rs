@@ -46,7 +46,7 @@ impl Ipv4Packet {
     /// As [`Self::build`], with IPv4 `options` (a multiple of 4 bytes) after the fixed header.
     pub fn build_with_options(&self, payload: &[u8], options: &[u8]) -> Vec<u8> {
         assert!(
-            options.len() % 4 == 0 && options.len() <= 40,
+            options.len().is_multiple_of(4) && options.len() <= 40,
             "IPv4 options pad to 4 bytes, at most 40"
         );
         let ip_hlen = IPV4_HLEN + options.len();

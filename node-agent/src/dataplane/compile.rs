@@ -107,8 +107,8 @@ struct Endpoint {
     local: bool,
 }
 
-/// Endpoints by slice port (name, protocol), then by backend address.
-type EndpointsByPort<'a> = BTreeMap<(&'a str, Protocol), BTreeMap<SocketAddr, Endpoint>>;
+/// The endpoints of one slice port, by backend address.
+type Endpoints = BTreeMap<SocketAddr, Endpoint>;
 
 /// Compiles `svc` into its frontends on `node`: per port in spec order, the cluster IPs, then
 /// the node ports, the external IPs and the load-balancer IPs.
@@ -182,9 +182,7 @@ pub fn compile_service(
                 FrontendKind::ClusterIp => (Some(port.port), internal_local),
                 // LoadBalancers may opt out of node ports (`allocateLoadBalancerNodePorts`).
                 FrontendKind::NodePort => (port.node_port, external_local),
-                FrontendKind::ExternalIp | FrontendKind::LoadBalancer => {
-                    (Some(port.port), external_local)
-                }
+                _ => (Some(port.port), external_local),
             };
             let Some(number) = number else { continue };
             let backends = select_backends(endpoints, address.is_ipv6(), local_only);
@@ -217,7 +215,7 @@ fn collect_endpoints<'a>(
     slices: &'a [EndpointSlice],
     node: &NodeFacts,
     all_ready: bool,
-) -> EndpointsByPort<'a> {
+) -> BTreeMap<(&'a str, Protocol), Endpoints> {
     let owned = |slice: &&EndpointSlice| {
         let meta = &slice.metadata;
         let owner = meta.labels.as_ref().and_then(|l| l.get(SERVICE_NAME_LABEL));
@@ -230,7 +228,7 @@ fn collect_endpoints<'a>(
     // Which copy of a duplicated endpoint wins must not depend on the caller's order.
     mine.sort_by_key(|s| &s.metadata.name);
 
-    let mut by_port = EndpointsByPort::new();
+    let mut by_port = BTreeMap::new();
     for slice in mine {
         let v6 = slice.address_type == "IPv6";
         for port in slice.ports.iter().flatten() {
@@ -241,7 +239,7 @@ fn collect_endpoints<'a>(
                 continue;
             };
             let name = port.name.as_deref().unwrap_or_default();
-            let set = by_port.entry((name, protocol)).or_default();
+            let set: &mut Endpoints = by_port.entry((name, protocol)).or_default();
             for endpoint in &slice.endpoints {
                 // As in kube-proxy, only the first address counts, and an address of the wrong
                 // family is skipped rather than failing the whole service.
@@ -271,11 +269,7 @@ fn collect_endpoints<'a>(
 
 /// KEP-1669: the ready endpoints; if there are none, the serving ones that are terminating, so
 /// connections in a rollout's last moments still find a backend.
-fn select_backends(
-    endpoints: Option<&BTreeMap<SocketAddr, Endpoint>>,
-    ipv6: bool,
-    local_only: bool,
-) -> Vec<SocketAddr> {
+fn select_backends(endpoints: Option<&Endpoints>, ipv6: bool, local_only: bool) -> Vec<SocketAddr> {
     let (mut ready, mut terminating) = (Vec::new(), Vec::new());
     for (&address, e) in endpoints.into_iter().flatten() {
         if address.is_ipv6() != ipv6 || (local_only && !e.local) {
@@ -322,10 +316,8 @@ impl Ctx {
     }
 
     fn invalid(&self, field: &str, value: &str, expected: &str) -> CompileError {
-        self.error(
-            field,
-            format!("invalid value `{value}` (expected {expected})"),
-        )
+        let problem = format!("invalid value `{value}` (expected {expected})");
+        self.error(field, problem)
     }
 
     /// `value` if `allowed` lists it, the first of `allowed` if it is absent.
@@ -341,9 +333,8 @@ impl Ctx {
     }
 
     fn parse_ip(&self, value: &str, field: &str) -> Result<IpAddr, CompileError> {
-        value
-            .parse()
-            .map_err(|_| self.invalid(field, value, "an IP address"))
+        let ip = value.parse();
+        ip.map_err(|_| self.invalid(field, value, "an IP address"))
     }
 
     fn parse_ips(&self, values: &[String], field: &str) -> Result<Vec<IpAddr>, CompileError> {
@@ -352,18 +343,15 @@ impl Ctx {
     }
 
     fn affinity_timeout(&self, spec: &ServiceSpec) -> Result<u32, CompileError> {
-        let config = spec
-            .session_affinity_config
-            .as_ref()
-            .and_then(|c| c.client_ip.as_ref());
-        let Some(seconds) = config.and_then(|c| c.timeout_seconds) else {
+        let config = spec.session_affinity_config.as_ref();
+        let Some(seconds) = config.and_then(|c| c.client_ip.as_ref()?.timeout_seconds) else {
             return Ok(DEFAULT_AFFINITY_TIMEOUT);
         };
-        let valid = u32::try_from(seconds)
-            .ok()
-            .filter(|s| (1..=MAX_AFFINITY_TIMEOUT).contains(s));
         let field = "spec.sessionAffinityConfig.clientIP.timeoutSeconds";
-        valid.ok_or_else(|| self.invalid(field, &seconds.to_string(), "1 to 86400 seconds"))
+        match u32::try_from(seconds) {
+            Ok(seconds @ 1..=MAX_AFFINITY_TIMEOUT) => Ok(seconds),
+            _ => Err(self.invalid(field, &seconds.to_string(), "1 to 86400 seconds")),
+        }
     }
 
     fn port_number(&self, value: i32, field: &str) -> Result<u16, CompileError> {
@@ -378,11 +366,8 @@ impl Ctx {
         for (i, p) in ports.iter().enumerate() {
             let field = |name: &str| format!("spec.ports[{i}].{name}");
             let protocol = parse_protocol(p.protocol.as_deref()).map_err(|other| {
-                let problem = "(TCP and UDP are supported)";
-                self.error(
-                    &field("protocol"),
-                    format!("unsupported protocol `{other}` {problem}"),
-                )
+                let problem = format!("unsupported protocol `{other}` (TCP and UDP are supported)");
+                self.error(&field("protocol"), problem)
             })?;
             let port = self.port_number(p.port, &field("port"))?;
             let node_port = match p.node_port {
@@ -390,10 +375,8 @@ impl Ctx {
                 Some(n) => Some(self.port_number(n, &field("nodePort"))?),
             };
             // Node ports and service ports are different address spaces: tell them apart.
-            let claims = [(port, "port")]
-                .into_iter()
-                .chain(node_port.map(|n| (n, "nodePort")));
-            for (number, name) in claims {
+            let node_claim = node_port.map(|n| (n, "nodePort"));
+            for (number, name) in [(port, "port")].into_iter().chain(node_claim) {
                 if let Some(first) = seen.insert((name, number, protocol), i) {
                     let used =
                         format!("{number}/{protocol} is already used by spec.ports[{first}]");
@@ -425,24 +408,19 @@ mod tests {
         NodeFacts { name, addresses }
     }
 
-    /// Service `default/web` with `spec` and `status`.
-    fn service(spec: Value, status: Value) -> Service {
-        let meta = json!({"namespace": "default", "name": "web"});
-        serde_json::from_value(json!({"metadata": meta, "spec": spec, "status": status})).unwrap()
-    }
-
-    /// ClusterIP 10.96.0.10 with port `http` 80, then the fields of `extra`.
+    /// Service `default/web`: ClusterIP 10.96.0.10, port `http` 80, then the fields of `extra`.
     fn web(extra: Value) -> Service {
         let mut spec = json!({"clusterIP": "10.96.0.10", "ports": [{"name": "http", "port": 80}]});
         let extra = extra.as_object().unwrap().clone();
         spec.as_object_mut().unwrap().extend(extra);
-        service(spec, json!({}))
+        let meta = json!({"namespace": "default", "name": "web"});
+        serde_json::from_value(json!({"metadata": meta, "spec": spec})).unwrap()
     }
 
     /// A slice in namespace `default`, written `NAME [FAMILY] [service=OWNER] PORT...` (IPv4
     /// and `web` by default), a port being `NAME:NUMBER[/PROTOCOL]` or a bare number. Each
-    /// endpoint is `ADDRESS@NODE[,CONDITION]...`, a condition `ready` (true) or `!ready`
-    /// (false); absent ones stay absent.
+    /// endpoint is `ADDRESS@NODE[,CONDITION]...`, a condition `serving` (true) or `!serving`
+    /// (false); conditions not written are absent.
     fn slice(header: &str, endpoints: &str) -> EndpointSlice {
         let mut words = header.split_whitespace();
         let name = words.next().unwrap();
@@ -459,14 +437,12 @@ mod tests {
                 ports.push(json!({"name": name, "port": port, "protocol": protocol}));
             }
         }
-        let endpoints: Vec<Value> = endpoints.split_whitespace().map(endpoint).collect();
+        let eps: Vec<Value> = endpoints.split_whitespace().map(endpoint).collect();
         let labels = json!({"kubernetes.io/service-name": owner});
         let meta = json!({"namespace": "default", "name": name, "labels": labels});
-        let (ports, family) = (Value::Array(ports), family);
-        let slice = json!({"metadata": meta, "addressType": family, "ports": ports});
-        let mut slice: EndpointSlice = serde_json::from_value(slice).unwrap();
-        slice.endpoints = serde_json::from_value(Value::Array(endpoints)).unwrap();
-        slice
+        let slice =
+            json!({"metadata": meta, "addressType": family, "ports": ports, "endpoints": eps});
+        serde_json::from_value(slice).unwrap()
     }
 
     fn endpoint(text: &str) -> Value {
@@ -553,31 +529,31 @@ mod tests {
 
     #[test]
     fn readiness_and_terminating_fallback() {
+        #[rustfmt::skip]
         let cases = [
             // Absent conditions mean ready; not-ready and terminating ones get no new connections.
-            (
-                "1@n 2@n,!ready 3@n,!ready,serving,terminating",
-                "[10.1.0.1:8080]",
-            ),
+            ("10.1.0.1@n 10.1.0.2@n,!ready 10.1.0.3@n,!ready,serving,terminating",
+             "[10.1.0.1:8080]"),
             // No ready endpoint: the serving terminating ones take over (KEP-1669).
-            (
-                "3@n,!ready,serving,terminating 4@n,!ready,!serving,terminating",
-                "[10.1.0.3:8080]",
-            ),
+            ("10.1.0.3@n,!ready,serving,terminating 10.1.0.4@n,!ready,!serving,terminating",
+             "[10.1.0.3:8080]"),
             // Serving absent defers to ready.
-            ("5@n,!ready,terminating", "[]"),
+            ("10.1.0.5@n,!ready,terminating", "[]"),
             ("", "[]"),
         ];
         for (endpoints, backends) in cases {
-            // `N@n` is 10.1.0.N on another node.
-            let endpoints = endpoints.split_whitespace().map(|e| format!("10.1.0.{e}"));
-            let slices = [slice(
-                "web-a http:8080",
-                &endpoints.collect::<Vec<_>>().join(" "),
-            )];
+            let slices = [slice("web-a http:8080", endpoints)];
             let expect = format!("ClusterIp 10.96.0.10:80/TCP -> {backends}");
             check(&web(json!({})), &slices, &[&expect]);
         }
+    }
+
+    #[test]
+    fn publish_not_ready_addresses_makes_every_endpoint_ready() {
+        let svc = web(json!({"publishNotReadyAddresses": true}));
+        let slices = [slice("web-a http:8080", "10.1.0.1@n 10.1.0.2@n,!ready")];
+        let expect = ["ClusterIp 10.96.0.10:80/TCP -> [10.1.0.1:8080, 10.1.0.2:8080]"];
+        check(&svc, &slices, &expect);
     }
 
     #[test]
@@ -635,7 +611,8 @@ mod tests {
         let slices = [
             slice("web-v4 http:8080", "10.1.0.1@node-b"),
             slice("web-v6 IPv6 http:8080", "fd00:1::1@node-b"),
-            slice("web-dns FQDN http:8080", "web.example.com@node-b"),
+            // FQDN slices hold names, even ones that look like addresses: never backends.
+            slice("web-dns FQDN http:8080", "10.1.0.7@node-b"),
         ];
         let expect = [
             "ClusterIp 10.96.0.10:80/TCP -> [10.1.0.1:8080]",
@@ -652,12 +629,15 @@ mod tests {
         let ports = json!([{"name": "http", "port": 80, "nodePort": 30080}]);
         // No IPv6 cluster IP, so no IPv6 frontend: the node address and external IP are skipped.
         let external = json!(["203.0.113.7", "2001:db8::7"]);
-        let spec = json!({"type": "LoadBalancer", "clusterIP": "10.96.0.10", "ports": ports,
-                          "externalIPs": external, "sessionAffinity": "ClientIP"});
+        let mut svc = web(
+            json!({"type": "LoadBalancer", "ports": ports, "externalIPs": external,
+                                 "sessionAffinity": "ClientIP"}),
+        );
         // A hostname-only ingress and one in Proxy mode are the load balancer's business.
         let ingress = json!([{"ip": "198.51.100.1"}, {"hostname": "lb.example.com"},
                              {"ip": "198.51.100.2", "ipMode": "Proxy"}]);
-        let svc = service(spec, json!({"loadBalancer": {"ingress": ingress}}));
+        let status = json!({"loadBalancer": {"ingress": ingress}});
+        svc.status = serde_json::from_value(status).unwrap();
         let expect = [
             "ClusterIp 10.96.0.10:80/TCP -> [10.1.0.1:8080] affinity=10800",
             "NodePort 192.168.0.10:30080/TCP -> [10.1.0.1:8080] affinity=10800",
@@ -665,11 +645,8 @@ mod tests {
             "ExternalIp 203.0.113.7:80/TCP -> [10.1.0.1:8080] affinity=10800",
             "LoadBalancer 198.51.100.1:80/TCP -> [10.1.0.1:8080] affinity=10800",
         ];
-        check(
-            &svc,
-            &[slice("web-a http:8080", "10.1.0.1@node-b")],
-            &expect,
-        );
+        let slices = [slice("web-a http:8080", "10.1.0.1@node-b")];
+        check(&svc, &slices, &expect);
     }
 
     #[test]
@@ -682,29 +659,26 @@ mod tests {
 
     #[test]
     fn invalid_services_are_errors_naming_the_field() {
-        let port = |name: &str, port: u16, extra: Value| {
-            let mut port_json = json!({"name": name, "port": port});
-            port_json
-                .as_object_mut()
-                .unwrap()
-                .extend(extra.as_object().unwrap().clone());
-            port_json
-        };
-        let (a, b) = (port("a", 80, json!({})), port("b", 81, json!({})));
-        let (sctp, udp) = (json!({"protocol": "SCTP"}), json!({"protocol": "UDP"}));
-        let (a_30080, b_30080) = (json!({"nodePort": 30080}), json!({"nodePort": 30080}));
         #[rustfmt::skip]
         let cases = [
-            (json!({"ports": [a, port("b", 81, sctp)]}),
+            (json!({"ports": [{"name": "a", "port": 80},
+                              {"name": "b", "port": 81, "protocol": "SCTP"}]}),
              "spec.ports[1].protocol: unsupported protocol `SCTP` (TCP and UDP are supported)"),
-            (json!({"ports": [a, port("u", 80, udp), b, port("c", 80, json!({}))]}),
+            (json!({"ports": [{"name": "a", "port": 80},
+                              {"name": "u", "port": 80, "protocol": "UDP"},
+                              {"name": "b", "port": 81}, {"name": "c", "port": 80}]}),
              "spec.ports[3].port: 80/TCP is already used by spec.ports[0]"),
-            (json!({"type": "NodePort", "ports": [port("a", 80, a_30080), port("b", 81, b_30080)]}),
+            (json!({"type": "NodePort", "ports": [{"name": "a", "port": 80, "nodePort": 30080},
+                                                  {"name": "b", "port": 81, "nodePort": 30080}]}),
              "spec.ports[1].nodePort: 30080/TCP is already used by spec.ports[0]"),
             (json!({"clusterIPs": ["10.96.0.10", "fd00::zz"]}),
              "spec.clusterIPs[1]: invalid value `fd00::zz` (expected an IP address)"),
             (json!({"externalTrafficPolicy": "Nearby"}),
              "spec.externalTrafficPolicy: invalid value `Nearby` (expected one of Cluster, Local)"),
+            (json!({"sessionAffinity": "ClientIP",
+                    "sessionAffinityConfig": {"clientIP": {"timeoutSeconds": 0}}}),
+             "spec.sessionAffinityConfig.clientIP.timeoutSeconds: invalid value `0` \
+              (expected 1 to 86400 seconds)"),
         ];
         for (extra, expect) in cases {
             let err = compile_service(&web(extra), &[], &node()).unwrap_err();

@@ -5,13 +5,18 @@
 //! plans to the kernel's maps. Nothing else in Strait writes these maps.
 
 pub mod compile;
+mod dump;
 mod error;
+pub mod maglev;
 mod object;
 pub mod plan;
 
+pub use dump::{
+    AffinityClient, AffinityDump, BackendDump, CtDump, CtPressure, DropCount, PinnedMaps,
+    ServiceDump, SlotDump,
+};
 pub use error::DataplaneError;
 pub use object::{
-    Adoption, CtDump, CtPressure, Dataplane, DataplaneConfig, DropCount, PacketHook, PinnedMaps,
-    ProgramRun, ServiceDump, SlotDump, ct_entries_for_memory,
+    Adoption, Dataplane, DataplaneConfig, PacketHook, ProgramRun, ct_entries_for_memory,
 };
 pub use plan::{Frontend, MapOp, PodCidr, Protocol, ServiceOptions, ServiceSpec};

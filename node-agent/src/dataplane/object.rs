@@ -1,16 +1,15 @@
 //! The loaded BPF object: programs, pinned maps, attachments.
 
 use std::{
-    borrow::Borrow,
     fs::{self, File},
-    net::{Ipv4Addr, SocketAddrV4},
+    net::Ipv4Addr,
     path::{Path, PathBuf},
     time::Duration,
 };
 
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{Array, HashMap, IterableMap as _, Map, MapData, PerCpuArray},
+    maps::{Array, HashMap, MapData, PerCpuArray},
     programs::{
         CgroupAttachMode, CgroupSockAddr, SchedClassifier, TcAttachType, TestRun as _,
         TestRunOptions,
@@ -20,7 +19,6 @@ use aya::{
 use strait_ebpf_common::{
     config::{LAYOUT_VERSION, NodeConfig},
     ct::{Ct4Entry, Ct4Key},
-    drop::DropReason,
     maps::{BACKENDS_V4, CONFIG, CT_V4, DROPS, SERVICES_V4},
     service::{Backend4, Service4Key, Service4Value},
 };
@@ -28,6 +26,10 @@ use tracing::warn;
 
 use super::{
     DataplaneError,
+    dump::{
+        CtDump, CtPressure, DropCount, ServiceDump, ct_pressure, dump_ct, dump_services,
+        open_pinned, read_all, read_drops,
+    },
     plan::{Frontend, MapOp, PodCidr, ServiceSpec, ServiceTable},
 };
 
@@ -88,23 +90,6 @@ pub enum Adoption {
     Replaced { found: Option<u32> },
 }
 
-/// Conntrack fill level: LRU evicts the least recently used flow when full, so a pressure near
-/// 1 means live flows are being evicted.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct CtPressure {
-    pub entries: u32,
-    pub capacity: u32,
-}
-
-/// One conntrack entry, with its expiry relative to now.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct CtDump {
-    pub key: Ct4Key,
-    pub entry: Ct4Entry,
-    /// Seconds until the entry expires (negative: expired, awaiting eviction).
-    pub expires_in: i64,
-}
-
 /// Conntrack entries for a host with `mem_total` bytes: 0.25 % of memory (Cilium's dynamic
 /// sizing ratio) at ~128 bytes per entry, never under 65,536 nor over 4 M, rounded down to a
 /// power of two.
@@ -122,11 +107,6 @@ fn mem_total() -> Option<u64> {
     Some(kib * 1024)
 }
 
-/// Seconds on the clock BPF programs read (`bpf_ktime_get_ns`: CLOCK_MONOTONIC).
-fn monotonic_secs() -> i64 {
-    nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC).map_or(0, |t| t.tv_sec())
-}
-
 /// The outcome of one `BPF_PROG_TEST_RUN` of a packet program.
 #[derive(Debug)]
 pub struct ProgramRun {
@@ -136,33 +116,6 @@ pub struct ProgramRun {
     pub packet: Vec<u8>,
     /// Average time per run, as the kernel measured it.
     pub duration: Duration,
-}
-
-/// One service as read back from the maps.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ServiceDump {
-    pub frontend: Frontend,
-    pub rev_nat: u16,
-    /// Backend count held by the master entry.
-    pub count: u16,
-    /// Slots 1..=count, as found.
-    pub slots: Vec<SlotDump>,
-}
-
-/// One backend slot of a service. A slot or backend missing while a writer is mid-update
-/// shows as `None` (readers in BPF never index it: the count is raised last).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct SlotDump {
-    pub slot: u16,
-    pub backend_id: Option<u32>,
-    pub backend: Option<SocketAddrV4>,
-}
-
-/// Packets dropped (or connections refused) for one reason, summed over CPUs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct DropCount {
-    pub reason: DropReason,
-    pub packets: u64,
 }
 
 /// The node's loaded dataplane. Its maps and attachments are pinned: dropping it (or the agent
@@ -505,64 +458,6 @@ impl PacketHook {
     }
 }
 
-/// Reads the services and drop counters of a running dataplane from its pinned maps, without
-/// loading anything: what `netctl bpf dump` shows.
-pub struct PinnedMaps {
-    services: HashMap<MapData, Service4Key, Service4Value>,
-    backends: HashMap<MapData, u32, Backend4>,
-    ct: HashMap<MapData, Ct4Key, Ct4Entry>,
-    drops: PerCpuArray<MapData, u64>,
-}
-
-impl std::fmt::Debug for PinnedMaps {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PinnedMaps").finish_non_exhaustive()
-    }
-}
-
-impl PinnedMaps {
-    /// Opens the maps pinned under `pin_dir`.
-    pub fn open(pin_dir: &Path) -> Result<Self, DataplaneError> {
-        Ok(Self {
-            services: open_pinned(pin_dir, SERVICES_V4)?,
-            backends: open_pinned(pin_dir, BACKENDS_V4)?,
-            ct: open_pinned(pin_dir, CT_V4)?,
-            drops: open_pinned(pin_dir, DROPS)?,
-        })
-    }
-
-    /// Conntrack entries, both directions.
-    pub fn ct(&self) -> Result<Vec<CtDump>, DataplaneError> {
-        dump_ct(&self.ct)
-    }
-
-    /// How full the conntrack map is.
-    pub fn ct_pressure(&self) -> Result<CtPressure, DataplaneError> {
-        ct_pressure(&self.ct)
-    }
-
-    /// The services as the maps hold them.
-    pub fn services(&self) -> Result<Vec<ServiceDump>, DataplaneError> {
-        dump_services(&self.services, &self.backends)
-    }
-
-    /// Drop counters, summed over CPUs.
-    pub fn drops(&self) -> Result<Vec<DropCount>, DataplaneError> {
-        read_drops(&self.drops)
-    }
-}
-
-fn open_pinned<T>(pin_dir: &Path, name: &'static str) -> Result<T, DataplaneError>
-where
-    T: TryFrom<Map, Error = aya::maps::MapError>,
-{
-    let data = MapData::from_pin(pin_dir.join(name))
-        .map_err(|source| DataplaneError::MapRead { map: name, source })?;
-    let map =
-        Map::from_map_data(data).map_err(|source| DataplaneError::MapType { map: name, source })?;
-    T::try_from(map).map_err(|source| DataplaneError::MapType { map: name, source })
-}
-
 /// Subdirectory of the pin directory holding pinned links.
 const LINKS_DIR: &str = "links";
 
@@ -649,39 +544,6 @@ fn ct_map(ebpf: &Ebpf) -> Result<HashMap<&MapData, Ct4Key, Ct4Entry>, DataplaneE
     HashMap::try_from(map).map_err(|source| DataplaneError::MapType { map: CT_V4, source })
 }
 
-fn dump_ct<T: Borrow<MapData>>(
-    ct: &HashMap<T, Ct4Key, Ct4Entry>,
-) -> Result<Vec<CtDump>, DataplaneError> {
-    let now = monotonic_secs();
-    let mut entries: Vec<CtDump> = read_all(ct, CT_V4)?
-        .into_iter()
-        .map(|(key, entry)| CtDump {
-            key,
-            entry,
-            expires_in: i64::from(entry.expires) - now,
-        })
-        .collect();
-    entries.sort_by_key(|e| {
-        (
-            e.key.dir,
-            u32::from_be(e.key.tuple.saddr),
-            u16::from_be(e.key.tuple.sport),
-        )
-    });
-    Ok(entries)
-}
-
-fn ct_pressure<T: Borrow<MapData>>(
-    ct: &HashMap<T, Ct4Key, Ct4Entry>,
-) -> Result<CtPressure, DataplaneError> {
-    let capacity = ct.map().info().map_or(0, |info| info.max_entries());
-    let entries = ct.keys().filter(Result::is_ok).count();
-    Ok(CtPressure {
-        entries: u32::try_from(entries).unwrap_or(u32::MAX),
-        capacity,
-    })
-}
-
 fn program<'a, P>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut P, DataplaneError>
 where
     &'a mut P: TryFrom<&'a mut aya::programs::Program>,
@@ -747,77 +609,4 @@ fn write_error(
         key: format!("{key:?}"),
         source,
     }
-}
-
-fn read_all<T, K, V>(
-    map: &HashMap<T, K, V>,
-    name: &'static str,
-) -> Result<Vec<(K, V)>, DataplaneError>
-where
-    T: Borrow<MapData>,
-    K: aya::Pod,
-    V: aya::Pod,
-{
-    map.iter()
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|source| DataplaneError::MapRead { map: name, source })
-}
-
-fn dump_services<T: Borrow<MapData>>(
-    services: &HashMap<T, Service4Key, Service4Value>,
-    backends: &HashMap<T, u32, Backend4>,
-) -> Result<Vec<ServiceDump>, DataplaneError> {
-    let entries: std::collections::HashMap<Service4Key, Service4Value> =
-        read_all(services, SERVICES_V4)?.into_iter().collect();
-    let backends: std::collections::HashMap<u32, Backend4> =
-        read_all(backends, BACKENDS_V4)?.into_iter().collect();
-    let mut dumps = Vec::new();
-    for (key, master) in entries.iter().filter(|(k, _)| k.slot == 0) {
-        let Some(frontend) = Frontend::from_key(key) else {
-            continue;
-        };
-        let slots = (1..=master.count)
-            .map(|slot| {
-                let backend_id = entries
-                    .get(&Service4Key { slot, ..*key })
-                    .map(|v| v.backend_id);
-                let backend = backend_id.and_then(|id| backends.get(&id)).map(|b| {
-                    SocketAddrV4::new(
-                        Ipv4Addr::from(u32::from_be(b.address)),
-                        u16::from_be(b.port),
-                    )
-                });
-                SlotDump {
-                    slot,
-                    backend_id,
-                    backend,
-                }
-            })
-            .collect();
-        dumps.push(ServiceDump {
-            frontend,
-            rev_nat: master.rev_nat,
-            count: master.count,
-            slots,
-        });
-    }
-    dumps.sort_by_key(|d| d.frontend);
-    Ok(dumps)
-}
-
-fn read_drops<T: Borrow<MapData>>(
-    counters: &PerCpuArray<T, u64>,
-) -> Result<Vec<DropCount>, DataplaneError> {
-    DropReason::ALL
-        .iter()
-        .map(|&reason| {
-            let per_cpu = counters
-                .get(&(reason as u32), 0)
-                .map_err(|source| DataplaneError::MapRead { map: DROPS, source })?;
-            Ok(DropCount {
-                reason,
-                packets: per_cpu.iter().sum(),
-            })
-        })
-        .collect()
 }

@@ -1,0 +1,303 @@
+//! Reading the maps back: what services, backends, flows, affinities and counters the kernel
+//! holds. Used by the loaded [`super::Dataplane`] and, through [`PinnedMaps`], by `netctl` on a
+//! node whose agent may be down.
+
+use std::{
+    borrow::Borrow,
+    net::{Ipv4Addr, SocketAddrV4},
+    path::Path,
+};
+
+use aya::maps::{HashMap, IterableMap as _, Map, MapData, PerCpuArray};
+use strait_ebpf_common::{
+    ct::{Ct4Entry, Ct4Key},
+    drop::DropReason,
+    maps::{AFFINITY_V4, BACKENDS_V4, CT_V4, DROPS, SERVICES_V4},
+    service::{Backend4, Service4Key, Service4Value},
+    sock::{AFFINITY_BY_ADDRESS, Affinity4Key, Affinity4Value},
+};
+
+use super::{DataplaneError, plan::Frontend};
+
+/// Conntrack fill level: LRU evicts the least recently used flow when full, so a pressure near
+/// 1 means live flows are being evicted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CtPressure {
+    pub entries: u32,
+    pub capacity: u32,
+}
+
+/// One conntrack entry, with its expiry relative to now.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CtDump {
+    pub key: Ct4Key,
+    pub entry: Ct4Entry,
+    /// Seconds until the entry expires (negative: expired, awaiting eviction).
+    pub expires_in: i64,
+}
+
+/// Seconds on the clock BPF programs read (`bpf_ktime_get_ns`: CLOCK_MONOTONIC).
+pub(super) fn monotonic_secs() -> i64 {
+    nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC).map_or(0, |t| t.tv_sec())
+}
+
+/// One service as read back from the maps.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServiceDump {
+    pub frontend: Frontend,
+    pub rev_nat: u16,
+    /// Backend count held by the master entry.
+    pub count: u16,
+    /// Slots 1..=count, as found.
+    pub slots: Vec<SlotDump>,
+}
+
+/// One backend slot of a service. A slot or backend missing while a writer is mid-update
+/// shows as `None` (readers in BPF never index it: the count is raised last).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SlotDump {
+    pub slot: u16,
+    pub backend_id: Option<u32>,
+    pub backend: Option<SocketAddrV4>,
+}
+
+/// One backend as the backend map holds it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BackendDump {
+    pub id: u32,
+    pub address: SocketAddrV4,
+    pub proto: u8,
+    pub flags: u8,
+}
+
+/// Who an affinity entry is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AffinityClient {
+    /// A pod, by its network namespace cookie (socket-level translation).
+    NetnsCookie(u64),
+    /// A client outside the node, by address (per-packet path).
+    Address(Ipv4Addr),
+}
+
+/// One session-affinity entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AffinityDump {
+    pub client: AffinityClient,
+    pub rev_nat: u16,
+    pub backend_id: u32,
+    /// Seconds since the client last used it.
+    pub idle_secs: i64,
+}
+
+/// Packets dropped (or connections refused) for one reason, summed over CPUs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DropCount {
+    pub reason: DropReason,
+    pub packets: u64,
+}
+
+/// Reads the services and drop counters of a running dataplane from its pinned maps, without
+/// loading anything: what `netctl bpf dump` shows.
+pub struct PinnedMaps {
+    services: HashMap<MapData, Service4Key, Service4Value>,
+    backends: HashMap<MapData, u32, Backend4>,
+    ct: HashMap<MapData, Ct4Key, Ct4Entry>,
+    affinity: HashMap<MapData, Affinity4Key, Affinity4Value>,
+    drops: PerCpuArray<MapData, u64>,
+}
+
+impl std::fmt::Debug for PinnedMaps {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PinnedMaps").finish_non_exhaustive()
+    }
+}
+
+impl PinnedMaps {
+    /// Opens the maps pinned under `pin_dir`.
+    pub fn open(pin_dir: &Path) -> Result<Self, DataplaneError> {
+        Ok(Self {
+            services: open_pinned(pin_dir, SERVICES_V4)?,
+            backends: open_pinned(pin_dir, BACKENDS_V4)?,
+            ct: open_pinned(pin_dir, CT_V4)?,
+            affinity: open_pinned(pin_dir, AFFINITY_V4)?,
+            drops: open_pinned(pin_dir, DROPS)?,
+        })
+    }
+
+    /// Every backend by id.
+    pub fn backends(&self) -> Result<Vec<BackendDump>, DataplaneError> {
+        let mut backends: Vec<BackendDump> = read_all(&self.backends, BACKENDS_V4)?
+            .into_iter()
+            .map(|(id, b)| BackendDump {
+                id,
+                address: SocketAddrV4::new(
+                    Ipv4Addr::from(u32::from_be(b.address)),
+                    u16::from_be(b.port),
+                ),
+                proto: b.proto,
+                flags: b.flags,
+            })
+            .collect();
+        backends.sort_by_key(|b| b.id);
+        Ok(backends)
+    }
+
+    /// Session-affinity entries.
+    pub fn affinity(&self) -> Result<Vec<AffinityDump>, DataplaneError> {
+        let now = monotonic_secs();
+        let mut entries: Vec<AffinityDump> = read_all(&self.affinity, AFFINITY_V4)?
+            .into_iter()
+            .map(|(key, value)| AffinityDump {
+                client: if key.client & AFFINITY_BY_ADDRESS != 0 {
+                    AffinityClient::Address(Ipv4Addr::from(u32::from_be(
+                        (key.client & u64::from(u32::MAX)) as u32,
+                    )))
+                } else {
+                    AffinityClient::NetnsCookie(key.client)
+                },
+                rev_nat: key.rev_nat,
+                backend_id: value.backend_id,
+                idle_secs: now - i64::from(value.last_used),
+            })
+            .collect();
+        entries.sort_by_key(|e| (e.rev_nat, e.backend_id));
+        Ok(entries)
+    }
+
+    /// Conntrack entries, both directions.
+    pub fn ct(&self) -> Result<Vec<CtDump>, DataplaneError> {
+        dump_ct(&self.ct)
+    }
+
+    /// How full the conntrack map is.
+    pub fn ct_pressure(&self) -> Result<CtPressure, DataplaneError> {
+        ct_pressure(&self.ct)
+    }
+
+    /// The services as the maps hold them.
+    pub fn services(&self) -> Result<Vec<ServiceDump>, DataplaneError> {
+        dump_services(&self.services, &self.backends)
+    }
+
+    /// Drop counters, summed over CPUs.
+    pub fn drops(&self) -> Result<Vec<DropCount>, DataplaneError> {
+        read_drops(&self.drops)
+    }
+}
+
+pub(super) fn open_pinned<T>(pin_dir: &Path, name: &'static str) -> Result<T, DataplaneError>
+where
+    T: TryFrom<Map, Error = aya::maps::MapError>,
+{
+    let data = MapData::from_pin(pin_dir.join(name))
+        .map_err(|source| DataplaneError::MapRead { map: name, source })?;
+    let map =
+        Map::from_map_data(data).map_err(|source| DataplaneError::MapType { map: name, source })?;
+    T::try_from(map).map_err(|source| DataplaneError::MapType { map: name, source })
+}
+
+pub(super) fn dump_ct<T: Borrow<MapData>>(
+    ct: &HashMap<T, Ct4Key, Ct4Entry>,
+) -> Result<Vec<CtDump>, DataplaneError> {
+    let now = monotonic_secs();
+    let mut entries: Vec<CtDump> = read_all(ct, CT_V4)?
+        .into_iter()
+        .map(|(key, entry)| CtDump {
+            key,
+            entry,
+            expires_in: i64::from(entry.expires) - now,
+        })
+        .collect();
+    entries.sort_by_key(|e| {
+        (
+            e.key.dir,
+            u32::from_be(e.key.tuple.saddr),
+            u16::from_be(e.key.tuple.sport),
+        )
+    });
+    Ok(entries)
+}
+
+pub(super) fn ct_pressure<T: Borrow<MapData>>(
+    ct: &HashMap<T, Ct4Key, Ct4Entry>,
+) -> Result<CtPressure, DataplaneError> {
+    let capacity = ct.map().info().map_or(0, |info| info.max_entries());
+    let entries = ct.keys().filter(Result::is_ok).count();
+    Ok(CtPressure {
+        entries: u32::try_from(entries).unwrap_or(u32::MAX),
+        capacity,
+    })
+}
+
+pub(super) fn read_all<T, K, V>(
+    map: &HashMap<T, K, V>,
+    name: &'static str,
+) -> Result<Vec<(K, V)>, DataplaneError>
+where
+    T: Borrow<MapData>,
+    K: aya::Pod,
+    V: aya::Pod,
+{
+    map.iter()
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|source| DataplaneError::MapRead { map: name, source })
+}
+
+pub(super) fn dump_services<T: Borrow<MapData>>(
+    services: &HashMap<T, Service4Key, Service4Value>,
+    backends: &HashMap<T, u32, Backend4>,
+) -> Result<Vec<ServiceDump>, DataplaneError> {
+    let entries: std::collections::HashMap<Service4Key, Service4Value> =
+        read_all(services, SERVICES_V4)?.into_iter().collect();
+    let backends: std::collections::HashMap<u32, Backend4> =
+        read_all(backends, BACKENDS_V4)?.into_iter().collect();
+    let mut dumps = Vec::new();
+    for (key, master) in entries.iter().filter(|(k, _)| k.slot == 0) {
+        let Some(frontend) = Frontend::from_key(key) else {
+            continue;
+        };
+        let slots = (1..=master.count)
+            .map(|slot| {
+                let backend_id = entries
+                    .get(&Service4Key { slot, ..*key })
+                    .map(|v| v.backend_id);
+                let backend = backend_id.and_then(|id| backends.get(&id)).map(|b| {
+                    SocketAddrV4::new(
+                        Ipv4Addr::from(u32::from_be(b.address)),
+                        u16::from_be(b.port),
+                    )
+                });
+                SlotDump {
+                    slot,
+                    backend_id,
+                    backend,
+                }
+            })
+            .collect();
+        dumps.push(ServiceDump {
+            frontend,
+            rev_nat: master.rev_nat,
+            count: master.count,
+            slots,
+        });
+    }
+    dumps.sort_by_key(|d| d.frontend);
+    Ok(dumps)
+}
+
+pub(super) fn read_drops<T: Borrow<MapData>>(
+    counters: &PerCpuArray<T, u64>,
+) -> Result<Vec<DropCount>, DataplaneError> {
+    DropReason::ALL
+        .iter()
+        .map(|&reason| {
+            let per_cpu = counters
+                .get(&(reason as u32), 0)
+                .map_err(|source| DataplaneError::MapRead { map: DROPS, source })?;
+            Ok(DropCount {
+                reason,
+                packets: per_cpu.iter().sum(),
+            })
+        })
+        .collect()
+}
