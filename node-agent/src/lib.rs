@@ -3,9 +3,11 @@
 //! - [`dataplane`]: the only code that turns desired state into BPF map entries, and the loader
 //!   of the BPF object.
 //! - [`config`]: the agent's configuration and the parsers behind its flags.
+//! - [`manifest`]: desired services from a file of Services and EndpointSlices.
 //!
 //! Kubelet duties (Node registration, pods through runc and strait-cni) and the watch-driven
 //! dataplane manager arrive with issue 10 (P5).
 
 pub mod config;
 pub mod dataplane;
+pub mod manifest;

@@ -1,21 +1,26 @@
 //! `strait-agent`: parses its configuration and runs the node agent.
 
-use std::{net::Ipv4Addr, path::PathBuf};
+use std::{
+    net::{IpAddr, Ipv4Addr},
+    path::PathBuf,
+};
 
 use anyhow::Context as _;
 use clap::Parser;
 use strait_agent::{
     config::parse_service,
-    dataplane::{Dataplane, DataplaneConfig, PodCidr, ServiceSpec},
+    dataplane::{Dataplane, DataplaneConfig, PodCidr, ServiceSpec, compile::NodeFacts},
+    manifest,
 };
-use tracing::info;
+use tracing::{info, warn};
 
 /// Strait's node agent: runs the node's pods and keeps its eBPF dataplane equal to the
 /// cluster's Services, EndpointSlices and NetworkPolicies.
 ///
-/// Today it loads the dataplane, attaches socket-level service translation to a cgroup and
-/// programs static services given on the command line; joining a cluster and running pods
-/// arrive with issue 10.
+/// Today it loads (or adopts) the pinned dataplane, attaches socket-level service translation to
+/// a cgroup and the per-packet path to the uplink, and programs the services given on the
+/// command line or in a manifest of Services and EndpointSlices; joining a cluster and running
+/// pods arrive with issue 10.
 #[derive(Debug, Parser)]
 #[command(name = "strait-agent", version)]
 struct Args {
@@ -32,6 +37,15 @@ struct Args {
     /// A static service, VIP:PORT[/PROTO]=BACKEND:PORT[,BACKEND:PORT…]; may be repeated.
     #[arg(long = "service", value_parser = parse_service)]
     services: Vec<ServiceSpec>,
+
+    /// A file of Services and EndpointSlices as JSON (e.g. `kubectl get services,endpointslices
+    /// -A -o json`), compiled with kube-proxy's semantics for this node.
+    #[arg(long, env = "STRAIT_MANIFEST")]
+    manifest: Option<PathBuf>,
+
+    /// This node's name, as EndpointSlices' `nodeName` gives it (for Local traffic policies).
+    #[arg(long, env = "STRAIT_NODE_NAME", default_value = "localhost")]
+    node_name: String,
 
     /// The node's address: source of flows source-NATed to backends on other nodes.
     #[arg(long, env = "STRAIT_NODE_IP")]
@@ -71,10 +85,27 @@ async fn main() -> anyhow::Result<()> {
         ct_entries: args.ct_entries,
     })?;
     info!(adoption = ?dataplane.adoption(), "dataplane loaded");
-    for service in &args.services {
-        dataplane
-            .upsert_service(service)
-            .with_context(|| format!("failed to program service {}", service.frontend))?;
+    let mut desired = args.services.clone();
+    if let Some(path) = &args.manifest {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("failed to read {}", path.display()))?;
+        let node = NodeFacts {
+            name: args.node_name.clone(),
+            addresses: args.node_ip.map(IpAddr::V4).into_iter().collect(),
+        };
+        let loaded = manifest::load(&text, &node)
+            .with_context(|| format!("failed to load {}", path.display()))?;
+        for skipped in &loaded.skipped {
+            warn!(%skipped, "frontend skipped");
+        }
+        desired.extend(loaded.services);
+    }
+    // Everything at once, in the safe order; services an earlier agent left and nobody wants
+    // now are removed.
+    dataplane
+        .sync_services(&desired)
+        .context("failed to program services")?;
+    for service in &desired {
         info!(service = %service.frontend, backends = service.backends.len(), "service programmed");
     }
     dataplane.attach_cgroup(&cgroup)?;

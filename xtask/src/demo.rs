@@ -3,19 +3,24 @@
 //! Topology (two network namespaces joined by a veth pair):
 //!
 //! ```text
-//!  client netns (in cgroup strait-demo…)        backend netns
-//!  10.0.1.1 ─────────── veth ───────────────── 10.0.1.2:8080  "backend-a"
-//!                                              10.0.1.3:8080  "backend-b"
-//!  connect(10.96.0.10:80) ──[cgroup connect4: service map]──▶ one of the backends
+//!  client netns (in the demo's cgroup)          backend netns
+//!  10.0.1.1 ─────────── veth ───────────────── 10.0.1.2:8080  "backend-a"  ready
+//!                                              10.0.1.3:8080  "backend-b"  ready
+//!                                              10.0.1.4:8080  "backend-c"  not ready
+//!  connect(10.96.0.10:80) ──[cgroup connect4: service map]──▶ a ready backend
 //! ```
 //!
-//! The agent loads the dataplane, programs the service and attaches to the demo's cgroup; a
-//! busybox `nc` client in the client namespace fetches the service address; then the agent stops
-//! and the same request fails, because nothing routes 10.96.0.10 without the program.
+//! The agent compiles a Service and its EndpointSlice (kube-proxy's semantics: ready
+//! endpoints only, named target port), programs the maps and attaches to the demo's cgroup.
+//! A busybox `nc` client in the client namespace fetches the service address. The agent then
+//! stops: pinned programs and maps keep serving. A new agent adopts them. Finally the pins are
+//! removed and the same request fails, because nothing routes 10.96.0.10 without the program.
 
 use std::{
+    fs,
     io::{BufRead as _, BufReader},
     net::SocketAddr,
+    path::Path,
     process::{Child, Command, Stdio},
     sync::mpsc,
     thread,
@@ -25,9 +30,28 @@ use std::{
 use anyhow::{Context as _, bail};
 use strait_tests::{Cgroup, HttpServer, Netns, PinDir, VethPair, http_get};
 
-use crate::exec::{cargo_build, exec, require_root, target_dir};
+use crate::exec::{cargo_build, exec, render, require_root, target_dir};
 
 const VIP: &str = "10.96.0.10:80";
+
+/// What `kubectl get service,endpointslices -n shop -o json` would print for the demo app.
+const MANIFEST: &str = r#"{
+  "apiVersion": "v1", "kind": "List",
+  "items": [
+    {"apiVersion": "v1", "kind": "Service",
+     "metadata": {"name": "web", "namespace": "shop"},
+     "spec": {"clusterIP": "10.96.0.10", "clusterIPs": ["10.96.0.10"],
+              "ports": [{"name": "http", "port": 80, "targetPort": "http"}]}},
+    {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+     "metadata": {"name": "web-x7k2p", "namespace": "shop",
+                  "labels": {"kubernetes.io/service-name": "web"}},
+     "addressType": "IPv4",
+     "ports": [{"name": "http", "port": 8080}],
+     "endpoints": [
+       {"addresses": ["10.0.1.2"], "conditions": {"ready": true}},
+       {"addresses": ["10.0.1.3"], "conditions": {"ready": true}},
+       {"addresses": ["10.0.1.4"], "conditions": {"ready": false}}]}
+  ]}"#;
 
 pub(crate) fn run() -> anyhow::Result<()> {
     require_root("demo")?;
@@ -35,15 +59,27 @@ pub(crate) fn run() -> anyhow::Result<()> {
     cargo_build()?;
     let bin = target_dir().join("debug");
 
-    println!("\n== Strait demo: a Service routed by eBPF at connect() ==\n");
+    println!("\n== Strait demo: a Kubernetes Service routed by eBPF at connect() ==\n");
     let client = Netns::new("dmc");
     let backends = Netns::new("dmb");
     let link = VethPair::new(&client, "10.0.1.1/24", &backends, "10.0.1.2/24");
-    backends.exec_ok(&["ip", "addr", "add", "10.0.1.3/24", "dev", &link.b.ifname]);
-    let _a = HttpServer::start(&backends, addr("10.0.1.2:8080"), "hello from backend-a\n");
-    let _b = HttpServer::start(&backends, addr("10.0.1.3:8080"), "hello from backend-b\n");
+    for extra in ["10.0.1.3/24", "10.0.1.4/24"] {
+        backends.exec_ok(&["ip", "addr", "add", extra, "dev", &link.b.ifname]);
+    }
+    let _servers = [
+        HttpServer::start(&backends, addr("10.0.1.2:8080"), "hello from backend-a\n"),
+        HttpServer::start(&backends, addr("10.0.1.3:8080"), "hello from backend-b\n"),
+        HttpServer::start(
+            &backends,
+            addr("10.0.1.4:8080"),
+            "backend-c is not ready!\n",
+        ),
+    ];
     let cgroup = Cgroup::new("strait-demo-");
     let pins = PinDir::new("strait-demo-");
+    let manifest = std::env::temp_dir().join(format!("strait-demo-{}.json", std::process::id()));
+    fs::write(&manifest, MANIFEST).context("write the demo manifest")?;
+    let _manifest = RemoveOnDrop(&manifest);
     println!(
         "client netns {}, backend netns {}, cgroup {}, maps pinned in {}",
         client.name(),
@@ -51,42 +87,60 @@ pub(crate) fn run() -> anyhow::Result<()> {
         cgroup.path().display(),
         pins.path().display()
     );
+    println!(
+        "Service shop/web 10.96.0.10:80 → targetPort `http`; EndpointSlice: a, b ready, c not ready"
+    );
 
-    let mut agent = Agent::start(
-        Command::new(bin.join("strait-agent"))
+    let agent = |bin: &Path| {
+        let mut command = Command::new(bin.join("strait-agent"));
+        command
             .arg("--pin-dir")
             .arg(pins.path())
             .arg("--cgroup")
             .arg(cgroup.path())
-            .args(["--service", &format!("{VIP}=10.0.1.2:8080,10.0.1.3:8080")]),
-    )?;
+            .arg("--manifest")
+            .arg(&manifest);
+        command
+    };
+    let mut first = Agent::start(&mut agent(&bin))?;
 
-    println!("\n-- six requests from the client namespace to http://{VIP}/ --");
-    for _ in 0..6 {
-        let body = fetch(&client, &cgroup)?;
-        print!("   {body}");
+    println!("\n-- eight requests from the client namespace to http://{VIP}/ --");
+    for _ in 0..8 {
+        print!("   {}", fetch(&client, &cgroup)?);
     }
 
-    println!("\n-- netctl bpf dump --");
+    println!("\n-- netctl bpf dump services --");
     exec(
         Command::new(bin.join("netctl"))
-            .args(["bpf", "dump", "--pin-dir"])
+            .args(["bpf", "dump", "services", "--pin-dir"])
             .arg(pins.path()),
     )?;
 
-    println!("\n-- the agent stops (its programs detach); the same request again --");
-    agent.stop();
+    println!("\n-- the agent stops; its programs and maps stay pinned and keep serving --");
+    first.stop();
+    print!("   {}", fetch(&client, &cgroup)?);
+
+    println!("\n-- a new agent adopts the pinned maps --");
+    let mut second = Agent::start(&mut agent(&bin))?;
+    print!("   {}", fetch(&client, &cgroup)?);
+    second.stop();
+
+    println!("\n-- the pins are removed (what uninstalling does); the same request again --");
+    fs::remove_dir_all(pins.path().join("links")).context("unpin the demo's links")?;
     match fetch(&client, &cgroup) {
         Ok(body) => bail!("the request still reached a backend without the program: {body}"),
         Err(e) => println!("   fails as it should: {e:#}"),
     }
 
     println!(
-        "\nWorking today: eBPF object built and embedded, maps pinned, cgroup connect4 service \
-         translation with random backend choice, `netctl bpf dump`.\n\
+        "\nWorking today: the eBPF object built and embedded; Services and EndpointSlices \
+         compiled with kube-proxy's semantics; socket-level translation (connect, sendmsg, \
+         recvmsg, getpeername) with random choice and ClientIP affinity; the per-packet path \
+         on a node's uplink (NodePort, SNAT to remote backends, conntrack, reverse NAT); \
+         pinned maps and programs adopted across agent restarts; `netctl bpf dump`.\n\
          Not built yet: the API server and store (issue 5), the agent running pods with runc and \
-         strait-cni (issue 10), the full service dataplane (NodePort, conntrack, reverse NAT: \
-         issue 3), controllers (issue 6), NetworkPolicy (issue 7), cluster DNS (issue 8), \
+         strait-cni (issue 10), IPv6 and Maglev in the maps (issue 3), the kube-proxy benchmark \
+         (issue 4), controllers (issue 6), NetworkPolicy (issue 7), cluster DNS (issue 8), \
          `netctl cluster up` (issue 9)."
     );
     Ok(())
@@ -102,6 +156,15 @@ fn fetch(client: &Netns, cgroup: &Cgroup) -> anyhow::Result<String> {
         .map_err(|e| anyhow::anyhow!("GET http://{VIP}/: {e}"))
 }
 
+/// Removes a file when dropped.
+struct RemoveOnDrop<'a>(&'a Path);
+
+impl Drop for RemoveOnDrop<'_> {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(self.0);
+    }
+}
+
 /// The agent process, stopped with SIGTERM on drop.
 struct Agent {
     child: Child,
@@ -110,7 +173,7 @@ struct Agent {
 impl Agent {
     /// Starts the agent and waits for it to log that its dataplane is ready.
     fn start(command: &mut Command) -> anyhow::Result<Self> {
-        println!("$ {}", crate::exec::render(command));
+        println!("$ {}", render(command));
         let mut child = command
             .env("RUST_LOG", "info")
             .stdout(Stdio::piped())

@@ -17,7 +17,7 @@ use k8s_openapi::api::{
     discovery::v1::EndpointSlice,
 };
 
-use super::plan::{MAX_BACKENDS, Protocol};
+use super::plan::{self, Frontend, MAX_BACKENDS, Protocol, ServiceOptions};
 
 /// The label that ties an EndpointSlice to its Service (`discovery.k8s.io/v1`).
 const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
@@ -392,6 +392,37 @@ impl Ctx {
             });
         }
         Ok(out)
+    }
+}
+
+impl CompiledFrontend {
+    /// The frontend as the IPv4 dataplane takes it; `None` for IPv6 frontends, which the maps
+    /// do not hold yet.
+    pub fn to_spec(&self) -> Option<plan::ServiceSpec> {
+        let IpAddr::V4(address) = self.address else {
+            return None;
+        };
+        let backends = self
+            .backends
+            .iter()
+            .filter_map(|b| match b {
+                SocketAddr::V4(v4) => Some(*v4),
+                SocketAddr::V6(_) => None,
+            })
+            .collect();
+        Some(plan::ServiceSpec {
+            frontend: Frontend {
+                address,
+                port: self.port,
+                protocol: self.protocol,
+            },
+            backends,
+            options: ServiceOptions {
+                external: self.kind != FrontendKind::ClusterIp,
+                local_only: self.local_only,
+                affinity_timeout: self.affinity_timeout,
+            },
+        })
     }
 }
 

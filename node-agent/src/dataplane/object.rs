@@ -357,6 +357,13 @@ impl Dataplane {
         self.apply(&ops)
     }
 
+    /// Makes the maps hold exactly `desired`: upserts every spec, then deletes every other
+    /// service (what a restarted agent does after re-listing the API).
+    pub fn sync_services(&mut self, desired: &[ServiceSpec]) -> Result<(), DataplaneError> {
+        let ops = self.table.sync(desired)?;
+        self.apply(&ops)
+    }
+
     /// Removes a service; unknown services are a no-op.
     pub fn delete_service(&mut self, frontend: Frontend) -> Result<(), DataplaneError> {
         let ops = self.table.delete(frontend);
