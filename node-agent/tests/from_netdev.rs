@@ -360,3 +360,45 @@ fn maps_and_flows_survive_a_reload_from_the_same_pin_directory() {
         );
     }
 }
+
+#[test]
+fn a_full_conntrack_table_evicts_the_oldest_flows_and_keeps_serving_new_ones() {
+    let pins = PinDir::new("strait-test-");
+    let mut dp = Dataplane::load(DataplaneConfig {
+        ct_entries: Some(512),
+        ..DataplaneConfig::new(pins.path())
+    })
+    .unwrap();
+    dp.upsert_service(&service(53, Protocol::Udp, &["10.244.1.2:5353"]))
+        .unwrap();
+
+    // Each new flow takes two entries (FORWARD and REPLY): 3,000 flows need 6,000 of 512.
+    for port in 0..3000u16 {
+        let packet = Ipv4Packet::udp((CLIENT.0, 10000 + port), (VIP, 53)).build(b"q");
+        let run = dp.test_run(PacketHook::FromNetdev, &packet, 1).unwrap();
+        assert_eq!(run.verdict, TC_ACT_OK, "flow {port} is served");
+        assert_eq!(
+            read::dst(&run.packet),
+            LOCAL_POD,
+            "flow {port} is translated"
+        );
+    }
+
+    let pressure = dp.ct_pressure().unwrap();
+    assert_eq!(pressure.capacity, 512);
+    assert!(pressure.entries <= 512, "{pressure:?}");
+    let ports: BTreeSet<u16> = dp
+        .dump_ct()
+        .unwrap()
+        .iter()
+        .filter(|e| e.key.dir == strait_ebpf_common::ct::CT_FORWARD)
+        .map(|e| u16::from_be(e.key.tuple.sport))
+        .collect();
+    assert!(ports.contains(&12999), "the newest flow is tracked");
+    assert!(!ports.contains(&10000), "the oldest flow was evicted");
+    assert_eq!(
+        drops(&dp, DropReason::CtWriteFailed),
+        0,
+        "eviction, not failure"
+    );
+}
