@@ -9,7 +9,7 @@ use anyhow::Context as _;
 use clap::Parser;
 use strait_agent::{
     config::parse_service,
-    dataplane::{Dataplane, DataplaneConfig, PodCidr, ServiceSpec, compile::NodeFacts},
+    dataplane::{Dataplane, DataplaneConfig, PodCidr, ServiceSpec, compile::NodeFacts, maglev},
     manifest,
 };
 use tracing::{info, warn};
@@ -62,6 +62,26 @@ struct Args {
     /// Conntrack entries when the map is created; by default 0.25 % of memory.
     #[arg(long)]
     ct_entries: Option<u32>,
+
+    /// Entries per Maglev table for traffic from outside (a prime; 65521 suits many backends).
+    #[arg(long, default_value_t = maglev::DEFAULT_TABLE_SIZE, value_parser = parse_maglev_size)]
+    maglev_table_size: u32,
+
+    /// How many frontends reached from outside get a Maglev table (the rest pick at random).
+    #[arg(long, default_value_t = 256)]
+    maglev_tables: u16,
+}
+
+fn parse_maglev_size(text: &str) -> Result<u32, String> {
+    let size: u32 = text.parse().map_err(|e| format!("`{text}`: {e}"))?;
+    if maglev::is_valid_table_size(size) {
+        Ok(size)
+    } else {
+        Err(format!(
+            "{size} is not a prime of at most {}",
+            maglev::MAX_TABLE_SIZE
+        ))
+    }
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -83,6 +103,8 @@ async fn main() -> anyhow::Result<()> {
         node_ipv4: args.node_ip,
         pod_cidr: args.pod_cidr,
         ct_entries: args.ct_entries,
+        maglev_size: args.maglev_table_size,
+        maglev_tables: args.maglev_tables,
     })?;
     info!(adoption = ?dataplane.adoption(), "dataplane loaded");
     let mut desired = args.services.clone();

@@ -402,3 +402,56 @@ fn a_full_conntrack_table_evicts_the_oldest_flows_and_keeps_serving_new_ones() {
         "eviction, not failure"
     );
 }
+
+#[test]
+fn maglev_sends_a_flow_from_outside_to_the_same_backend_on_every_node() {
+    let node = |pins: &PinDir| {
+        Dataplane::load(DataplaneConfig {
+            ct_entries: Some(4096),
+            maglev_size: 1021,
+            maglev_tables: 4,
+            ..DataplaneConfig::new(pins.path())
+        })
+        .unwrap()
+    };
+    let (pins_a, pins_b) = (PinDir::new("strait-test-"), PinDir::new("strait-test-"));
+    let (mut a, mut b) = (node(&pins_a), node(&pins_b));
+    let backends = ["10.244.1.2:8080", "10.244.2.2:8080", "10.244.3.2:8080"];
+    let mut external = service(30080, Protocol::Tcp, &backends);
+    external.options.external = true;
+    a.upsert_service(&external).unwrap();
+    // Node B learned of other backends first and lists these in another order: its backend
+    // ids differ, its choices must not.
+    b.upsert_service(&service(81, Protocol::Tcp, &["10.244.9.9:80"]))
+        .unwrap();
+    external.backends.reverse();
+    b.upsert_service(&external).unwrap();
+
+    let mut used = BTreeSet::new();
+    for port in 0..64 {
+        let packet = Ipv4Packet::tcp((Ipv4Addr::new(198, 51, 100, 7), 20000 + port), (VIP, 30080))
+            .build(b"");
+        let on_a = read::dst(
+            &a.test_run(PacketHook::FromNetdev, &packet, 1)
+                .unwrap()
+                .packet,
+        );
+        let on_b = read::dst(
+            &b.test_run(PacketHook::FromNetdev, &packet, 1)
+                .unwrap()
+                .packet,
+        );
+        assert_eq!(
+            on_a,
+            on_b,
+            "flow from port {} lands on one backend on both nodes",
+            20000 + port
+        );
+        used.insert(on_a);
+    }
+    assert_eq!(
+        used.len(),
+        3,
+        "the table spreads flows over every backend: {used:?}"
+    );
+}

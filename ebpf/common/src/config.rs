@@ -2,7 +2,7 @@
 
 /// Version of the map layout (names, key and value types, sizes). A new agent reuses pinned
 /// maps only when their version equals its own; bump it whenever any map type changes.
-pub const LAYOUT_VERSION: u32 = 3;
+pub const LAYOUT_VERSION: u32 = 4;
 
 /// The single entry of the config array (index 0).
 #[repr(C)]
@@ -15,7 +15,7 @@ pub struct NodeConfig {
     /// Range of source ports for SNAT, host order.
     pub snat_port_min: u16,
     pub snat_port_max: u16,
-    /// Explicit padding, always zero.
-    pub pad: u32,
+    /// Entries per Maglev table (a prime); 0 disables Maglev.
+    pub maglev_size: u32,
 }
 const _: () = assert!(size_of::<NodeConfig>() == 16);

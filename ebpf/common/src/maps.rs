@@ -15,6 +15,9 @@ pub const CONFIG: &str = "STRAIT_CONFIG";
 pub const SOCK_REVNAT_V4: &str = "STRAIT_SKRN4";
 /// Session affinity (an LRU hash), keyed by [`crate::sock::Affinity4Key`].
 pub const AFFINITY_V4: &str = "STRAIT_AFF4";
+/// Maglev lookup tables of services reached from outside (an array of backend ids; table `t`
+/// occupies entries `t * size .. (t + 1) * size`).
+pub const MAGLEV_V4: &str = "STRAIT_MAGLEV4";
 /// Per-CPU packet drop counters indexed by [`crate::drop::DropReason`].
 pub const DROPS: &str = "STRAIT_DROPS";
 
@@ -30,6 +33,10 @@ pub const CT_MAX: u32 = 1 << 18;
 pub const SOCK_REVNAT_MAX: u32 = 1 << 18;
 /// Capacity of the affinity map (client × service pairs).
 pub const AFFINITY_MAX: u32 = 1 << 16;
+/// Default Maglev table size (Cilium's default, a prime: 65 KB of backend ids per table).
+pub const MAGLEV_SIZE: u32 = 16_381;
+/// Default number of Maglev tables (frontends reached from outside with their own table).
+pub const MAGLEV_TABLES: u32 = 256;
 /// Flags of the service and backend maps. They are sized for the largest cluster but usually
 /// mostly empty, so they are not preallocated: memory follows the number of entries.
 /// (`BPF_F_NO_PREALLOC`.)

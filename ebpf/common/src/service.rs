@@ -74,19 +74,29 @@ pub struct Service4Value {
     /// Master: `SVC_F_*` bits.
     pub flags: u8,
     /// Explicit padding, always zero.
-    pub pad: [u8; 3],
+    pub pad: u8,
+    /// Master: 1 + the index of the service's Maglev table in the Maglev map, or 0 when new
+    /// flows pick backends at random.
+    pub maglev: u16,
 }
 const _: () = assert!(size_of::<Service4Value>() == 12);
 
 impl Service4Value {
     /// The master entry of a service with `count` backends.
-    pub const fn master(count: u16, rev_nat: u16, flags: u8, affinity_timeout: u32) -> Self {
+    pub const fn master(
+        count: u16,
+        rev_nat: u16,
+        flags: u8,
+        affinity_timeout: u32,
+        maglev: u16,
+    ) -> Self {
         Self {
             backend_id: affinity_timeout,
             count,
             rev_nat,
             flags,
-            pad: [0; 3],
+            pad: 0,
+            maglev,
         }
     }
 
@@ -97,7 +107,8 @@ impl Service4Value {
             count: 0,
             rev_nat,
             flags: 0,
-            pad: [0; 3],
+            pad: 0,
+            maglev: 0,
         }
     }
 }

@@ -14,6 +14,6 @@ pub(crate) fn node() -> NodeConfig {
         node_ipv4: 0,
         snat_port_min: 0,
         snat_port_max: 0,
-        pad: 0,
+        maglev_size: 0,
     })
 }

@@ -71,6 +71,13 @@ fn from_netdev(ctx: &TcContext) -> Result<i32, DropReason> {
         packet.proto,
         // Outside the node there are no sockets: affinity goes by the client's address.
         AFFINITY_BY_ADDRESS | u64::from(packet.tuple.saddr),
+        Some(lb::flow_hash(
+            packet.tuple.saddr,
+            packet.tuple.daddr,
+            packet.tuple.sport,
+            packet.tuple.dport,
+            packet.proto,
+        )),
     ) {
         Lookup::NotService => return Ok(TC_ACT_OK),
         Lookup::Refuse(reason) => return Err(reason),

@@ -67,7 +67,8 @@ fn translate4(ctx: &SockAddrContext) -> i32 {
     // SAFETY: helper calls on the context the kernel passed. A pod is one network namespace,
     // so the namespace cookie is the client identity for session affinity.
     let client = unsafe { bpf_get_netns_cookie(ctx.as_ptr()) };
-    match lb::select_backend4(addr.user_ip4, port, addr.protocol as u8, client) {
+    // Pods pick at random: Maglev's cross-node consistency only matters for traffic from outside.
+    match lb::select_backend4(addr.user_ip4, port, addr.protocol as u8, client, None) {
         Lookup::NotService => ALLOW,
         Lookup::Backend { backend, master } => {
             let key = SockRevNat4Key {

@@ -83,6 +83,12 @@ pub enum DataplaneError {
         frontend: String,
         capacity: usize,
     },
+    #[error("failed to build the Maglev table of service {frontend}")]
+    Maglev {
+        frontend: String,
+        #[source]
+        source: super::maglev::MaglevError,
+    },
     #[error("no backend id is free (map `{map}` is full)")]
     BackendIdsExhausted { map: &'static str },
 }

@@ -19,7 +19,7 @@ use aya::{
 use strait_ebpf_common::{
     config::{LAYOUT_VERSION, NodeConfig},
     ct::{Ct4Entry, Ct4Key},
-    maps::{BACKENDS_V4, CONFIG, CT_V4, DROPS, SERVICES_V4},
+    maps::{BACKENDS_V4, CONFIG, CT_V4, DROPS, MAGLEV_SIZE, MAGLEV_TABLES, MAGLEV_V4, SERVICES_V4},
     service::{Backend4, Service4Key, Service4Value},
 };
 use tracing::warn;
@@ -64,6 +64,9 @@ pub struct DataplaneConfig {
     pub pod_cidr: Option<PodCidr>,
     /// Conntrack entries when the map is first created; `None` sizes it from memory.
     pub ct_entries: Option<u32>,
+    /// Entries per Maglev table (a prime; 0 disables Maglev) and the number of tables.
+    pub maglev_size: u32,
+    pub maglev_tables: u16,
 }
 
 impl DataplaneConfig {
@@ -74,6 +77,8 @@ impl DataplaneConfig {
             node_ipv4: None,
             pod_cidr: None,
             ct_entries: None,
+            maglev_size: MAGLEV_SIZE,
+            maglev_tables: MAGLEV_TABLES as u16,
         }
     }
 }
@@ -172,6 +177,10 @@ impl Dataplane {
             .default_map_pin_directory(&config.pin_dir)
             // Only applies when the map is created; an adopted map keeps its size.
             .map_max_entries(CT_V4, ct_entries)
+            .map_max_entries(
+                MAGLEV_V4,
+                (u32::from(config.maglev_tables) * config.maglev_size).max(1),
+            )
             .load(OBJECT)
             .map_err(|source| DataplaneError::Load {
                 pin_dir: config.pin_dir.clone(),
@@ -201,6 +210,7 @@ impl Dataplane {
             read_all(&backends, BACKENDS_V4)?,
         );
         table.set_pod_cidr(config.pod_cidr);
+        table.set_maglev(config.maglev_size, config.maglev_tables);
         Ok(Self {
             ebpf,
             config,
@@ -388,6 +398,24 @@ impl Dataplane {
                     map.insert(key, value, 0)
                         .map_err(|source| write_error(SERVICES_V4, key, source))?;
                 }
+                MapOp::PutMaglev { table, entries } => {
+                    let map = self
+                        .ebpf
+                        .map_mut(MAGLEV_V4)
+                        .ok_or(DataplaneError::MissingMap(MAGLEV_V4))?;
+                    let mut array = Array::<_, u32>::try_from(map).map_err(|source| {
+                        DataplaneError::MapType {
+                            map: MAGLEV_V4,
+                            source,
+                        }
+                    })?;
+                    let base = u32::from(*table) * self.config.maglev_size;
+                    for (offset, id) in (0u32..).zip(entries) {
+                        array
+                            .set(base + offset, id, 0)
+                            .map_err(|source| write_error(MAGLEV_V4, &(base + offset), source))?;
+                    }
+                }
                 MapOp::DeleteService { key } => {
                     let mut map = service_map_mut(&mut self.ebpf)?;
                     map.remove(key)
@@ -539,7 +567,7 @@ fn write_node_config(ebpf: &mut Ebpf, config: &DataplaneConfig) -> Result<(), Da
         node_ipv4: config.node_ipv4.map_or(0, |a| u32::from(a).to_be()),
         snat_port_min: SNAT_PORTS.0,
         snat_port_max: SNAT_PORTS.1,
-        pad: 0,
+        maglev_size: config.maglev_size,
     };
     array
         .set(0, value, 0)

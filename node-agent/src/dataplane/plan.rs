@@ -20,7 +20,10 @@ use strait_ebpf_common::{
     },
 };
 
-use super::DataplaneError;
+use super::{
+    DataplaneError,
+    maglev::{self, MaglevBackend},
+};
 
 /// Most backends one service may have: slots are numbered by a `u16`.
 pub const MAX_BACKENDS: usize = u16::MAX as usize;
@@ -127,7 +130,7 @@ pub struct ServiceOptions {
 }
 
 impl ServiceOptions {
-    fn master(self, count: u16, rev_nat: u16) -> Service4Value {
+    fn master(self, count: u16, rev_nat: u16, maglev: u16) -> Service4Value {
         let mut flags = 0;
         if self.external {
             flags |= SVC_F_EXTERNAL;
@@ -138,7 +141,13 @@ impl ServiceOptions {
         if self.affinity_timeout.is_some() {
             flags |= SVC_F_AFFINITY;
         }
-        Service4Value::master(count, rev_nat, flags, self.affinity_timeout.unwrap_or(0))
+        Service4Value::master(
+            count,
+            rev_nat,
+            flags,
+            self.affinity_timeout.unwrap_or(0),
+            maglev,
+        )
     }
 
     fn from_master(master: &Service4Value) -> Self {
@@ -200,6 +209,11 @@ pub enum MapOp {
         key: Service4Key,
         value: Service4Value,
     },
+    /// Fill Maglev table `table` (0-based) with backend ids.
+    PutMaglev {
+        table: u16,
+        entries: Vec<u32>,
+    },
     DeleteService {
         key: Service4Key,
     },
@@ -221,6 +235,8 @@ fn backend4(addr: SocketAddrV4, protocol: Protocol, local: bool) -> Backend4 {
 struct ServiceState {
     rev_nat: u16,
     options: ServiceOptions,
+    /// 1 + index of the Maglev table, 0 for none (as in the master entry).
+    maglev: u16,
     /// Backend ids in slot order: `slots[0]` is slot 1.
     slots: Vec<u32>,
 }
@@ -243,6 +259,11 @@ pub struct ServiceTable {
     free_backend_ids: Vec<u32>,
     next_rev_nat: u16,
     free_rev_nats: Vec<u16>,
+    /// Maglev table size (0: no Maglev) and how many tables the map holds.
+    maglev_size: u32,
+    maglev_tables: u16,
+    next_maglev: u16,
+    free_maglev: Vec<u16>,
 }
 
 impl Default for ServiceTable {
@@ -265,7 +286,29 @@ impl ServiceTable {
             free_backend_ids: Vec::new(),
             next_rev_nat: 0,
             free_rev_nats: Vec::new(),
+            maglev_size: 0,
+            maglev_tables: 0,
+            next_maglev: 0,
+            free_maglev: Vec::new(),
         }
+    }
+
+    /// Gives frontends reached from outside a Maglev table of `size` entries each, in a map
+    /// of `tables` tables. Services beyond that pick backends at random.
+    pub fn set_maglev(&mut self, size: u32, tables: u16) {
+        self.maglev_size = size;
+        self.maglev_tables = tables;
+    }
+
+    fn alloc_maglev(&mut self) -> u16 {
+        if let Some(index) = self.free_maglev.pop() {
+            return index;
+        }
+        if self.next_maglev < self.maglev_tables {
+            self.next_maglev += 1;
+            return self.next_maglev;
+        }
+        0
     }
 
     /// Sets the node's pod range; backends written from now on inside it are marked local.
@@ -315,11 +358,13 @@ impl ServiceTable {
                 table.backend_keys.insert(id, (addr, protocol));
             }
             table.service_entries += 1 + ids.len();
+            table.next_maglev = table.next_maglev.max(master.maglev);
             table.services.insert(
                 frontend,
                 ServiceState {
                     rev_nat: master.rev_nat,
                     options: ServiceOptions::from_master(&master),
+                    maglev: master.maglev,
                     slots: ids,
                 },
             );
@@ -425,6 +470,8 @@ impl ServiceTable {
         for &addr in &spec.backends {
             new_slots.push(self.alloc_backend(addr, frontend.protocol, &mut ops)?);
         }
+        // 1b. The Maglev table, before the master can point at it.
+        let maglev = self.plan_maglev(spec, old.as_ref(), &new_slots, &mut ops)?;
         // 2. Slots whose backend changed.
         for (index, &id) in new_slots.iter().enumerate() {
             if old_slots.get(index) != Some(&id) {
@@ -435,13 +482,13 @@ impl ServiceTable {
             }
         }
         // 3. The master, with the new count (unless count and options are as they were).
-        let master_unchanged = old
-            .as_ref()
-            .is_some_and(|o| o.slots.len() == new_slots.len() && o.options == spec.options);
+        let master_unchanged = old.as_ref().is_some_and(|o| {
+            o.slots.len() == new_slots.len() && o.options == spec.options && o.maglev == maglev
+        });
         if !master_unchanged {
             ops.push(MapOp::PutService {
                 key: frontend.key(0),
-                value: spec.options.master(new_slots.len() as u16, rev_nat),
+                value: spec.options.master(new_slots.len() as u16, rev_nat, maglev),
             });
         }
         // 4. Slots beyond the new count.
@@ -468,6 +515,7 @@ impl ServiceTable {
             ServiceState {
                 rev_nat,
                 options: spec.options,
+                maglev,
                 slots: new_slots,
             },
         );
@@ -543,7 +591,57 @@ impl ServiceTable {
             }
         }
         self.free_rev_nats.push(state.rev_nat);
+        if state.maglev != 0 {
+            self.free_maglev.push(state.maglev);
+        }
         ops
+    }
+
+    /// Plans the Maglev table of a frontend reached from outside and returns its master value
+    /// (1 + table index, or 0 for random choice). The table is rewritten only when the
+    /// backends changed; entries are the node-local ids of backends keyed by address, so every
+    /// node's table sends a flow to the same backend.
+    fn plan_maglev(
+        &mut self,
+        spec: &ServiceSpec,
+        old: Option<&ServiceState>,
+        ids: &[u32],
+        ops: &mut Vec<MapOp>,
+    ) -> Result<u16, DataplaneError> {
+        let old_maglev = old.map_or(0, |o| o.maglev);
+        let wanted = spec.options.external && self.maglev_size != 0 && !ids.is_empty();
+        if !wanted {
+            if old_maglev != 0 {
+                self.free_maglev.push(old_maglev);
+            }
+            return Ok(0);
+        }
+        let maglev = if old_maglev != 0 {
+            old_maglev
+        } else {
+            self.alloc_maglev()
+        };
+        let unchanged = old.is_some_and(|o| o.maglev == maglev && o.slots == ids);
+        if maglev == 0 || unchanged {
+            return Ok(maglev);
+        }
+        let backends: Vec<MaglevBackend> = spec
+            .backends
+            .iter()
+            .zip(ids)
+            .map(|(addr, &id)| MaglevBackend::new(id, format!("{addr}/{}", spec.frontend.protocol)))
+            .collect();
+        let entries = maglev::table(&backends, self.maglev_size).map_err(|source| {
+            DataplaneError::Maglev {
+                frontend: spec.frontend.to_string(),
+                source,
+            }
+        })?;
+        ops.push(MapOp::PutMaglev {
+            table: maglev - 1,
+            entries,
+        });
+        Ok(maglev)
     }
 }
 
@@ -584,6 +682,7 @@ mod tests {
                 MapOp::DeleteService { key } if key.slot == 0 => "M-".to_owned(),
                 MapOp::DeleteService { key } => format!("S{}-", key.slot),
                 MapOp::DeleteBackend { id } => format!("B-{id}"),
+                MapOp::PutMaglev { table, .. } => format!("T{table}"),
             })
             .collect()
     }
@@ -788,5 +887,58 @@ mod tests {
         assert!("10.244.1.0/33".parse::<PodCidr>().is_err());
         let all: PodCidr = "0.0.0.0/0".parse().unwrap();
         assert!(all.contains(Ipv4Addr::new(192, 0, 2, 1)));
+    }
+
+    #[test]
+    fn external_frontends_get_a_maglev_table_of_their_backends() {
+        let mut table = ServiceTable::default();
+        table.set_maglev(251, 2);
+        let mut external = spec(30080, &["10.0.1.2:8080", "10.0.1.3:8080"]);
+        external.options.external = true;
+        let ops = table.upsert(&external).unwrap();
+        assert_eq!(
+            shape(&ops),
+            ["B+0", "B+1", "T0", "S1=0", "S2=1", "M2"],
+            "table before master"
+        );
+        let entries = ops
+            .iter()
+            .find_map(|op| match op {
+                MapOp::PutMaglev { entries, .. } => Some(entries.clone()),
+                _ => None,
+            })
+            .unwrap();
+        assert_eq!(entries.len(), 251);
+        assert!(entries.iter().all(|id| *id == 0 || *id == 1));
+
+        let unchanged = table.upsert(&external).unwrap();
+        assert!(unchanged.is_empty(), "same backends: no table rewrite");
+
+        // Cluster-internal frontends pick at random: no table.
+        let internal = table.upsert(&spec(80, &["10.0.1.2:8080"])).unwrap();
+        assert!(!shape(&internal).iter().any(|op| op.starts_with('T')));
+    }
+
+    #[test]
+    fn maglev_tables_run_out_gracefully_and_are_reused() {
+        let mut table = ServiceTable::default();
+        table.set_maglev(7, 1);
+        let mut a = spec(30080, &["10.0.1.2:8080"]);
+        a.options.external = true;
+        let mut b = spec(30081, &["10.0.1.3:8080"]);
+        b.options.external = true;
+        assert!(shape(&table.upsert(&a).unwrap()).contains(&"T0".to_owned()));
+        assert!(
+            !shape(&table.upsert(&b).unwrap())
+                .iter()
+                .any(|op| op.starts_with('T')),
+            "no table left: b falls back to random choice"
+        );
+        table.delete(a.frontend);
+        table.delete(b.frontend);
+        assert!(
+            shape(&table.upsert(&b).unwrap()).contains(&"T0".to_owned()),
+            "a's table is reused"
+        );
     }
 }
