@@ -9,7 +9,7 @@ use clap::ValueEnum;
 use serde_json::{Value, json};
 use strait_agent::dataplane::{
     AffinityClient, AffinityDump, BackendDump, CtDump, CtPressure, DropCount, PinnedMaps, Protocol,
-    ServiceDump,
+    ServiceDump, ServiceStatsDump,
 };
 use strait_ebpf_common::{
     ct::{CT_F_CLOSING, CT_F_SNAT, CT_REPLY, Tuple4},
@@ -68,11 +68,12 @@ pub(crate) fn dump(pin_dir: &Path, table: Table, json: bool) -> anyhow::Result<(
             (render_affinity(&affinity), affinity_json(&affinity))
         }
         Table::Counters => {
-            let (drops, pressure) = (maps.drops()?, maps.ct_pressure()?);
-            (
-                render_counters(&drops, pressure),
-                counters_json(&drops, pressure),
-            )
+            let counters = Counters {
+                services: maps.service_stats()?,
+                drops: maps.drops()?,
+                pressure: maps.ct_pressure()?,
+            };
+            (render_counters(&counters), counters_json(&counters))
         }
     };
     if json {
@@ -293,17 +294,37 @@ fn affinity_json(entries: &[AffinityDump]) -> Value {
     )
 }
 
-fn render_counters(drops: &[DropCount], pressure: CtPressure) -> String {
-    let mut out = format!("{:<28} {}\n", "DROP REASON", "PACKETS");
-    for drop in drops {
+struct Counters {
+    services: Vec<ServiceStatsDump>,
+    drops: Vec<DropCount>,
+    pressure: CtPressure,
+}
+
+fn render_counters(c: &Counters) -> String {
+    let mut out = format!(
+        "{:<24} {:>10} {:>12} {:>14}\n",
+        "SERVICE", "FLOWS", "PACKETS", "BYTES"
+    );
+    for s in &c.services {
+        let _ = writeln!(
+            out,
+            "{:<24} {:>10} {:>12} {:>14}",
+            s.frontend.to_string(),
+            s.stats.flows,
+            s.stats.packets,
+            s.stats.bytes
+        );
+    }
+    let _ = writeln!(out, "\n{:<28} {}", "DROP REASON", "PACKETS");
+    for drop in &c.drops {
         let _ = writeln!(out, "{:<28} {}", drop.reason.name(), drop.packets);
     }
     let _ = writeln!(
         out,
         "\nconntrack: {} of {} entries ({:.1} %)",
-        pressure.entries,
-        pressure.capacity,
-        percent(pressure)
+        c.pressure.entries,
+        c.pressure.capacity,
+        percent(c.pressure)
     );
     out
 }
@@ -315,9 +336,16 @@ fn percent(pressure: CtPressure) -> f64 {
     f64::from(pressure.entries) * 100.0 / f64::from(pressure.capacity)
 }
 
-fn counters_json(drops: &[DropCount], pressure: CtPressure) -> Value {
+fn counters_json(c: &Counters) -> Value {
     json!({
-        "drops": drops.iter().map(|d| json!({"reason": d.reason.name(), "packets": d.packets})).collect::<Vec<_>>(),
-        "conntrack": {"entries": pressure.entries, "capacity": pressure.capacity},
+        "services": c.services.iter().map(|s| json!({
+            "frontend": s.frontend.to_string(),
+            "revNat": s.rev_nat,
+            "flows": s.stats.flows,
+            "packets": s.stats.packets,
+            "bytes": s.stats.bytes,
+        })).collect::<Vec<_>>(),
+        "drops": c.drops.iter().map(|d| json!({"reason": d.reason.name(), "packets": d.packets})).collect::<Vec<_>>(),
+        "conntrack": {"entries": c.pressure.entries, "capacity": c.pressure.capacity},
     })
 }

@@ -125,5 +125,15 @@ fn conntrack_nat_affinity_and_counters_show_the_flow() {
 
     let counters: Value = serde_json::from_str(&netctl(&pins, &["counters", "--json"])).unwrap();
     assert_eq!(counters["conntrack"]["capacity"], 4096);
+    let service = &counters["services"][0];
+    assert_eq!(service["frontend"], "192.168.77.2:30080/TCP");
+    assert!(
+        service["flows"].as_u64().unwrap() >= 1,
+        "new flows counted: {counters}"
+    );
+    assert_eq!(
+        service["flows"], service["packets"],
+        "each flow sent one packet: {counters}"
+    );
     assert!(counters["conntrack"]["entries"].as_u64().unwrap() >= 2);
 }

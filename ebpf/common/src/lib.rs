@@ -22,7 +22,7 @@ mod pod {
     use crate::{
         config::NodeConfig,
         ct::{Ct4Entry, Ct4Key, Tuple4},
-        service::{Backend4, Service4Key, Service4Value},
+        service::{Backend4, Service4Key, Service4Value, ServiceStats},
         sock::{Affinity4Key, Affinity4Value, SockRevNat4Key, SockRevNat4Value},
     };
 
@@ -41,6 +41,8 @@ mod pod {
     unsafe impl aya::Pod for Ct4Entry {}
     // SAFETY: as above.
     unsafe impl aya::Pod for NodeConfig {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for ServiceStats {}
     // SAFETY: as above.
     unsafe impl aya::Pod for SockRevNat4Key {}
     // SAFETY: as above.

@@ -18,6 +18,8 @@ pub const AFFINITY_V4: &str = "STRAIT_AFF4";
 /// Maglev lookup tables of services reached from outside (an array of backend ids; table `t`
 /// occupies entries `t * size .. (t + 1) * size`).
 pub const MAGLEV_V4: &str = "STRAIT_MAGLEV4";
+/// Per-CPU [`crate::service::ServiceStats`] indexed by reverse-NAT index.
+pub const SERVICE_STATS: &str = "STRAIT_SVC_STATS";
 /// Per-CPU packet drop counters indexed by [`crate::drop::DropReason`].
 pub const DROPS: &str = "STRAIT_DROPS";
 
@@ -37,6 +39,8 @@ pub const AFFINITY_MAX: u32 = 1 << 16;
 pub const MAGLEV_SIZE: u32 = 16_381;
 /// Default number of Maglev tables (frontends reached from outside with their own table).
 pub const MAGLEV_TABLES: u32 = 256;
+/// Entries of the service counter array: every reverse-NAT index (a `u16`).
+pub const SERVICE_STATS_MAX: u32 = 1 << 16;
 /// Flags of the service and backend maps. They are sized for the largest cluster but usually
 /// mostly empty, so they are not preallocated: memory follows the number of entries.
 /// (`BPF_F_NO_PREALLOC`.)

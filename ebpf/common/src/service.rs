@@ -127,3 +127,17 @@ pub struct Backend4 {
     pub flags: u8,
 }
 const _: () = assert!(size_of::<Backend4>() == 8);
+
+/// Per-CPU traffic counters of one service frontend, indexed by its reverse-NAT index.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ServiceStats {
+    /// Connections (and unconnected datagrams) translated at the socket, and new flows
+    /// tracked by the per-packet path.
+    pub flows: u64,
+    /// Packets and bytes translated by the per-packet path (socket-translated traffic is not
+    /// seen per packet: that is the point of translating at the socket).
+    pub packets: u64,
+    pub bytes: u64,
+}
+const _: () = assert!(size_of::<ServiceStats>() == 24);

@@ -44,9 +44,9 @@ fn lifetime(packet: &Packet4, closing: bool) -> u32 {
 }
 
 /// Finds the live entry for `packet` in direction `dir`, accounts the packet on it, and returns
-/// the tuple to rewrite the packet to.
+/// the tuple to rewrite the packet to and the service's reverse-NAT index.
 #[inline(always)]
-pub(crate) fn lookup(packet: &Packet4, dir: u8) -> Option<Tuple4> {
+pub(crate) fn lookup(packet: &Packet4, dir: u8) -> Option<(Tuple4, u16)> {
     let key = Ct4Key::new(packet.tuple, packet.proto, dir);
     let entry = STRAIT_CT4.get_ptr_mut(key)?;
     let now = now_secs();
@@ -63,7 +63,7 @@ pub(crate) fn lookup(packet: &Packet4, dir: u8) -> Option<Tuple4> {
     entry.expires = now + lifetime(packet, closing);
     entry.packets += 1;
     entry.bytes += u64::from(packet.len);
-    Some(entry.nat)
+    Some((entry.nat, entry.rev_nat))
 }
 
 /// Tracks a new flow: `packet` (as the client sent it) is rewritten to `nat`. Writes the REPLY

@@ -7,6 +7,7 @@
 //! - `packet`: header parsing and rewriting with checksum updates;
 //! - `fib`: routing and redirecting what the stack would take for martians;
 //! - `config`: the node configuration the agent writes;
+//! - `stats`: per-service counters;
 //! - `drop`: the single exit that counts drops by reason.
 
 #![no_std]
@@ -20,6 +21,7 @@ mod lb;
 mod netdev;
 mod packet;
 mod sock;
+mod stats;
 
 #[cfg(not(test))]
 #[panic_handler]

@@ -25,6 +25,7 @@ use crate::{
     config, ct, drop, fib,
     lb::{self, Lookup},
     packet::{self, Packet4},
+    stats,
 };
 
 /// Packets arriving on the uplink.
@@ -62,7 +63,8 @@ fn from_netdev(ctx: &TcContext) -> Result<i32, DropReason> {
         Some(to) => Some(to),
         None => ct::lookup(&packet, CT_FORWARD),
     };
-    if let Some(to) = tracked {
+    if let Some((to, rev_nat)) = tracked {
+        stats::packet(rev_nat, packet.len);
         return forward(ctx, &packet, to);
     }
     let (backend, master) = match lb::select_backend4(
@@ -91,6 +93,8 @@ fn from_netdev(ctx: &TcContext) -> Result<i32, DropReason> {
         master.flags,
         master.rev_nat,
     )?;
+    stats::flow(master.rev_nat);
+    stats::packet(master.rev_nat, packet.len);
     forward(ctx, &packet, to)
 }
 
@@ -147,7 +151,10 @@ fn to_netdev(ctx: &TcContext) -> Result<(), DropReason> {
     };
     // Replies of local backends leave with the frontend restored as their source.
     match ct::lookup(&packet, CT_REPLY) {
-        Some(to) => packet::rewrite4(ctx, &packet, to),
+        Some((to, rev_nat)) => {
+            stats::packet(rev_nat, packet.len);
+            packet::rewrite4(ctx, &packet, to)
+        }
         None => Ok(()),
     }
 }

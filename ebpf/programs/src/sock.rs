@@ -19,6 +19,7 @@ use strait_ebpf_common::{
 use crate::{
     drop,
     lb::{self, Lookup},
+    stats,
 };
 
 #[map]
@@ -85,6 +86,7 @@ fn translate4(ctx: &SockAddrContext) -> i32 {
             };
             // Without the entry the socket still works; only its peer shows the backend.
             let _ignored = STRAIT_SKRN4.insert(key, value, 0);
+            stats::flow(master.rev_nat);
             addr.user_ip4 = backend.address;
             addr.user_port = u32::from(backend.port);
             ALLOW

@@ -12,8 +12,8 @@ use aya::maps::{HashMap, IterableMap as _, Map, MapData, PerCpuArray};
 use strait_ebpf_common::{
     ct::{Ct4Entry, Ct4Key},
     drop::DropReason,
-    maps::{AFFINITY_V4, BACKENDS_V4, CT_V4, DROPS, SERVICES_V4},
-    service::{Backend4, Service4Key, Service4Value},
+    maps::{AFFINITY_V4, BACKENDS_V4, CT_V4, DROPS, SERVICE_STATS, SERVICES_V4},
+    service::{Backend4, Service4Key, Service4Value, ServiceStats},
     sock::{AFFINITY_BY_ADDRESS, Affinity4Key, Affinity4Value},
 };
 
@@ -89,6 +89,45 @@ pub struct AffinityDump {
     pub idle_secs: i64,
 }
 
+/// Traffic counters of one service frontend, summed over CPUs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ServiceStatsDump {
+    pub frontend: Frontend,
+    pub rev_nat: u16,
+    pub stats: ServiceStats,
+}
+
+/// Reads the counters of the given services (by their reverse-NAT index: one read each, not a
+/// walk over all 65,536 slots).
+pub(super) fn read_service_stats<T: Borrow<MapData>>(
+    stats: &PerCpuArray<T, ServiceStats>,
+    services: &[ServiceDump],
+) -> Result<Vec<ServiceStatsDump>, DataplaneError> {
+    services
+        .iter()
+        .map(|service| {
+            let per_cpu = stats
+                .get(&u32::from(service.rev_nat), 0)
+                .map_err(|source| DataplaneError::MapRead {
+                    map: SERVICE_STATS,
+                    source,
+                })?;
+            let total = per_cpu
+                .iter()
+                .fold(ServiceStats::default(), |sum, cpu| ServiceStats {
+                    flows: sum.flows + cpu.flows,
+                    packets: sum.packets + cpu.packets,
+                    bytes: sum.bytes + cpu.bytes,
+                });
+            Ok(ServiceStatsDump {
+                frontend: service.frontend,
+                rev_nat: service.rev_nat,
+                stats: total,
+            })
+        })
+        .collect()
+}
+
 /// Packets dropped (or connections refused) for one reason, summed over CPUs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DropCount {
@@ -104,6 +143,7 @@ pub struct PinnedMaps {
     ct: HashMap<MapData, Ct4Key, Ct4Entry>,
     affinity: HashMap<MapData, Affinity4Key, Affinity4Value>,
     drops: PerCpuArray<MapData, u64>,
+    stats: PerCpuArray<MapData, ServiceStats>,
 }
 
 impl std::fmt::Debug for PinnedMaps {
@@ -121,7 +161,13 @@ impl PinnedMaps {
             ct: open_pinned(pin_dir, CT_V4)?,
             affinity: open_pinned(pin_dir, AFFINITY_V4)?,
             drops: open_pinned(pin_dir, DROPS)?,
+            stats: open_pinned(pin_dir, SERVICE_STATS)?,
         })
+    }
+
+    /// Traffic counters of every service, summed over CPUs.
+    pub fn service_stats(&self) -> Result<Vec<ServiceStatsDump>, DataplaneError> {
+        read_service_stats(&self.stats, &self.services()?)
     }
 
     /// Every backend by id.

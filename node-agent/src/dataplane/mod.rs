@@ -13,7 +13,7 @@ pub mod plan;
 
 pub use dump::{
     AffinityClient, AffinityDump, BackendDump, CtDump, CtPressure, DropCount, PinnedMaps,
-    ServiceDump, SlotDump,
+    ServiceDump, ServiceStatsDump, SlotDump,
 };
 pub use error::DataplaneError;
 pub use object::{

@@ -19,16 +19,19 @@ use aya::{
 use strait_ebpf_common::{
     config::{LAYOUT_VERSION, NodeConfig},
     ct::{Ct4Entry, Ct4Key},
-    maps::{BACKENDS_V4, CONFIG, CT_V4, DROPS, MAGLEV_SIZE, MAGLEV_TABLES, MAGLEV_V4, SERVICES_V4},
-    service::{Backend4, Service4Key, Service4Value},
+    maps::{
+        BACKENDS_V4, CONFIG, CT_V4, DROPS, MAGLEV_SIZE, MAGLEV_TABLES, MAGLEV_V4, SERVICE_STATS,
+        SERVICES_V4,
+    },
+    service::{Backend4, Service4Key, Service4Value, ServiceStats},
 };
 use tracing::warn;
 
 use super::{
     DataplaneError,
     dump::{
-        CtDump, CtPressure, DropCount, ServiceDump, ct_pressure, dump_ct, dump_services,
-        open_pinned, read_all, read_drops,
+        CtDump, CtPressure, DropCount, ServiceDump, ServiceStatsDump, ct_pressure, dump_ct,
+        dump_services, open_pinned, read_all, read_drops, read_service_stats,
     },
     plan::{Frontend, MapOp, PodCidr, ServiceSpec, ServiceTable},
 };
@@ -429,6 +432,21 @@ impl Dataplane {
     /// The services as the maps hold them.
     pub fn dump_services(&self) -> Result<Vec<ServiceDump>, DataplaneError> {
         dump_services(&service_map(&self.ebpf)?, &backend_map(&self.ebpf)?)
+    }
+
+    /// Traffic counters of every service, summed over CPUs.
+    pub fn service_stats(&self) -> Result<Vec<ServiceStatsDump>, DataplaneError> {
+        let map = self
+            .ebpf
+            .map(SERVICE_STATS)
+            .ok_or(DataplaneError::MissingMap(SERVICE_STATS))?;
+        let stats = PerCpuArray::<_, ServiceStats>::try_from(map).map_err(|source| {
+            DataplaneError::MapType {
+                map: SERVICE_STATS,
+                source,
+            }
+        })?;
+        read_service_stats(&stats, &self.dump_services()?)
     }
 
     /// Drop counters, summed over CPUs.
