@@ -315,7 +315,7 @@ fn render_counters(c: &Counters) -> String {
             s.stats.bytes
         );
     }
-    let _ = writeln!(out, "\n{:<28} {}", "DROP REASON", "PACKETS");
+    let _ = writeln!(out, "\n{:<28} PACKETS", "DROP REASON");
     for drop in &c.drops {
         let _ = writeln!(out, "{:<28} {}", drop.reason.name(), drop.packets);
     }
