@@ -2,8 +2,9 @@
 //! so a test can tell which backend it reached.
 
 use std::{
-    io::{ErrorKind, Read as _, Write as _},
+    io::{Read as _, Write as _},
     net::{SocketAddr, TcpListener, TcpStream},
+    os::fd::AsFd as _,
     path::Path,
     sync::{
         Arc, Mutex,
@@ -12,6 +13,8 @@ use std::{
     thread::{self, JoinHandle},
     time::Duration,
 };
+
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 
 use crate::netns::Netns;
 
@@ -46,6 +49,9 @@ impl HttpServer {
                 (Arc::clone(&requests), Arc::clone(&peers), Arc::clone(&stop));
             thread::spawn(move || {
                 while !stop.load(Ordering::Relaxed) {
+                    if !wait_readable(&listener) {
+                        continue;
+                    }
                     match listener.accept() {
                         Ok((stream, peer)) => {
                             requests.fetch_add(1, Ordering::Relaxed);
@@ -55,10 +61,7 @@ impl HttpServer {
                                 .push(peer);
                             answer(stream, response.as_bytes());
                         }
-                        Err(e) if e.kind() == ErrorKind::WouldBlock => {
-                            thread::sleep(Duration::from_millis(5));
-                        }
-                        Err(_) => thread::sleep(Duration::from_millis(5)),
+                        Err(_) => {}
                     }
                 }
             })
@@ -89,6 +92,14 @@ impl HttpServer {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone()
     }
+}
+
+/// Waits up to 50 ms for a connection to accept, so a stop request is seen promptly while a
+/// connection is accepted the moment it arrives (a sleep-and-retry loop would add its sleep to
+/// every connection's latency).
+fn wait_readable(listener: &TcpListener) -> bool {
+    let mut fds = [PollFd::new(listener.as_fd(), PollFlags::POLLIN)];
+    matches!(poll(&mut fds, PollTimeout::from(50u16)), Ok(n) if n > 0)
 }
 
 fn answer(mut stream: TcpStream, response: &[u8]) {
@@ -162,11 +173,11 @@ impl EchoServer {
             let stop = Arc::clone(&stop);
             thread::spawn(move || {
                 while !stop.load(Ordering::Relaxed) {
-                    match listener.accept() {
-                        Ok((stream, _)) => {
-                            thread::spawn(move || echo(stream));
-                        }
-                        Err(_) => thread::sleep(Duration::from_millis(5)),
+                    if !wait_readable(&listener) {
+                        continue;
+                    }
+                    if let Ok((stream, _)) = listener.accept() {
+                        thread::spawn(move || echo(stream));
                     }
                 }
             })
