@@ -52,16 +52,13 @@ impl HttpServer {
                     if !wait_readable(&listener) {
                         continue;
                     }
-                    match listener.accept() {
-                        Ok((stream, peer)) => {
-                            requests.fetch_add(1, Ordering::Relaxed);
-                            peers
-                                .lock()
-                                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                                .push(peer);
-                            answer(stream, response.as_bytes());
-                        }
-                        Err(_) => {}
+                    if let Ok((stream, peer)) = listener.accept() {
+                        requests.fetch_add(1, Ordering::Relaxed);
+                        peers
+                            .lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner)
+                            .push(peer);
+                        answer(stream, response.as_bytes());
                     }
                 }
             })
