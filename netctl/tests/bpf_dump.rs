@@ -38,7 +38,7 @@ fn node_after_one_flow() -> PinDir {
     .unwrap();
     dp.upsert_service(&ServiceSpec {
         frontend: Frontend {
-            address: Ipv4Addr::new(192, 168, 77, 2),
+            address: Ipv4Addr::new(192, 168, 77, 2).into(),
             port: 30080,
             protocol: Protocol::Tcp,
         },

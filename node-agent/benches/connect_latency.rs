@@ -31,11 +31,11 @@ fn vip(i: u32) -> Ipv4Addr {
 fn spec(i: u32, backend: SocketAddrV4) -> ServiceSpec {
     ServiceSpec {
         frontend: Frontend {
-            address: vip(i),
+            address: vip(i).into(),
             port: 80,
             protocol: Protocol::Tcp,
         },
-        backends: vec![backend],
+        backends: vec![backend.into()],
         options: ServiceOptions::default(),
     }
 }

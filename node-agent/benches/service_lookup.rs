@@ -28,13 +28,13 @@ fn spec(i: u32, generation: u32) -> ServiceSpec {
     let base = u32::from(Ipv4Addr::new(10, 128, 0, 0)) + i * 4 + generation;
     ServiceSpec {
         frontend: Frontend {
-            address: vip(i),
+            address: vip(i).into(),
             port: 80,
             protocol: Protocol::Tcp,
         },
         backends: vec![
-            SocketAddrV4::new(Ipv4Addr::from(base), 8080),
-            SocketAddrV4::new(Ipv4Addr::from(base + 1), 8080),
+            SocketAddrV4::new(Ipv4Addr::from(base), 8080).into(),
+            SocketAddrV4::new(Ipv4Addr::from(base + 1), 8080).into(),
         ],
         options: ServiceOptions::default(),
     }

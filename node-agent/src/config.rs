@@ -1,11 +1,11 @@
 //! The agent's configuration, and parsers for the values its flags take.
 
-use std::net::SocketAddrV4;
+use std::net::SocketAddr;
 
 use crate::dataplane::{Frontend, Protocol, ServiceOptions, ServiceSpec};
 
 /// Parses a static service, `VIP:PORT[/PROTO]=BACKEND:PORT[,BACKEND:PORT…]`, as given to
-/// `strait-agent --service`. The protocol defaults to TCP; the backend list may be empty
+/// `strait-agent --service` (IPv6 addresses in brackets: `[fd00::10]:80`). The protocol defaults to TCP; the backend list may be empty
 /// (a service without endpoints).
 pub fn parse_service(text: &str) -> Result<ServiceSpec, String> {
     let (frontend, backends) = text
@@ -15,21 +15,21 @@ pub fn parse_service(text: &str) -> Result<ServiceSpec, String> {
         Some((address, protocol)) => (address, protocol.parse()?),
         None => (frontend, Protocol::Tcp),
     };
-    let vip: SocketAddrV4 = address
+    let vip: SocketAddr = address
         .parse()
-        .map_err(|e| format!("`{address}`: not an IPv4 address and port ({e})"))?;
+        .map_err(|e| format!("`{address}`: not an address and port ({e})"))?;
     let backends = backends
         .split(',')
         .filter(|b| !b.trim().is_empty())
         .map(|b| {
             b.trim()
-                .parse::<SocketAddrV4>()
-                .map_err(|e| format!("backend `{b}`: not an IPv4 address and port ({e})"))
+                .parse::<SocketAddr>()
+                .map_err(|e| format!("backend `{b}`: not an address and port ({e})"))
         })
         .collect::<Result<Vec<_>, _>>()?;
     Ok(ServiceSpec {
         frontend: Frontend {
-            address: *vip.ip(),
+            address: vip.ip(),
             port: vip.port(),
             protocol,
         },
@@ -48,13 +48,18 @@ mod tests {
     fn parses_a_tcp_service_with_two_backends() {
         let spec = parse_service("10.96.0.10:80=10.0.1.2:8080,10.0.1.3:8080").unwrap();
         assert_eq!(spec.frontend.address, Ipv4Addr::new(10, 96, 0, 10));
+        let v6 = parse_service("[fd00::10]:80=[fd00::2]:8080").unwrap();
+        assert_eq!(
+            v6.backends,
+            ["[fd00::2]:8080".parse::<SocketAddr>().unwrap()]
+        );
         assert_eq!(spec.frontend.port, 80);
         assert_eq!(spec.frontend.protocol, Protocol::Tcp);
         assert_eq!(
             spec.backends,
             [
                 "10.0.1.2:8080".parse().unwrap(),
-                "10.0.1.3:8080".parse::<SocketAddrV4>().unwrap()
+                "10.0.1.3:8080".parse::<SocketAddr>().unwrap()
             ]
         );
     }

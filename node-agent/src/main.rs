@@ -12,7 +12,7 @@ use strait_agent::{
     dataplane::{Dataplane, DataplaneConfig, PodCidr, ServiceSpec, compile::NodeFacts, maglev},
     manifest,
 };
-use tracing::{info, warn};
+use tracing::info;
 
 /// Strait's node agent: runs the node's pods and keeps its eBPF dataplane equal to the
 /// cluster's Services, EndpointSlices and NetworkPolicies.
@@ -117,9 +117,6 @@ async fn main() -> anyhow::Result<()> {
         };
         let loaded = manifest::load(&text, &node)
             .with_context(|| format!("failed to load {}", path.display()))?;
-        for skipped in &loaded.skipped {
-            warn!(%skipped, "frontend skipped");
-        }
         desired.extend(loaded.services);
     }
     // Everything at once, in the safe order; services an earlier agent left and nobody wants

@@ -34,10 +34,8 @@ pub enum ManifestError {
 /// What a manifest compiles to on this node.
 #[derive(Debug, Default)]
 pub struct Desired {
-    /// IPv4 frontends, ready for the dataplane.
+    /// Frontends of both families, ready for the dataplane.
     pub services: Vec<ServiceSpec>,
-    /// Frontends left out, with why (IPv6 until the maps hold it).
-    pub skipped: Vec<String>,
 }
 
 /// Reads Services and EndpointSlices from `text` and compiles them for `node`. Objects of other
@@ -89,13 +87,7 @@ pub fn load(text: &str, node: &NodeFacts) -> Result<Desired, ManifestError> {
         );
         let service_slices = slices.get(&key).map_or(&[][..], Vec::as_slice);
         for frontend in compile_service(service, service_slices, node)? {
-            match frontend.to_spec() {
-                Some(spec) => desired.services.push(spec),
-                None => desired.skipped.push(format!(
-                    "{} at {}: IPv6 frontends are not programmed yet",
-                    frontend.service, frontend.address
-                )),
-            }
+            desired.services.push(frontend.to_spec());
         }
     }
     Ok(desired)
@@ -147,7 +139,6 @@ mod tests {
             ],
             "only the ready endpoint, on the slice's port"
         );
-        assert!(desired.skipped.is_empty());
     }
 
     #[test]

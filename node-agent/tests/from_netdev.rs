@@ -39,7 +39,7 @@ fn dataplane(pins: &PinDir) -> Dataplane {
 fn service(port: u16, protocol: Protocol, backends: &[&str]) -> ServiceSpec {
     ServiceSpec {
         frontend: Frontend {
-            address: VIP,
+            address: VIP.into(),
             port,
             protocol,
         },

@@ -100,7 +100,7 @@ impl Cluster {
 fn node_port(backends: &[&str], local_only: bool) -> ServiceSpec {
     ServiceSpec {
         frontend: Frontend {
-            address: NODE1,
+            address: NODE1.into(),
             port: 30080,
             protocol: Protocol::Tcp,
         },

@@ -244,3 +244,93 @@ fn client_ip_affinity_keeps_a_client_on_one_backend() {
         "every connection went to the same backend: {bodies:?}"
     );
 }
+
+/// The same topology with IPv6 addresses on the veth pair.
+fn ipv6_topology() -> Topology {
+    let client = Netns::new("sc");
+    let backends = Netns::new("sb");
+    let link = VethPair::new(&client, "fd00:1::1/64", &backends, "fd00:1::2/64");
+    Topology {
+        client,
+        backends,
+        _link: link,
+        cgroup: Cgroup::new("strait-t"),
+        pins: PinDir::new("strait-test-"),
+    }
+}
+
+fn service6(port: u16, protocol: Protocol, backends: &[&str]) -> ServiceSpec {
+    ServiceSpec {
+        frontend: Frontend {
+            address: "fd00:96::10".parse().unwrap(),
+            port,
+            protocol,
+        },
+        backends: backends.iter().map(|b| b.parse().unwrap()).collect(),
+        options: ServiceOptions::default(),
+    }
+}
+
+#[test]
+fn ipv6_clients_reach_the_backend_through_the_service_and_see_it_as_their_peer() {
+    let topo = ipv6_topology();
+    let server = HttpServer::start(&topo.backends, addr("[fd00:1::2]:8080"), "backend-v6\n");
+    let mut dp = topo.dataplane();
+    dp.upsert_service(&service6(80, Protocol::Tcp, &["[fd00:1::2]:8080"]))
+        .unwrap();
+
+    let answer = topo.python(
+        "import socket\n\
+         s = socket.create_connection(('fd00:96::10', 80), timeout=3)\n\
+         s.sendall(b'GET / HTTP/1.0\\r\\n\\r\\n')\n\
+         body = b''\n\
+         while True:\n\
+         \x20   chunk = s.recv(4096)\n\
+         \x20   if not chunk: break\n\
+         \x20   body += chunk\n\
+         peer = s.getpeername()\n\
+         print('[%s]:%d' % peer[:2], body.split(b'\\r\\n\\r\\n', 1)[1].decode().strip())",
+    );
+
+    assert_eq!(answer, "[fd00:96::10]:80 backend-v6");
+    assert_eq!(server.requests(), 1);
+}
+
+#[test]
+fn ipv6_unconnected_udp_is_translated_and_answered_from_the_service() {
+    let topo = ipv6_topology();
+    let _echo = UdpEchoServer::start(&topo.backends, addr("[fd00:1::2]:5353"));
+    let mut dp = topo.dataplane();
+    dp.upsert_service(&service6(53, Protocol::Udp, &["[fd00:1::2]:5353"]))
+        .unwrap();
+
+    let answer = topo.python(
+        "import socket\n\
+         s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)\n\
+         s.settimeout(3)\n\
+         s.sendto(b'hello6', ('fd00:96::10', 53))\n\
+         data, peer = s.recvfrom(100)\n\
+         print(data.decode(), '[%s]:%d' % peer[:2])",
+    );
+
+    assert_eq!(answer, "hello6 [fd00:96::10]:53");
+}
+
+#[test]
+fn an_ipv6_service_without_backends_refuses_the_connection() {
+    let topo = ipv6_topology();
+    let mut dp = topo.dataplane();
+    dp.upsert_service(&service6(80, Protocol::Tcp, &[]))
+        .unwrap();
+
+    let answer = topo.python(
+        "import socket\n\
+         try:\n\
+         \x20   socket.create_connection(('fd00:96::10', 80), timeout=3)\n\
+         \x20   print('connected')\n\
+         except ConnectionRefusedError:\n\
+         \x20   print('refused')",
+    );
+
+    assert_eq!(answer, "refused");
+}

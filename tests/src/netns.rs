@@ -187,16 +187,12 @@ impl VethPair {
         let pair = Self { a, b };
         for (end, ns) in [(&pair.a, ns_a), (&pair.b, ns_b)] {
             if !end.cidr.is_empty() {
-                let argv = [
-                    "ip",
-                    "-n",
-                    &end.netns,
-                    "addr",
-                    "add",
-                    &end.cidr,
-                    "dev",
-                    &end.ifname,
-                ];
+                let mut argv = vec!["ip", "-n", &end.netns, "addr", "add", &end.cidr];
+                argv.extend(["dev", &end.ifname]);
+                // IPv6 addresses are usable at once instead of after duplicate detection.
+                if end.cidr.contains(':') {
+                    argv.push("nodad");
+                }
                 cmd::run(&argv);
             }
             cmd::run(&["ip", "-n", &end.netns, "link", "set", &end.ifname, "up"]);

@@ -22,15 +22,18 @@ mod pod {
     use crate::{
         config::NodeConfig,
         ct::{Ct4Entry, Ct4Key, Tuple4},
-        service::{Backend4, Service4Key, Service4Value, ServiceStats},
-        sock::{Affinity4Key, Affinity4Value, SockRevNat4Key, SockRevNat4Value},
+        service::{Backend4, Backend6, Service4Key, Service6Key, ServiceStats, ServiceValue},
+        sock::{
+            Affinity4Key, Affinity4Value, SockRevNat4Key, SockRevNat4Value, SockRevNat6Key,
+            SockRevNat6Value,
+        },
     };
 
     // SAFETY: each type is `#[repr(C)]`, `Copy`, has no implicit padding (padding is an explicit
     // zeroed field, checked by the size assertions next to the type) and every bit pattern is valid.
     unsafe impl aya::Pod for Service4Key {}
     // SAFETY: as above.
-    unsafe impl aya::Pod for Service4Value {}
+    unsafe impl aya::Pod for ServiceValue {}
     // SAFETY: as above.
     unsafe impl aya::Pod for Backend4 {}
     // SAFETY: as above.
@@ -44,6 +47,14 @@ mod pod {
     // SAFETY: as above.
     unsafe impl aya::Pod for ServiceStats {}
     // SAFETY: as above.
+    unsafe impl aya::Pod for Service6Key {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for Backend6 {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for SockRevNat6Key {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for SockRevNat6Value {}
+    // SAFETY: as above.
     unsafe impl aya::Pod for SockRevNat4Key {}
     // SAFETY: as above.
     unsafe impl aya::Pod for SockRevNat4Value {}
@@ -51,4 +62,17 @@ mod pod {
     unsafe impl aya::Pod for Affinity4Key {}
     // SAFETY: as above.
     unsafe impl aya::Pod for Affinity4Value {}
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::service::{ipv6_octets, ipv6_words};
+
+    #[test]
+    fn ipv6_words_keep_the_wire_byte_order_in_memory() {
+        let octets: [u8; 16] = core::array::from_fn(|i| i as u8 + 1);
+        let words = ipv6_words(octets);
+        assert_eq!(words[0].to_ne_bytes(), [1, 2, 3, 4]);
+        assert_eq!(ipv6_octets(words), octets);
+    }
 }

@@ -7,12 +7,18 @@
 pub const SERVICES_V4: &str = "STRAIT_SVC4";
 /// Backends by id, keyed by a `u32` backend id, valued by [`crate::service::Backend4`].
 pub const BACKENDS_V4: &str = "STRAIT_BE4";
+/// IPv6 service entries in slot layout, keyed by [`crate::service::Service6Key`].
+pub const SERVICES_V6: &str = "STRAIT_SVC6";
+/// IPv6 backends by id (ids shared with IPv4), valued by [`crate::service::Backend6`].
+pub const BACKENDS_V6: &str = "STRAIT_BE6";
 /// IPv4 conntrack, keyed by [`crate::ct::Ct4Key`] (an LRU hash).
 pub const CT_V4: &str = "STRAIT_CT4";
 /// The node's configuration and the layout version (an array of one [`crate::config::NodeConfig`]).
 pub const CONFIG: &str = "STRAIT_CONFIG";
 /// Socket reverse NAT (an LRU hash), keyed by [`crate::sock::SockRevNat4Key`].
 pub const SOCK_REVNAT_V4: &str = "STRAIT_SKRN4";
+/// IPv6 socket reverse NAT (an LRU hash), keyed by [`crate::sock::SockRevNat6Key`].
+pub const SOCK_REVNAT_V6: &str = "STRAIT_SKRN6";
 /// Session affinity (an LRU hash), keyed by [`crate::sock::Affinity4Key`].
 pub const AFFINITY_V4: &str = "STRAIT_AFF4";
 /// Maglev lookup tables of services reached from outside (an array of backend ids; table `t`

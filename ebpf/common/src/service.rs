@@ -60,10 +60,10 @@ impl Service4Key {
     }
 }
 
-/// Value of the IPv4 service map; its meaning depends on the slot.
+/// Value of the IPv4 and IPv6 service maps; its meaning depends on the slot.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Service4Value {
+pub struct ServiceValue {
     /// Slot 1..=count: the backend id. Master: the affinity timeout in seconds, if
     /// [`SVC_F_AFFINITY`] is set.
     pub backend_id: u32,
@@ -79,9 +79,9 @@ pub struct Service4Value {
     /// flows pick backends at random.
     pub maglev: u16,
 }
-const _: () = assert!(size_of::<Service4Value>() == 12);
+const _: () = assert!(size_of::<ServiceValue>() == 12);
 
-impl Service4Value {
+impl ServiceValue {
     /// The master entry of a service with `count` backends.
     pub const fn master(
         count: u16,
@@ -111,6 +111,81 @@ impl Service4Value {
             maglev: 0,
         }
     }
+}
+
+/// Key of the IPv6 service map: as [`Service4Key`], with a 16-byte address.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Service6Key {
+    /// Service address as four words in network byte order (`bpf_sock_addr.user_ip6`'s
+    /// layout): the 16 bytes in memory are the address as on the wire.
+    pub address: [u32; 4],
+    /// Service port, network order.
+    pub port: u16,
+    /// 0 for the master entry, 1..=count for backend slots. Host order.
+    pub slot: u16,
+    /// IP protocol.
+    pub proto: u8,
+    /// Reserved for the traffic-policy scope; 0 for now.
+    pub scope: u8,
+    /// Explicit padding, always zero.
+    pub pad: [u8; 2],
+}
+const _: () = assert!(size_of::<Service6Key>() == 24);
+
+impl Service6Key {
+    /// The key of slot `slot` of the service at `address:port/proto` (network order).
+    pub const fn new(address: [u32; 4], port: u16, proto: u8, slot: u16) -> Self {
+        Self {
+            address,
+            port,
+            slot,
+            proto,
+            scope: 0,
+            pad: [0; 2],
+        }
+    }
+}
+
+/// Value of the IPv6 backend map, keyed by backend id (ids are shared with IPv4 backends).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Backend6 {
+    /// Backend address, four words in network byte order.
+    pub address: [u32; 4],
+    /// Backend port, network order.
+    pub port: u16,
+    /// IP protocol.
+    pub proto: u8,
+    /// `BACKEND_F_*` bits.
+    pub flags: u8,
+}
+const _: () = assert!(size_of::<Backend6>() == 20);
+
+/// An IPv6 address's bytes (network order) as the four words the maps and `bpf_sock_addr`
+/// hold: each word's memory is four bytes of the address, in order.
+pub const fn ipv6_words(octets: [u8; 16]) -> [u32; 4] {
+    let o = octets;
+    [
+        u32::from_ne_bytes([o[0], o[1], o[2], o[3]]),
+        u32::from_ne_bytes([o[4], o[5], o[6], o[7]]),
+        u32::from_ne_bytes([o[8], o[9], o[10], o[11]]),
+        u32::from_ne_bytes([o[12], o[13], o[14], o[15]]),
+    ]
+}
+
+/// The inverse of [`ipv6_words`].
+pub const fn ipv6_octets(words: [u32; 4]) -> [u8; 16] {
+    let [a, b, c, d] = [
+        words[0].to_ne_bytes(),
+        words[1].to_ne_bytes(),
+        words[2].to_ne_bytes(),
+        words[3].to_ne_bytes(),
+    ];
+    [
+        a[0], a[1], a[2], a[3], b[0], b[1], b[2], b[3], c[0], c[1], c[2], c[3], d[0], d[1], d[2],
+        d[3],
+    ]
 }
 
 /// Value of the IPv4 backend map, keyed by backend id (`u32`, host order).

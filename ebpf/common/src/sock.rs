@@ -28,6 +28,29 @@ pub struct SockRevNat4Value {
 }
 const _: () = assert!(size_of::<SockRevNat4Value>() == 8);
 
+/// Key of the IPv6 socket reverse-NAT map.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct SockRevNat6Key {
+    pub cookie: u64,
+    /// The backend, four words in network byte order.
+    pub address: [u32; 4],
+    pub port: u16,
+    /// Explicit padding, always zero.
+    pub pad: [u8; 6],
+}
+const _: () = assert!(size_of::<SockRevNat6Key>() == 32);
+
+/// Value of the IPv6 socket reverse-NAT map.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SockRevNat6Value {
+    pub address: [u32; 4],
+    pub port: u16,
+    pub rev_nat: u16,
+}
+const _: () = assert!(size_of::<SockRevNat6Value>() == 20);
+
 /// Key of the session-affinity map.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -67,7 +67,7 @@ fn from_netdev(ctx: &TcContext) -> Result<i32, DropReason> {
         stats::packet(rev_nat, packet.len);
         return forward(ctx, &packet, to);
     }
-    let (backend, master) = match lb::select_backend4(
+    let (backend, master) = match lb::select_backend::<lb::V4>(
         packet.tuple.daddr,
         packet.tuple.dport,
         packet.proto,

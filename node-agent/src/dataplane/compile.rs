@@ -396,33 +396,21 @@ impl Ctx {
 }
 
 impl CompiledFrontend {
-    /// The frontend as the IPv4 dataplane takes it; `None` for IPv6 frontends, which the maps
-    /// do not hold yet.
-    pub fn to_spec(&self) -> Option<plan::ServiceSpec> {
-        let IpAddr::V4(address) = self.address else {
-            return None;
-        };
-        let backends = self
-            .backends
-            .iter()
-            .filter_map(|b| match b {
-                SocketAddr::V4(v4) => Some(*v4),
-                SocketAddr::V6(_) => None,
-            })
-            .collect();
-        Some(plan::ServiceSpec {
+    /// The frontend as the dataplane's planner takes it.
+    pub fn to_spec(&self) -> plan::ServiceSpec {
+        plan::ServiceSpec {
             frontend: Frontend {
-                address,
+                address: self.address,
                 port: self.port,
                 protocol: self.protocol,
             },
-            backends,
+            backends: self.backends.clone(),
             options: ServiceOptions {
                 external: self.kind != FrontendKind::ClusterIp,
                 local_only: self.local_only,
                 affinity_timeout: self.affinity_timeout,
             },
-        })
+        }
     }
 }
 

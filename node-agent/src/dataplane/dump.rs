@@ -4,7 +4,7 @@
 
 use std::{
     borrow::Borrow,
-    net::{Ipv4Addr, SocketAddrV4},
+    net::{Ipv4Addr, SocketAddr},
     path::Path,
 };
 
@@ -12,12 +12,18 @@ use aya::maps::{HashMap, IterableMap as _, Map, MapData, PerCpuArray};
 use strait_ebpf_common::{
     ct::{Ct4Entry, Ct4Key},
     drop::DropReason,
-    maps::{AFFINITY_V4, BACKENDS_V4, CT_V4, DROPS, SERVICE_STATS, SERVICES_V4},
-    service::{Backend4, Service4Key, Service4Value, ServiceStats},
+    maps::{
+        AFFINITY_V4, BACKENDS_V4, BACKENDS_V6, CT_V4, DROPS, SERVICE_STATS, SERVICES_V4,
+        SERVICES_V6,
+    },
+    service::{Backend4, Backend6, Service4Key, Service6Key, ServiceStats, ServiceValue},
     sock::{AFFINITY_BY_ADDRESS, Affinity4Key, Affinity4Value},
 };
 
-use super::{DataplaneError, plan::Frontend};
+use super::{
+    DataplaneError,
+    plan::{BackendEntry, Frontend, ServiceKey},
+};
 
 /// Conntrack fill level: LRU evicts the least recently used flow when full, so a pressure near
 /// 1 means live flows are being evicted.
@@ -58,14 +64,14 @@ pub struct ServiceDump {
 pub struct SlotDump {
     pub slot: u16,
     pub backend_id: Option<u32>,
-    pub backend: Option<SocketAddrV4>,
+    pub backend: Option<SocketAddr>,
 }
 
 /// One backend as the backend map holds it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BackendDump {
     pub id: u32,
-    pub address: SocketAddrV4,
+    pub address: SocketAddr,
     pub proto: u8,
     pub flags: u8,
 }
@@ -138,8 +144,7 @@ pub struct DropCount {
 /// Reads the services and drop counters of a running dataplane from its pinned maps, without
 /// loading anything: what `netctl bpf dump` shows.
 pub struct PinnedMaps {
-    services: HashMap<MapData, Service4Key, Service4Value>,
-    backends: HashMap<MapData, u32, Backend4>,
+    lb: LbMaps<MapData>,
     ct: HashMap<MapData, Ct4Key, Ct4Entry>,
     affinity: HashMap<MapData, Affinity4Key, Affinity4Value>,
     drops: PerCpuArray<MapData, u64>,
@@ -156,8 +161,12 @@ impl PinnedMaps {
     /// Opens the maps pinned under `pin_dir`.
     pub fn open(pin_dir: &Path) -> Result<Self, DataplaneError> {
         Ok(Self {
-            services: open_pinned(pin_dir, SERVICES_V4)?,
-            backends: open_pinned(pin_dir, BACKENDS_V4)?,
+            lb: LbMaps {
+                services4: open_pinned(pin_dir, SERVICES_V4)?,
+                backends4: open_pinned(pin_dir, BACKENDS_V4)?,
+                services6: open_pinned(pin_dir, SERVICES_V6)?,
+                backends6: open_pinned(pin_dir, BACKENDS_V6)?,
+            },
             ct: open_pinned(pin_dir, CT_V4)?,
             affinity: open_pinned(pin_dir, AFFINITY_V4)?,
             drops: open_pinned(pin_dir, DROPS)?,
@@ -172,16 +181,18 @@ impl PinnedMaps {
 
     /// Every backend by id.
     pub fn backends(&self) -> Result<Vec<BackendDump>, DataplaneError> {
-        let mut backends: Vec<BackendDump> = read_all(&self.backends, BACKENDS_V4)?
+        let mut backends: Vec<BackendDump> = self
+            .lb
+            .backends()?
             .into_iter()
-            .map(|(id, b)| BackendDump {
-                id,
-                address: SocketAddrV4::new(
-                    Ipv4Addr::from(u32::from_be(b.address)),
-                    u16::from_be(b.port),
-                ),
-                proto: b.proto,
-                flags: b.flags,
+            .filter_map(|(id, b)| {
+                let (address, protocol) = b.addr()?;
+                Some(BackendDump {
+                    id,
+                    address,
+                    proto: protocol.number(),
+                    flags: b.flags(),
+                })
             })
             .collect();
         backends.sort_by_key(|b| b.id);
@@ -222,7 +233,7 @@ impl PinnedMaps {
 
     /// The services as the maps hold them.
     pub fn services(&self) -> Result<Vec<ServiceDump>, DataplaneError> {
-        dump_services(&self.services, &self.backends)
+        self.lb.services()
     }
 
     /// Drop counters, summed over CPUs.
@@ -289,30 +300,26 @@ where
         .map_err(|source| DataplaneError::MapRead { map: name, source })
 }
 
-pub(super) fn dump_services<T: Borrow<MapData>>(
-    services: &HashMap<T, Service4Key, Service4Value>,
-    backends: &HashMap<T, u32, Backend4>,
-) -> Result<Vec<ServiceDump>, DataplaneError> {
-    let entries: std::collections::HashMap<Service4Key, Service4Value> =
-        read_all(services, SERVICES_V4)?.into_iter().collect();
-    let backends: std::collections::HashMap<u32, Backend4> =
-        read_all(backends, BACKENDS_V4)?.into_iter().collect();
+/// The services in `entries` (both families), with their slots resolved against `backends`.
+pub(super) fn dump_services(
+    entries: Vec<(ServiceKey, ServiceValue)>,
+    backends: Vec<(u32, BackendEntry)>,
+) -> Vec<ServiceDump> {
+    let entries: std::collections::HashMap<ServiceKey, ServiceValue> =
+        entries.into_iter().collect();
+    let backends: std::collections::HashMap<u32, BackendEntry> = backends.into_iter().collect();
     let mut dumps = Vec::new();
-    for (key, master) in entries.iter().filter(|(k, _)| k.slot == 0) {
+    for (key, master) in entries.iter().filter(|(k, _)| k.slot() == 0) {
         let Some(frontend) = Frontend::from_key(key) else {
             continue;
         };
         let slots = (1..=master.count)
             .map(|slot| {
-                let backend_id = entries
-                    .get(&Service4Key { slot, ..*key })
-                    .map(|v| v.backend_id);
-                let backend = backend_id.and_then(|id| backends.get(&id)).map(|b| {
-                    SocketAddrV4::new(
-                        Ipv4Addr::from(u32::from_be(b.address)),
-                        u16::from_be(b.port),
-                    )
-                });
+                let backend_id = entries.get(&key.with_slot(slot)).map(|v| v.backend_id);
+                let backend = backend_id
+                    .and_then(|id| backends.get(&id))
+                    .and_then(BackendEntry::addr)
+                    .map(|(addr, _)| addr);
                 SlotDump {
                     slot,
                     backend_id,
@@ -328,7 +335,50 @@ pub(super) fn dump_services<T: Borrow<MapData>>(
         });
     }
     dumps.sort_by_key(|d| d.frontend);
-    Ok(dumps)
+    dumps
+}
+
+/// The service and backend maps of both families.
+pub(super) struct LbMaps<T> {
+    pub(super) services4: HashMap<T, Service4Key, ServiceValue>,
+    pub(super) backends4: HashMap<T, u32, Backend4>,
+    pub(super) services6: HashMap<T, Service6Key, ServiceValue>,
+    pub(super) backends6: HashMap<T, u32, Backend6>,
+}
+
+impl<T: Borrow<MapData>> LbMaps<T> {
+    /// Every service map entry, both families.
+    pub(super) fn entries(&self) -> Result<Vec<(ServiceKey, ServiceValue)>, DataplaneError> {
+        let mut entries: Vec<(ServiceKey, ServiceValue)> = read_all(&self.services4, SERVICES_V4)?
+            .into_iter()
+            .map(|(k, v)| (ServiceKey::V4(k), v))
+            .collect();
+        entries.extend(
+            read_all(&self.services6, SERVICES_V6)?
+                .into_iter()
+                .map(|(k, v)| (ServiceKey::V6(k), v)),
+        );
+        Ok(entries)
+    }
+
+    /// Every backend, both families.
+    pub(super) fn backends(&self) -> Result<Vec<(u32, BackendEntry)>, DataplaneError> {
+        let mut backends: Vec<(u32, BackendEntry)> = read_all(&self.backends4, BACKENDS_V4)?
+            .into_iter()
+            .map(|(id, b)| (id, BackendEntry::V4(b)))
+            .collect();
+        backends.extend(
+            read_all(&self.backends6, BACKENDS_V6)?
+                .into_iter()
+                .map(|(id, b)| (id, BackendEntry::V6(b))),
+        );
+        Ok(backends)
+    }
+
+    /// The services as the maps hold them.
+    pub(super) fn services(&self) -> Result<Vec<ServiceDump>, DataplaneError> {
+        Ok(dump_services(self.entries()?, self.backends()?))
+    }
 }
 
 pub(super) fn read_drops<T: Borrow<MapData>>(

@@ -77,6 +77,11 @@ pub enum DataplaneError {
         count: usize,
         max: usize,
     },
+    #[error("service {frontend} has backend {backend} of the other address family")]
+    FamilyMismatch {
+        frontend: String,
+        backend: std::net::SocketAddr,
+    },
     #[error("service {frontend} does not fit: map `{map}` holds at most {capacity} entries")]
     MapFull {
         map: &'static str,

@@ -19,4 +19,6 @@ pub use error::DataplaneError;
 pub use object::{
     Adoption, Dataplane, DataplaneConfig, PacketHook, ProgramRun, ct_entries_for_memory,
 };
-pub use plan::{Frontend, MapOp, PodCidr, Protocol, ServiceOptions, ServiceSpec};
+pub use plan::{
+    BackendEntry, Frontend, MapOp, PodCidr, Protocol, ServiceKey, ServiceOptions, ServiceSpec,
+};

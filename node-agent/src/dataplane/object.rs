@@ -20,32 +20,36 @@ use strait_ebpf_common::{
     config::{LAYOUT_VERSION, NodeConfig},
     ct::{Ct4Entry, Ct4Key},
     maps::{
-        BACKENDS_V4, CONFIG, CT_V4, DROPS, MAGLEV_SIZE, MAGLEV_TABLES, MAGLEV_V4, SERVICE_STATS,
-        SERVICES_V4,
+        BACKENDS_V4, BACKENDS_V6, CONFIG, CT_V4, DROPS, MAGLEV_SIZE, MAGLEV_TABLES, MAGLEV_V4,
+        SERVICE_STATS, SERVICES_V4, SERVICES_V6,
     },
-    service::{Backend4, Service4Key, Service4Value, ServiceStats},
+    service::{Backend4, Backend6, ServiceStats, ServiceValue},
 };
 use tracing::warn;
 
 use super::{
     DataplaneError,
     dump::{
-        CtDump, CtPressure, DropCount, ServiceDump, ServiceStatsDump, ct_pressure, dump_ct,
-        dump_services, open_pinned, read_all, read_drops, read_service_stats,
+        CtDump, CtPressure, DropCount, LbMaps, ServiceDump, ServiceStatsDump, ct_pressure, dump_ct,
+        open_pinned, read_drops, read_service_stats,
     },
-    plan::{Frontend, MapOp, PodCidr, ServiceSpec, ServiceTable},
+    plan::{BackendEntry, Frontend, MapOp, PodCidr, ServiceKey, ServiceSpec, ServiceTable},
 };
 
 /// The object built from `ebpf/programs` by build.rs.
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/strait"));
 
-/// The cgroup sock_addr programs: translation at `connect4`/`sendmsg4`, the service address
-/// shown again at `recvmsg4`/`getpeername4`.
-const SOCK_PROGRAMS: [&str; 4] = [
+/// The cgroup sock_addr programs: translation at `connect`/`sendmsg`, the service address
+/// shown again at `recvmsg`/`getpeername`, for IPv4 and IPv6 sockets.
+const SOCK_PROGRAMS: [&str; 8] = [
     "strait_connect4",
     "strait_sendmsg4",
     "strait_recvmsg4",
     "strait_getpeername4",
+    "strait_connect6",
+    "strait_sendmsg6",
+    "strait_recvmsg6",
+    "strait_getpeername6",
 ];
 /// tc ingress on the uplink: the per-packet service path.
 const FROM_NETDEV: &str = "strait_from_netdev";
@@ -206,12 +210,8 @@ impl Dataplane {
         }
         write_node_config(&mut ebpf, &config)?;
 
-        let services = service_map(&ebpf)?;
-        let backends = backend_map(&ebpf)?;
-        let mut table = ServiceTable::recover(
-            read_all(&services, SERVICES_V4)?,
-            read_all(&backends, BACKENDS_V4)?,
-        );
+        let lb = lb_maps(&ebpf)?;
+        let mut table = ServiceTable::recover(lb.entries()?, lb.backends()?);
         table.set_pod_cidr(config.pod_cidr);
         table.set_maglev(config.maglev_size, config.maglev_tables);
         Ok(Self {
@@ -386,21 +386,23 @@ impl Dataplane {
     fn apply(&mut self, ops: &[MapOp]) -> Result<(), DataplaneError> {
         for op in ops {
             match op {
-                MapOp::PutBackend { id, backend } => {
-                    let mut map = backend_map_mut(&mut self.ebpf)?;
-                    map.insert(id, backend, 0)
-                        .map_err(|source| write_error(BACKENDS_V4, id, source))?;
+                MapOp::PutBackend { id, backend } => match backend {
+                    BackendEntry::V4(b) => insert(&mut self.ebpf, BACKENDS_V4, id, b)?,
+                    BackendEntry::V6(b) => insert(&mut self.ebpf, BACKENDS_V6, id, b)?,
+                },
+                MapOp::DeleteBackend { id, ipv6 } => {
+                    let name = if *ipv6 { BACKENDS_V6 } else { BACKENDS_V4 };
+                    // The value type only sizes the map check; both share the u32 key.
+                    if *ipv6 {
+                        remove::<u32, Backend6>(&mut self.ebpf, name, id)?;
+                    } else {
+                        remove::<u32, Backend4>(&mut self.ebpf, name, id)?;
+                    }
                 }
-                MapOp::DeleteBackend { id } => {
-                    let mut map = backend_map_mut(&mut self.ebpf)?;
-                    map.remove(id)
-                        .map_err(|source| write_error(BACKENDS_V4, id, source))?;
-                }
-                MapOp::PutService { key, value } => {
-                    let mut map = service_map_mut(&mut self.ebpf)?;
-                    map.insert(key, value, 0)
-                        .map_err(|source| write_error(SERVICES_V4, key, source))?;
-                }
+                MapOp::PutService { key, value } => match key {
+                    ServiceKey::V4(k) => insert(&mut self.ebpf, SERVICES_V4, k, value)?,
+                    ServiceKey::V6(k) => insert(&mut self.ebpf, SERVICES_V6, k, value)?,
+                },
                 MapOp::PutMaglev { table, entries } => {
                     let map = self
                         .ebpf
@@ -419,11 +421,10 @@ impl Dataplane {
                             .map_err(|source| write_error(MAGLEV_V4, &(base + offset), source))?;
                     }
                 }
-                MapOp::DeleteService { key } => {
-                    let mut map = service_map_mut(&mut self.ebpf)?;
-                    map.remove(key)
-                        .map_err(|source| write_error(SERVICES_V4, key, source))?;
-                }
+                MapOp::DeleteService { key } => match key {
+                    ServiceKey::V4(k) => remove::<_, ServiceValue>(&mut self.ebpf, SERVICES_V4, k)?,
+                    ServiceKey::V6(k) => remove::<_, ServiceValue>(&mut self.ebpf, SERVICES_V6, k)?,
+                },
             }
         }
         Ok(())
@@ -431,7 +432,7 @@ impl Dataplane {
 
     /// The services as the maps hold them.
     pub fn dump_services(&self) -> Result<Vec<ServiceDump>, DataplaneError> {
-        dump_services(&service_map(&self.ebpf)?, &backend_map(&self.ebpf)?)
+        lb_maps(&self.ebpf)?.services()
     }
 
     /// Traffic counters of every service, summed over CPUs.
@@ -606,49 +607,49 @@ where
         .ok_or(DataplaneError::MissingProgram(name))
 }
 
-fn service_map(
-    ebpf: &Ebpf,
-) -> Result<HashMap<&MapData, Service4Key, Service4Value>, DataplaneError> {
-    let map = ebpf
-        .map(SERVICES_V4)
-        .ok_or(DataplaneError::MissingMap(SERVICES_V4))?;
-    HashMap::try_from(map).map_err(|source| DataplaneError::MapType {
-        map: SERVICES_V4,
-        source,
-    })
+fn typed_map<'a, K: aya::Pod, V: aya::Pod>(
+    ebpf: &'a Ebpf,
+    name: &'static str,
+) -> Result<HashMap<&'a MapData, K, V>, DataplaneError> {
+    let map = ebpf.map(name).ok_or(DataplaneError::MissingMap(name))?;
+    HashMap::try_from(map).map_err(|source| DataplaneError::MapType { map: name, source })
 }
 
-fn service_map_mut(
+fn typed_map_mut<'a, K: aya::Pod, V: aya::Pod>(
+    ebpf: &'a mut Ebpf,
+    name: &'static str,
+) -> Result<HashMap<&'a mut MapData, K, V>, DataplaneError> {
+    let map = ebpf.map_mut(name).ok_or(DataplaneError::MissingMap(name))?;
+    HashMap::try_from(map).map_err(|source| DataplaneError::MapType { map: name, source })
+}
+
+fn insert<K: aya::Pod + std::fmt::Debug, V: aya::Pod>(
     ebpf: &mut Ebpf,
-) -> Result<HashMap<&mut MapData, Service4Key, Service4Value>, DataplaneError> {
-    let map = ebpf
-        .map_mut(SERVICES_V4)
-        .ok_or(DataplaneError::MissingMap(SERVICES_V4))?;
-    HashMap::try_from(map).map_err(|source| DataplaneError::MapType {
-        map: SERVICES_V4,
-        source,
-    })
+    name: &'static str,
+    key: &K,
+    value: &V,
+) -> Result<(), DataplaneError> {
+    typed_map_mut::<K, V>(ebpf, name)?
+        .insert(key, value, 0)
+        .map_err(|source| write_error(name, key, source))
 }
 
-fn backend_map(ebpf: &Ebpf) -> Result<HashMap<&MapData, u32, Backend4>, DataplaneError> {
-    let map = ebpf
-        .map(BACKENDS_V4)
-        .ok_or(DataplaneError::MissingMap(BACKENDS_V4))?;
-    HashMap::try_from(map).map_err(|source| DataplaneError::MapType {
-        map: BACKENDS_V4,
-        source,
-    })
-}
-
-fn backend_map_mut(
+fn remove<K: aya::Pod + std::fmt::Debug, V: aya::Pod>(
     ebpf: &mut Ebpf,
-) -> Result<HashMap<&mut MapData, u32, Backend4>, DataplaneError> {
-    let map = ebpf
-        .map_mut(BACKENDS_V4)
-        .ok_or(DataplaneError::MissingMap(BACKENDS_V4))?;
-    HashMap::try_from(map).map_err(|source| DataplaneError::MapType {
-        map: BACKENDS_V4,
-        source,
+    name: &'static str,
+    key: &K,
+) -> Result<(), DataplaneError> {
+    typed_map_mut::<K, V>(ebpf, name)?
+        .remove(key)
+        .map_err(|source| write_error(name, key, source))
+}
+
+fn lb_maps(ebpf: &Ebpf) -> Result<LbMaps<&MapData>, DataplaneError> {
+    Ok(LbMaps {
+        services4: typed_map(ebpf, SERVICES_V4)?,
+        backends4: typed_map(ebpf, BACKENDS_V4)?,
+        services6: typed_map(ebpf, SERVICES_V6)?,
+        backends6: typed_map(ebpf, BACKENDS_V6)?,
     })
 }
 

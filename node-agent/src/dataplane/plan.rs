@@ -8,15 +8,15 @@
 use std::{
     collections::{BTreeMap, HashMap},
     fmt,
-    net::{Ipv4Addr, SocketAddrV4},
+    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
     str::FromStr,
 };
 
 use strait_ebpf_common::{
     maps::{BACKENDS_MAX, BACKENDS_V4, SERVICES_MAX, SERVICES_V4},
     service::{
-        BACKEND_F_LOCAL, Backend4, PROTO_TCP, PROTO_UDP, SVC_F_AFFINITY, SVC_F_EXTERNAL,
-        SVC_F_LOCAL_ONLY, Service4Key, Service4Value,
+        BACKEND_F_LOCAL, Backend4, Backend6, PROTO_TCP, PROTO_UDP, SVC_F_AFFINITY, SVC_F_EXTERNAL,
+        SVC_F_LOCAL_ONLY, Service4Key, Service6Key, ServiceValue, ipv6_octets, ipv6_words,
     },
 };
 
@@ -79,34 +79,117 @@ impl FromStr for Protocol {
 /// Where clients reach a service: address, port and protocol.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Frontend {
-    pub address: Ipv4Addr,
+    pub address: IpAddr,
     pub port: u16,
     pub protocol: Protocol,
 }
 
 impl Frontend {
-    fn key(self, slot: u16) -> Service4Key {
-        Service4Key::new(
-            u32::from(self.address).to_be(),
-            self.port.to_be(),
-            self.protocol.number(),
-            slot,
-        )
+    fn key(self, slot: u16) -> ServiceKey {
+        let (port, proto) = (self.port.to_be(), self.protocol.number());
+        match self.address {
+            IpAddr::V4(a) => {
+                ServiceKey::V4(Service4Key::new(u32::from(a).to_be(), port, proto, slot))
+            }
+            IpAddr::V6(a) => {
+                ServiceKey::V6(Service6Key::new(ipv6_words(a.octets()), port, proto, slot))
+            }
+        }
     }
 
     /// The frontend a map key belongs to, if its protocol is one we write.
-    pub fn from_key(key: &Service4Key) -> Option<Self> {
+    pub fn from_key(key: &ServiceKey) -> Option<Self> {
+        let (address, port, proto) = match key {
+            ServiceKey::V4(k) => (
+                IpAddr::from(Ipv4Addr::from(u32::from_be(k.address))),
+                k.port,
+                k.proto,
+            ),
+            ServiceKey::V6(k) => (
+                IpAddr::from(Ipv6Addr::from(ipv6_octets(k.address))),
+                k.port,
+                k.proto,
+            ),
+        };
         Some(Self {
-            address: Ipv4Addr::from(u32::from_be(key.address)),
-            port: u16::from_be(key.port),
-            protocol: Protocol::from_number(key.proto)?,
+            address,
+            port: u16::from_be(port),
+            protocol: Protocol::from_number(proto)?,
         })
     }
 }
 
 impl fmt::Display for Frontend {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}/{}", self.address, self.port, self.protocol)
+        // `SocketAddr`'s form: brackets around IPv6 addresses.
+        write!(
+            f,
+            "{}/{}",
+            SocketAddr::new(self.address, self.port),
+            self.protocol
+        )
+    }
+}
+
+/// A key of the IPv4 or the IPv6 service map.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ServiceKey {
+    V4(Service4Key),
+    V6(Service6Key),
+}
+
+impl ServiceKey {
+    /// 0 for the master entry, 1..=count for slots.
+    pub const fn slot(&self) -> u16 {
+        match self {
+            Self::V4(k) => k.slot,
+            Self::V6(k) => k.slot,
+        }
+    }
+
+    /// The same service's key for `slot`.
+    pub const fn with_slot(self, slot: u16) -> Self {
+        match self {
+            Self::V4(k) => Self::V4(Service4Key { slot, ..k }),
+            Self::V6(k) => Self::V6(Service6Key { slot, ..k }),
+        }
+    }
+}
+
+/// An entry of the IPv4 or the IPv6 backend map (backend ids are shared by both).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BackendEntry {
+    V4(Backend4),
+    V6(Backend6),
+}
+
+impl BackendEntry {
+    /// The backend's address and protocol, if the protocol is one we write.
+    pub fn addr(&self) -> Option<(SocketAddr, Protocol)> {
+        let (address, port, proto) = match self {
+            Self::V4(b) => (
+                IpAddr::from(Ipv4Addr::from(u32::from_be(b.address))),
+                b.port,
+                b.proto,
+            ),
+            Self::V6(b) => (
+                IpAddr::from(Ipv6Addr::from(ipv6_octets(b.address))),
+                b.port,
+                b.proto,
+            ),
+        };
+        Some((
+            SocketAddr::new(address, u16::from_be(port)),
+            Protocol::from_number(proto)?,
+        ))
+    }
+
+    /// `BACKEND_F_*` bits.
+    pub const fn flags(&self) -> u8 {
+        match self {
+            Self::V4(b) => b.flags,
+            Self::V6(b) => b.flags,
+        }
     }
 }
 
@@ -114,7 +197,8 @@ impl fmt::Display for Frontend {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ServiceSpec {
     pub frontend: Frontend,
-    pub backends: Vec<SocketAddrV4>,
+    /// Of the frontend's address family.
+    pub backends: Vec<SocketAddr>,
     pub options: ServiceOptions,
 }
 
@@ -130,7 +214,7 @@ pub struct ServiceOptions {
 }
 
 impl ServiceOptions {
-    fn master(self, count: u16, rev_nat: u16, maglev: u16) -> Service4Value {
+    fn master(self, count: u16, rev_nat: u16, maglev: u16) -> ServiceValue {
         let mut flags = 0;
         if self.external {
             flags |= SVC_F_EXTERNAL;
@@ -141,7 +225,7 @@ impl ServiceOptions {
         if self.affinity_timeout.is_some() {
             flags |= SVC_F_AFFINITY;
         }
-        Service4Value::master(
+        ServiceValue::master(
             count,
             rev_nat,
             flags,
@@ -150,7 +234,7 @@ impl ServiceOptions {
         )
     }
 
-    fn from_master(master: &Service4Value) -> Self {
+    fn from_master(master: &ServiceValue) -> Self {
         Self {
             external: master.flags & SVC_F_EXTERNAL != 0,
             local_only: master.flags & SVC_F_LOCAL_ONLY != 0,
@@ -167,8 +251,11 @@ pub struct PodCidr {
 }
 
 impl PodCidr {
-    /// Whether `address` is inside the range.
-    pub fn contains(self, address: Ipv4Addr) -> bool {
+    /// Whether `address` is inside the range (never for IPv6 addresses).
+    pub fn contains(self, address: IpAddr) -> bool {
+        let IpAddr::V4(address) = address else {
+            return false;
+        };
         let mask = u32::MAX
             .checked_shl(32 - u32::from(self.prefix_len.min(32)))
             .unwrap_or(0);
@@ -203,11 +290,11 @@ impl FromStr for PodCidr {
 pub enum MapOp {
     PutBackend {
         id: u32,
-        backend: Backend4,
+        backend: BackendEntry,
     },
     PutService {
-        key: Service4Key,
-        value: Service4Value,
+        key: ServiceKey,
+        value: ServiceValue,
     },
     /// Fill Maglev table `table` (0-based) with backend ids.
     PutMaglev {
@@ -215,19 +302,31 @@ pub enum MapOp {
         entries: Vec<u32>,
     },
     DeleteService {
-        key: Service4Key,
+        key: ServiceKey,
     },
     DeleteBackend {
         id: u32,
+        /// Which backend map holds it.
+        ipv6: bool,
     },
 }
 
-fn backend4(addr: SocketAddrV4, protocol: Protocol, local: bool) -> Backend4 {
-    Backend4 {
-        address: u32::from(*addr.ip()).to_be(),
-        port: addr.port().to_be(),
-        proto: protocol.number(),
-        flags: if local { BACKEND_F_LOCAL } else { 0 },
+fn backend_entry(addr: SocketAddr, protocol: Protocol, local: bool) -> BackendEntry {
+    let (port, proto) = (addr.port().to_be(), protocol.number());
+    let flags = if local { BACKEND_F_LOCAL } else { 0 };
+    match addr.ip() {
+        IpAddr::V4(a) => BackendEntry::V4(Backend4 {
+            address: u32::from(a).to_be(),
+            port,
+            proto,
+            flags,
+        }),
+        IpAddr::V6(a) => BackendEntry::V6(Backend6 {
+            address: ipv6_words(a.octets()),
+            port,
+            proto,
+            flags,
+        }),
     }
 }
 
@@ -252,9 +351,9 @@ pub struct ServiceTable {
     pod_cidr: Option<PodCidr>,
     services: BTreeMap<Frontend, ServiceState>,
     /// Backend id by (address, protocol), with the number of slots pointing at it.
-    backends: HashMap<(SocketAddrV4, Protocol), (u32, usize)>,
+    backends: HashMap<(SocketAddr, Protocol), (u32, usize)>,
     /// The reverse of `backends`, so releasing an id costs one lookup, not a scan.
-    backend_keys: HashMap<u32, (SocketAddrV4, Protocol)>,
+    backend_keys: HashMap<u32, (SocketAddr, Protocol)>,
     next_backend_id: u32,
     free_backend_ids: Vec<u32>,
     next_rev_nat: u16,
@@ -319,23 +418,23 @@ impl ServiceTable {
     /// Rebuilds the table from entries read back from pinned maps, so a restarted agent keeps
     /// the ids the programs already use. Slots that point at unknown backends are skipped.
     pub fn recover(
-        services: impl IntoIterator<Item = (Service4Key, Service4Value)>,
-        backends: impl IntoIterator<Item = (u32, Backend4)>,
+        services: impl IntoIterator<Item = (ServiceKey, ServiceValue)>,
+        backends: impl IntoIterator<Item = (u32, BackendEntry)>,
     ) -> Self {
-        let backends: HashMap<u32, Backend4> = backends.into_iter().collect();
+        let backends: HashMap<u32, BackendEntry> = backends.into_iter().collect();
         let mut masters = BTreeMap::new();
         let mut slots: BTreeMap<Frontend, BTreeMap<u16, u32>> = BTreeMap::new();
         for (key, value) in services {
             let Some(frontend) = Frontend::from_key(&key) else {
                 continue;
             };
-            if key.slot == 0 {
+            if key.slot() == 0 {
                 masters.insert(frontend, value);
             } else {
                 slots
                     .entry(frontend)
                     .or_default()
-                    .insert(key.slot, value.backend_id);
+                    .insert(key.slot(), value.backend_id);
             }
         }
         let mut table = Self::default();
@@ -346,14 +445,9 @@ impl ServiceTable {
                 .filter(|id| backends.contains_key(id))
                 .collect();
             for &id in &ids {
-                let backend = backends[&id];
-                let Some(protocol) = Protocol::from_number(backend.proto) else {
+                let Some((addr, protocol)) = backends[&id].addr() else {
                     continue;
                 };
-                let addr = SocketAddrV4::new(
-                    Ipv4Addr::from(u32::from_be(backend.address)),
-                    u16::from_be(backend.port),
-                );
                 table.backends.entry((addr, protocol)).or_insert((id, 0)).1 += 1;
                 table.backend_keys.insert(id, (addr, protocol));
             }
@@ -386,7 +480,7 @@ impl ServiceTable {
 
     fn alloc_backend(
         &mut self,
-        addr: SocketAddrV4,
+        addr: SocketAddr,
         protocol: Protocol,
         ops: &mut Vec<MapOp>,
     ) -> Result<u32, DataplaneError> {
@@ -406,30 +500,27 @@ impl ServiceTable {
         };
         self.backends.insert((addr, protocol), (id, 1));
         self.backend_keys.insert(id, (addr, protocol));
-        let local = self.pod_cidr.is_some_and(|cidr| cidr.contains(*addr.ip()));
+        let local = self.pod_cidr.is_some_and(|cidr| cidr.contains(addr.ip()));
         ops.push(MapOp::PutBackend {
             id,
-            backend: backend4(addr, protocol, local),
+            backend: backend_entry(addr, protocol, local),
         });
         Ok(id)
     }
 
-    /// Drops one reference to backend `id`; returns whether no slot uses it any more.
-    fn release_backend(&mut self, id: u32) -> bool {
-        let Some(key) = self.backend_keys.get(&id).copied() else {
-            return false;
-        };
-        let Some(entry) = self.backends.get_mut(&key) else {
-            return false;
-        };
+    /// Drops one reference to backend `id`. When no slot uses it any more, frees the id and
+    /// returns whether it was an IPv6 backend (which map to delete it from).
+    fn release_backend(&mut self, id: u32) -> Option<bool> {
+        let key = self.backend_keys.get(&id).copied()?;
+        let entry = self.backends.get_mut(&key)?;
         entry.1 -= 1;
         if entry.1 > 0 {
-            return false;
+            return None;
         }
         self.backends.remove(&key);
         self.backend_keys.remove(&id);
         self.free_backend_ids.push(id);
-        true
+        Some(key.0.is_ipv6())
     }
 
     fn alloc_rev_nat(&mut self) -> u16 {
@@ -450,6 +541,16 @@ impl ServiceTable {
                 frontend: frontend.to_string(),
                 count: spec.backends.len(),
                 max: MAX_BACKENDS,
+            });
+        }
+        if let Some(backend) = spec
+            .backends
+            .iter()
+            .find(|b| b.is_ipv4() != frontend.address.is_ipv4())
+        {
+            return Err(DataplaneError::FamilyMismatch {
+                frontend: frontend.to_string(),
+                backend: *backend,
             });
         }
         let old = self.services.get(&frontend).cloned();
@@ -477,7 +578,7 @@ impl ServiceTable {
             if old_slots.get(index) != Some(&id) {
                 ops.push(MapOp::PutService {
                     key: frontend.key(slot_number(index)),
-                    value: Service4Value::slot(id, rev_nat),
+                    value: ServiceValue::slot(id, rev_nat),
                 });
             }
         }
@@ -499,8 +600,8 @@ impl ServiceTable {
         }
         // 5. Backends nothing points at any more (old references released last).
         for id in old_slots {
-            if self.release_backend(id) {
-                ops.push(MapOp::DeleteBackend { id });
+            if let Some(ipv6) = self.release_backend(id) {
+                ops.push(MapOp::DeleteBackend { id, ipv6 });
             }
         }
         // A new service adds its master too; an existing one already counted it.
@@ -586,8 +687,8 @@ impl ServiceTable {
             });
         }
         for id in state.slots {
-            if self.release_backend(id) {
-                ops.push(MapOp::DeleteBackend { id });
+            if let Some(ipv6) = self.release_backend(id) {
+                ops.push(MapOp::DeleteBackend { id, ipv6 });
             }
         }
         self.free_rev_nats.push(state.rev_nat);
@@ -609,7 +710,11 @@ impl ServiceTable {
         ops: &mut Vec<MapOp>,
     ) -> Result<u16, DataplaneError> {
         let old_maglev = old.map_or(0, |o| o.maglev);
-        let wanted = spec.options.external && self.maglev_size != 0 && !ids.is_empty();
+        // Maglev serves the per-packet path, which is IPv4 so far.
+        let wanted = spec.options.external
+            && spec.frontend.address.is_ipv4()
+            && self.maglev_size != 0
+            && !ids.is_empty();
         if !wanted {
             if old_maglev != 0 {
                 self.free_maglev.push(old_maglev);
@@ -657,7 +762,7 @@ mod tests {
 
     fn frontend(port: u16) -> Frontend {
         Frontend {
-            address: Ipv4Addr::new(10, 96, 0, 10),
+            address: Ipv4Addr::new(10, 96, 0, 10).into(),
             port,
             protocol: Protocol::Tcp,
         }
@@ -677,11 +782,11 @@ mod tests {
         ops.iter()
             .map(|op| match op {
                 MapOp::PutBackend { id, .. } => format!("B+{id}"),
-                MapOp::PutService { key, value } if key.slot == 0 => format!("M{}", value.count),
-                MapOp::PutService { key, value } => format!("S{}={}", key.slot, value.backend_id),
-                MapOp::DeleteService { key } if key.slot == 0 => "M-".to_owned(),
-                MapOp::DeleteService { key } => format!("S{}-", key.slot),
-                MapOp::DeleteBackend { id } => format!("B-{id}"),
+                MapOp::PutService { key, value } if key.slot() == 0 => format!("M{}", value.count),
+                MapOp::PutService { key, value } => format!("S{}={}", key.slot(), value.backend_id),
+                MapOp::DeleteService { key } if key.slot() == 0 => "M-".to_owned(),
+                MapOp::DeleteService { key } => format!("S{}-", key.slot()),
+                MapOp::DeleteBackend { id, .. } => format!("B-{id}"),
                 MapOp::PutMaglev { table, .. } => format!("T{table}"),
             })
             .collect()
@@ -834,7 +939,7 @@ mod tests {
         let flags: Vec<u8> = ops
             .iter()
             .filter_map(|op| match op {
-                MapOp::PutBackend { backend, .. } => Some(backend.flags),
+                MapOp::PutBackend { backend, .. } => Some(backend.flags()),
                 _ => None,
             })
             .collect();
@@ -854,7 +959,7 @@ mod tests {
         let master = ops
             .iter()
             .find_map(|op| match op {
-                MapOp::PutService { key, value } if key.slot == 0 => Some(*value),
+                MapOp::PutService { key, value } if key.slot() == 0 => Some(*value),
                 _ => None,
             })
             .unwrap();
@@ -882,11 +987,15 @@ mod tests {
     #[test]
     fn pod_cidr_membership() {
         let cidr: PodCidr = "10.244.1.0/24".parse().unwrap();
-        assert!(cidr.contains(Ipv4Addr::new(10, 244, 1, 200)));
-        assert!(!cidr.contains(Ipv4Addr::new(10, 244, 2, 1)));
+        assert!(cidr.contains(Ipv4Addr::new(10, 244, 1, 200).into()));
+        assert!(!cidr.contains(Ipv4Addr::new(10, 244, 2, 1).into()));
+        assert!(
+            !cidr.contains("fd00::1".parse().unwrap()),
+            "IPv6 is never in an IPv4 range"
+        );
         assert!("10.244.1.0/33".parse::<PodCidr>().is_err());
         let all: PodCidr = "0.0.0.0/0".parse().unwrap();
-        assert!(all.contains(Ipv4Addr::new(192, 0, 2, 1)));
+        assert!(all.contains(Ipv4Addr::new(192, 0, 2, 1).into()));
     }
 
     #[test]
@@ -939,6 +1048,48 @@ mod tests {
         assert!(
             shape(&table.upsert(&b).unwrap()).contains(&"T0".to_owned()),
             "a's table is reused"
+        );
+    }
+
+    #[test]
+    fn ipv6_services_use_the_ipv6_maps_and_share_backend_ids() {
+        let mut table = ServiceTable::default();
+        table.upsert(&spec(80, &["10.0.1.2:8080"])).unwrap();
+        let v6 = ServiceSpec {
+            frontend: Frontend {
+                address: "fd00:96::10".parse().unwrap(),
+                port: 80,
+                protocol: Protocol::Tcp,
+            },
+            backends: vec!["[fd00:1::2]:8080".parse().unwrap()],
+            options: ServiceOptions::default(),
+        };
+        let ops = table.upsert(&v6).unwrap();
+        assert_eq!(
+            shape(&ops),
+            ["B+1", "S1=1", "M1"],
+            "ids continue across families"
+        );
+        assert!(ops.iter().all(|op| match op {
+            MapOp::PutService { key, .. } => matches!(key, ServiceKey::V6(_)),
+            MapOp::PutBackend { backend, .. } => matches!(backend, BackendEntry::V6(_)),
+            _ => false,
+        }));
+        assert_eq!(v6.frontend.to_string(), "[fd00:96::10]:80/TCP");
+        let ops = table.delete(v6.frontend);
+        assert!(ops.contains(&MapOp::DeleteBackend { id: 1, ipv6: true }));
+    }
+
+    #[test]
+    fn a_backend_of_the_other_family_is_refused() {
+        let mut table = ServiceTable::default();
+        let err = table
+            .upsert(&spec(80, &["[fd00::2]:8080"]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("10.96.0.10:80/TCP") && err.contains("[fd00::2]:8080"),
+            "{err}"
         );
     }
 }
