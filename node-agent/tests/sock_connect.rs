@@ -334,3 +334,65 @@ fn an_ipv6_service_without_backends_refuses_the_connection() {
 
     assert_eq!(answer, "refused");
 }
+
+#[test]
+fn a_pod_reaches_its_own_service_hairpin() {
+    let topo = Topology::new();
+    // The client namespace serves the service itself.
+    let _own = HttpServer::start(&topo.client, addr("10.0.1.1:8080"), "myself\n");
+    let mut dp = topo.dataplane();
+    dp.upsert_service(&service(80, &["10.0.1.1:8080"])).unwrap();
+
+    assert_eq!(
+        topo.get(VIP_80).expect("the pod reaches itself"),
+        "myself\n"
+    );
+}
+
+#[test]
+fn removing_a_backend_keeps_its_open_connections_and_moves_new_ones() {
+    use std::io::{BufRead as _, BufReader};
+
+    let topo = Topology::new();
+    let _a = strait_tests::EchoServer::start(&topo.backends, addr("10.0.1.2:8080"));
+    let _b = HttpServer::start(&topo.backends, addr("10.0.1.3:8080"), "backend-b\n");
+    let mut dp = topo.dataplane();
+    dp.upsert_service(&service(80, &["10.0.1.2:8080"])).unwrap();
+    let go = std::env::temp_dir().join(strait_tests::unique_name("strait-go-"));
+
+    // A client holds a connection open across the change: ping, wait for the go file, ping.
+    let script = format!(
+        "import os, socket, time\n\
+         s = socket.create_connection(('10.96.0.10', 80), timeout=3)\n\
+         s.sendall(b'one'); first = s.recv(3)\n\
+         print('connected', flush=True)\n\
+         while not os.path.exists('{}'): time.sleep(0.01)\n\
+         s.sendall(b'two'); second = s.recv(3)\n\
+         print(first.decode(), second.decode())",
+        go.display()
+    );
+    let mut child = topo
+        .client
+        .command_in_cgroup(topo.cgroup.path(), &["python3", "-c", &script])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("start the client");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    assert_eq!(lines.next().unwrap().unwrap(), "connected");
+
+    dp.upsert_service(&service(80, &["10.0.1.3:8080"])).unwrap();
+    std::fs::write(&go, "").unwrap();
+    let last = lines.next().unwrap().unwrap();
+    let _ = std::fs::remove_file(&go);
+    child.wait().unwrap();
+
+    assert_eq!(
+        last, "one two",
+        "the open connection still reaches the removed backend"
+    );
+    assert_eq!(
+        topo.get(VIP_80).unwrap(),
+        "backend-b\n",
+        "new connections go to the new one"
+    );
+}

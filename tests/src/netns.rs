@@ -76,16 +76,23 @@ impl Netns {
     /// programs attached there apply to it. The shell moves itself into the cgroup before it
     /// execs `ip netns exec`, which remounts /sys and would hide the cgroup2 mount.
     pub fn exec_in_cgroup(&self, cgroup: &Path, argv: &[&str]) -> Output {
-        Command::new("sh")
-            .arg("-c")
-            .arg(r#"echo $$ > "$0/cgroup.procs" && exec ip netns exec "$@""#)
-            .arg(cgroup)
-            .arg(&self.name)
-            .args(argv)
+        self.command_in_cgroup(cgroup, argv)
             .output()
             .unwrap_or_else(|e| {
                 panic!("failed to start `{}` in {}: {e}", argv.join(" "), self.name)
             })
+    }
+
+    /// The command [`Self::exec_in_cgroup`] runs, for callers that spawn it and talk to it.
+    pub fn command_in_cgroup(&self, cgroup: &Path, argv: &[&str]) -> Command {
+        let mut command = Command::new("sh");
+        command
+            .arg("-c")
+            .arg(r#"echo $$ > "$0/cgroup.procs" && exec ip netns exec "$@""#)
+            .arg(cgroup)
+            .arg(&self.name)
+            .args(argv);
+        command
     }
 
     /// Creates a bridge named `name` inside the namespace, up.
