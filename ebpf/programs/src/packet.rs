@@ -87,7 +87,6 @@ pub(crate) fn rewrite4(ctx: &TcContext, packet: &Packet4, to: Tuple4) -> Result<
     } else {
         0
     };
-    let fail = |_| DropReason::RewriteFailed;
     if from.saddr != to.saddr {
         replace_addr(ctx, csum, l4_flags, IP_SADDR_OFF, from.saddr, to.saddr)?;
     }
@@ -95,26 +94,28 @@ pub(crate) fn rewrite4(ctx: &TcContext, packet: &Packet4, to: Tuple4) -> Result<
         replace_addr(ctx, csum, l4_flags, IP_DADDR_OFF, from.daddr, to.daddr)?;
     }
     if from.sport != to.sport {
-        ctx.l4_csum_replace(
-            csum,
-            u64::from(from.sport),
-            u64::from(to.sport),
-            l4_flags | 2,
-        )
-        .map_err(fail)?;
-        ctx.store(packet.l4, &to.sport, 0).map_err(fail)?;
+        replace_port(ctx, csum, l4_flags, packet.l4, from.sport, to.sport)?;
     }
     if from.dport != to.dport {
-        ctx.l4_csum_replace(
-            csum,
-            u64::from(from.dport),
-            u64::from(to.dport),
-            l4_flags | 2,
-        )
-        .map_err(fail)?;
-        ctx.store(packet.l4 + 2, &to.dport, 0).map_err(fail)?;
+        replace_port(ctx, csum, l4_flags, packet.l4 + 2, from.dport, to.dport)?;
     }
     Ok(())
+}
+
+/// Rewrites the port at `offset`; only the L4 checksum covers ports.
+#[inline(always)]
+fn replace_port(
+    ctx: &TcContext,
+    l4_csum: usize,
+    l4_flags: u64,
+    offset: usize,
+    from: u16,
+    to: u16,
+) -> Result<(), DropReason> {
+    let fail = |_| DropReason::RewriteFailed;
+    ctx.l4_csum_replace(l4_csum, u64::from(from), u64::from(to), l4_flags | 2)
+        .map_err(fail)?;
+    ctx.store(offset, &to, 0).map_err(fail)
 }
 
 #[inline(always)]
