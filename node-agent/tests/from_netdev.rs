@@ -455,3 +455,38 @@ fn maglev_sends_a_flow_from_outside_to_the_same_backend_on_every_node() {
         "the table spreads flows over every backend: {used:?}"
     );
 }
+
+#[test]
+fn maps_of_another_layout_version_are_replaced_not_reused() {
+    use aya::maps::{Array, Map, MapData};
+    use strait_agent::dataplane::Adoption;
+    use strait_ebpf_common::config::{LAYOUT_VERSION, NodeConfig};
+
+    let pins = PinDir::new("strait-test-");
+    {
+        let mut dp = dataplane(&pins);
+        dp.upsert_service(&service(80, Protocol::Tcp, &["10.244.1.2:8080"]))
+            .unwrap();
+    }
+    // Pretend an agent of an older layout wrote these maps.
+    let data = MapData::from_pin(pins.path().join("STRAIT_CONFIG")).unwrap();
+    let mut config: Array<MapData, NodeConfig> =
+        Array::try_from(Map::from_map_data(data).unwrap()).unwrap();
+    let mut old = config.get(&0, 0).unwrap();
+    old.layout_version = LAYOUT_VERSION - 1;
+    config.set(0, old, 0).unwrap();
+    drop(config);
+
+    let dp = dataplane(&pins);
+
+    assert_eq!(
+        dp.adoption(),
+        Adoption::Replaced {
+            found: Some(LAYOUT_VERSION - 1)
+        }
+    );
+    assert!(
+        dp.dump_services().unwrap().is_empty(),
+        "nothing of the old layout is read as ours"
+    );
+}
