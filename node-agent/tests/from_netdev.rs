@@ -15,7 +15,9 @@ use strait_agent::dataplane::{
 use strait_ebpf_common::{ct::CT_F_SNAT, drop::DropReason};
 use strait_tests::{
     PinDir,
-    packet::{Ipv4Packet, ip_checksum_ok, l4_checksum, read},
+    packet::{
+        Ipv4Packet, icmp_checksum_ok, icmp_error, icmp_quoted, ip_checksum_ok, l4_checksum, read,
+    },
 };
 
 const TC_ACT_OK: u32 = 0;
@@ -489,4 +491,97 @@ fn maps_of_another_layout_version_are_replaced_not_reused() {
         dp.dump_services().unwrap().is_empty(),
         "nothing of the old layout is read as ours"
     );
+}
+
+/// ICMP port unreachable: type 3, code 3.
+const UNREACHABLE: (u8, u8) = (3, 3);
+
+#[test]
+fn icmp_errors_about_a_source_natted_flow_reach_the_client_in_its_own_terms() {
+    let pins = PinDir::new("strait-test-");
+    let mut dp = dataplane(&pins);
+    dp.upsert_service(&service(53, Protocol::Udp, &["10.244.2.2:5353"]))
+        .unwrap();
+    let query = Ipv4Packet::udp(CLIENT, (VIP, 53)).build(b"query");
+    let sent = dp
+        .test_run(PacketHook::FromNetdev, &query, 1)
+        .unwrap()
+        .packet;
+
+    // The remote backend has nothing listening: it answers the node with port unreachable.
+    let error = icmp_error(REMOTE_POD, NODE, UNREACHABLE.0, UNREACHABLE.1, &sent);
+    let run = dp.test_run(PacketHook::FromNetdev, &error, 1).unwrap();
+
+    let out = &run.packet;
+    assert_eq!(
+        (read::src(out), read::dst(out)),
+        (VIP, CLIENT.0),
+        "from the service, to the client"
+    );
+    let quoted = icmp_quoted(out);
+    assert_eq!(
+        read::tuple(&quoted),
+        (CLIENT, (VIP, 53)),
+        "quotes what the client sent"
+    );
+    assert!(ip_checksum_ok(out), "outer IP checksum");
+    assert!(ip_checksum_ok(&quoted), "quoted IP checksum");
+    assert!(
+        icmp_checksum_ok(out),
+        "ICMP checksum covers the rewritten quote"
+    );
+}
+
+#[test]
+fn icmp_errors_from_a_local_backend_or_a_router_are_translated_on_egress() {
+    let pins = PinDir::new("strait-test-");
+    let mut dp = dataplane(&pins);
+    dp.upsert_service(&service(53, Protocol::Udp, &["10.244.1.2:5353"]))
+        .unwrap();
+    let query = Ipv4Packet::udp(CLIENT, (VIP, 53)).build(b"query");
+    let sent = dp
+        .test_run(PacketHook::FromNetdev, &query, 1)
+        .unwrap()
+        .packet;
+    let router = Ipv4Addr::new(10, 244, 1, 254);
+
+    for (source, expected_source) in [(LOCAL_POD, VIP), (router, router)] {
+        let error = icmp_error(source, CLIENT.0, 11, 0, &sent);
+        let run = dp.test_run(PacketHook::ToNetdev, &error, 1).unwrap();
+        let out = &run.packet;
+        assert_eq!(
+            read::src(out),
+            expected_source,
+            "the backend's own errors come from the service; a router keeps its address"
+        );
+        assert_eq!(read::tuple(&icmp_quoted(out)), (CLIENT, (VIP, 53)));
+        assert!(
+            ip_checksum_ok(out) && icmp_checksum_ok(out),
+            "checksums after translation"
+        );
+    }
+}
+
+#[test]
+fn icmp_errors_about_unknown_flows_pass_untouched() {
+    let pins = PinDir::new("strait-test-");
+    let mut dp = dataplane(&pins);
+    let stray = Ipv4Packet::udp(
+        (Ipv4Addr::new(10, 1, 1, 1), 1234),
+        (Ipv4Addr::new(10, 2, 2, 2), 53),
+    )
+    .build(b"x");
+    let error = icmp_error(
+        Ipv4Addr::new(10, 2, 2, 2),
+        Ipv4Addr::new(10, 1, 1, 1),
+        3,
+        3,
+        &stray,
+    );
+
+    for hook in [PacketHook::FromNetdev, PacketHook::ToNetdev] {
+        let run = dp.test_run(hook, &error, 1).unwrap();
+        assert_eq!(run.verdict, TC_ACT_OK);
+        assert_eq!(run.packet, error, "{hook:?}: unchanged");
+    }
 }

@@ -87,6 +87,47 @@ impl Ipv4Packet {
     }
 }
 
+/// An ICMPv4 error (`icmp_type`, `code`) from `src` to `dst` quoting `packet` (an Ethernet
+/// frame as [`Ipv4Packet::build`] makes): its IP header and the first 8 bytes after it, as
+/// RFC 792 requires. Both checksums are correct.
+pub fn icmp_error(src: Ipv4Addr, dst: Ipv4Addr, icmp_type: u8, code: u8, packet: &[u8]) -> Vec<u8> {
+    let ihl = usize::from(packet[ETH_HLEN] & 0x0f) * 4;
+    let quoted = &packet[ETH_HLEN..ETH_HLEN + ihl + 8];
+    let total = u16::try_from(IPV4_HLEN + 8 + quoted.len()).expect("small packet");
+    let mut p = Vec::with_capacity(ETH_HLEN + usize::from(total));
+    p.extend_from_slice(&[0x02, 0, 0, 0, 0, 0x02, 0x02, 0, 0, 0, 0, 0x01, 0x08, 0x00]);
+    p.extend_from_slice(&[0x45, 0]);
+    p.extend_from_slice(&total.to_be_bytes());
+    p.extend_from_slice(&[0x43, 0x21, 0, 0, 64, PROTO_ICMP, 0, 0]);
+    p.extend_from_slice(&src.octets());
+    p.extend_from_slice(&dst.octets());
+    let ip_csum = checksum(&p[ETH_HLEN..ETH_HLEN + IPV4_HLEN], 0);
+    p[ETH_HLEN + 10..ETH_HLEN + 12].copy_from_slice(&ip_csum.to_be_bytes());
+    let icmp = p.len();
+    p.extend_from_slice(&[icmp_type, code, 0, 0, 0, 0, 0, 0]);
+    p.extend_from_slice(quoted);
+    let icmp_csum = checksum(&p[icmp..], 0);
+    p[icmp + 2..icmp + 4].copy_from_slice(&icmp_csum.to_be_bytes());
+    p
+}
+
+/// Whether the ICMP checksum of an ICMPv4 packet is correct.
+pub fn icmp_checksum_ok(packet: &[u8]) -> bool {
+    let ihl = usize::from(packet[ETH_HLEN] & 0x0f) * 4;
+    checksum(&packet[ETH_HLEN + ihl..], 0) == 0
+}
+
+/// The packet an ICMPv4 error quotes, as an Ethernet frame again (for the `read` accessors and
+/// [`ip_checksum_ok`]); only its first 8 L4 bytes are there.
+pub fn icmp_quoted(packet: &[u8]) -> Vec<u8> {
+    let ihl = usize::from(packet[ETH_HLEN] & 0x0f) * 4;
+    let mut frame = packet[..ETH_HLEN].to_vec();
+    frame.extend_from_slice(&packet[ETH_HLEN + ihl + 8..]);
+    frame
+}
+
+const PROTO_ICMP: u8 = 1;
+
 fn l4_csum_offset(proto: u8) -> usize {
     if proto == PROTO_TCP { 16 } else { 6 }
 }

@@ -66,6 +66,15 @@ pub(crate) fn lookup(packet: &Packet4, dir: u8) -> Option<(Tuple4, u16)> {
     Some((entry.nat, entry.rev_nat))
 }
 
+/// The rewrite recorded for `tuple` in direction `dir`, if live, without accounting a packet
+/// (for ICMP errors that quote a tracked flow).
+#[inline(always)]
+pub(crate) fn peek(tuple: Tuple4, proto: u8, dir: u8) -> Option<(Tuple4, u16)> {
+    // SAFETY: the value is copied out at once.
+    let entry = unsafe { STRAIT_CT4.get(Ct4Key::new(tuple, proto, dir)) }.copied()?;
+    (entry.expires >= now_secs()).then_some((entry.nat, entry.rev_nat))
+}
+
 /// Tracks a new flow: `packet` (as the client sent it) is rewritten to `nat`. Writes the REPLY
 /// entry first, then the FORWARD entry. With `exclusive` (source NAT, where the reply tuple is
 /// the port reservation) a live REPLY entry for the same tuple makes it fail, so two flows never

@@ -13,8 +13,6 @@ use aya_ebpf::{
 };
 use strait_ebpf_common::ct::Tuple4;
 
-use crate::packet::Packet4;
-
 const AF_INET: u8 = 2;
 const ETH_HLEN: u32 = 14;
 
@@ -22,14 +20,14 @@ const ETH_HLEN: u32 = 14;
 /// with fresh MAC addresses. Returns the tc verdict: a redirect, or `TC_ACT_OK` to leave the
 /// packet to the stack when there is no route to take (the stack then drops it and counts it).
 #[inline(always)]
-pub(crate) fn redirect4(ctx: &TcContext, packet: &Packet4, to: Tuple4) -> i32 {
+pub(crate) fn redirect4(ctx: &TcContext, proto: u8, to: Tuple4) -> i32 {
     // SAFETY: an all-zero `bpf_fib_lookup` is a valid value (plain integers and unions of them).
     let mut params: bpf_fib_lookup = unsafe { core::mem::zeroed() };
     params.family = AF_INET;
-    params.l4_protocol = packet.proto;
+    params.l4_protocol = proto;
     params.sport = to.sport;
     params.dport = to.dport;
-    params.__bindgen_anon_1.tot_len = packet.len.saturating_sub(ETH_HLEN) as u16;
+    params.__bindgen_anon_1.tot_len = ctx.len().saturating_sub(ETH_HLEN) as u16;
     // SAFETY: `skb` points at the context the kernel passed for this run.
     params.ifindex = unsafe { (*ctx.skb.skb).ifindex };
     params.__bindgen_anon_3.ipv4_src = to.saddr;

@@ -6,6 +6,7 @@
 //! - `ct`: conntrack for the per-packet path;
 //! - `packet`: header parsing and rewriting with checksum updates;
 //! - `fib`: routing and redirecting what the stack would take for martians;
+//! - `icmp`: ICMP errors about translated flows;
 //! - `config`: the node configuration the agent writes;
 //! - `stats`: per-service counters;
 //! - `drop`: the single exit that counts drops by reason.
@@ -17,6 +18,7 @@ mod config;
 mod ct;
 mod drop;
 mod fib;
+mod icmp;
 mod lb;
 mod netdev;
 mod packet;

@@ -22,7 +22,7 @@ use strait_ebpf_common::{
 };
 
 use crate::{
-    config, ct, drop, fib,
+    config, ct, drop, fib, icmp,
     lb::{self, Lookup},
     packet::{self, Packet4},
     stats,
@@ -55,7 +55,7 @@ fn verdict(result: Result<i32, DropReason>) -> i32 {
 #[inline(always)]
 fn from_netdev(ctx: &TcContext) -> Result<i32, DropReason> {
     let Some(packet) = packet::parse4(ctx)? else {
-        return Ok(TC_ACT_OK);
+        return icmp_error(ctx, true);
     };
     // Replies of flows we source-NATed come back to the node address; later packets of a
     // flow keep the backend its first packet got.
@@ -106,7 +106,7 @@ fn forward(ctx: &TcContext, packet: &Packet4, to: Tuple4) -> Result<i32, DropRea
     if to.saddr == packet.tuple.saddr {
         return Ok(TC_ACT_OK);
     }
-    Ok(fib::redirect4(ctx, packet, to))
+    Ok(fib::redirect4(ctx, packet.proto, to))
 }
 
 /// Tracks the first packet of a flow to a service and returns its rewrite. Remote backends of a
@@ -144,10 +144,23 @@ fn new_flow(
     Ok(to)
 }
 
+/// Translates an ICMP error about a tracked flow; arriving ones whose source became a node
+/// address are redirected, as in [`forward`].
+#[inline(always)]
+fn icmp_error(ctx: &TcContext, arriving: bool) -> Result<i32, DropReason> {
+    let Some(error) = icmp::parse_error4(ctx)? else {
+        return Ok(TC_ACT_OK);
+    };
+    match icmp::translate4(ctx, &error)? {
+        Some(to) if arriving && to.saddr != error.outer.saddr => Ok(fib::redirect4(ctx, 1, to)),
+        _ => Ok(TC_ACT_OK),
+    }
+}
+
 #[inline(always)]
 fn to_netdev(ctx: &TcContext) -> Result<(), DropReason> {
     let Some(packet) = packet::parse4(ctx)? else {
-        return Ok(());
+        return icmp_error(ctx, false).map(|_| ());
     };
     // Replies of local backends leave with the frontend restored as their source.
     match ct::lookup(&packet, CT_REPLY) {
