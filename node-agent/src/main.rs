@@ -3,6 +3,7 @@
 use std::{
     net::{IpAddr, Ipv4Addr},
     path::PathBuf,
+    time::Duration,
 };
 
 use anyhow::Context as _;
@@ -12,7 +13,7 @@ use strait_agent::{
     dataplane::{Dataplane, DataplaneConfig, PodCidr, ServiceSpec, compile::NodeFacts, maglev},
     manifest,
 };
-use tracing::info;
+use tracing::{info, warn};
 
 /// Strait's node agent: runs the node's pods and keeps its eBPF dataplane equal to the
 /// cluster's Services, EndpointSlices and NetworkPolicies.
@@ -70,6 +71,10 @@ struct Args {
     /// How many frontends reached from outside get a Maglev table (the rest pick at random).
     #[arg(long, default_value_t = 256)]
     maglev_tables: u16,
+
+    /// Seconds between reports of conntrack pressure and drop counters.
+    #[arg(long, default_value_t = 60)]
+    report_interval: u64,
 }
 
 fn parse_maglev_size(text: &str) -> Result<u32, String> {
@@ -135,9 +140,39 @@ async fn main() -> anyhow::Result<()> {
     dataplane.release_previous();
     info!(pin_dir = %args.pin_dir.display(), cgroup = %cgroup.display(), "dataplane ready");
 
-    shutdown_signal().await?;
+    let shutdown = shutdown_signal();
+    tokio::pin!(shutdown);
+    let mut report = tokio::time::interval(Duration::from_secs(args.report_interval.max(1)));
+    loop {
+        tokio::select! {
+            result = &mut shutdown => {
+                result?;
+                break;
+            }
+            _ = report.tick() => report_pressure(&dataplane),
+        }
+    }
     info!("shutting down; pinned maps and programs stay for the next agent");
     Ok(())
+}
+
+/// Logs the conntrack fill level and drops: a table near full evicts live flows, which users
+/// of other dataplanes only learn about from resets.
+fn report_pressure(dataplane: &Dataplane) {
+    match dataplane.ct_pressure() {
+        Ok(p) if p.capacity > 0 && u64::from(p.entries) * 10 >= u64::from(p.capacity) * 9 => warn!(
+            entries = p.entries,
+            capacity = p.capacity,
+            "conntrack is over 90 % full: the oldest flows are being evicted"
+        ),
+        Ok(p) => info!(entries = p.entries, capacity = p.capacity, "conntrack"),
+        Err(error) => warn!(%error, "cannot read conntrack pressure"),
+    }
+    if let Ok(drops) = dataplane.drops() {
+        for drop in drops.iter().filter(|d| d.packets > 0) {
+            info!(reason = drop.reason.name(), packets = drop.packets, "drops");
+        }
+    }
 }
 
 async fn shutdown_signal() -> anyhow::Result<()> {
