@@ -585,3 +585,39 @@ fn icmp_errors_about_unknown_flows_pass_untouched() {
         assert_eq!(run.packet, error, "{hook:?}: unchanged");
     }
 }
+
+#[test]
+fn client_ip_affinity_in_the_per_packet_path_goes_by_source_address() {
+    let pins = PinDir::new("strait-test-");
+    let mut dp = dataplane(&pins);
+    let mut spec = service(80, Protocol::Tcp, &["10.244.1.2:8080", "10.244.1.3:8080"]);
+    spec.options.affinity_timeout = Some(10_800);
+    dp.upsert_service(&spec).unwrap();
+    let backend_for = |dp: &mut Dataplane, client: Ipv4Addr, port: u16| {
+        let packet = Ipv4Packet::tcp((client, port), (VIP, 80)).build(b"");
+        read::dst(
+            &dp.test_run(PacketHook::FromNetdev, &packet, 1)
+                .unwrap()
+                .packet,
+        )
+    };
+
+    // New flows (new source ports) from one client all land where its first flow did.
+    let first = backend_for(&mut dp, CLIENT.0, 30000);
+    for port in 30001..30032 {
+        assert_eq!(
+            backend_for(&mut dp, CLIENT.0, port),
+            first,
+            "flow from port {port}"
+        );
+    }
+    // Other clients are spread over both backends.
+    let spread: BTreeSet<Ipv4Addr> = (1..=32)
+        .map(|host| backend_for(&mut dp, Ipv4Addr::new(10, 0, 9, host), 30000))
+        .collect();
+    assert_eq!(
+        spread.len(),
+        2,
+        "32 clients all on one backend: probability 2^-31"
+    );
+}
