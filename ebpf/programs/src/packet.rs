@@ -13,11 +13,11 @@ use strait_ebpf_common::{
     service::{PROTO_TCP, PROTO_UDP},
 };
 
-const ETH_HLEN: usize = 14;
-const ETH_P_IP: u16 = 0x0800;
-const IP_CSUM_OFF: usize = ETH_HLEN + 10;
-const IP_SADDR_OFF: usize = ETH_HLEN + 12;
-const IP_DADDR_OFF: usize = ETH_HLEN + 16;
+pub(crate) const ETH_HLEN: usize = 14;
+pub(crate) const ETH_P_IP: u16 = 0x0800;
+pub(crate) const IP_CSUM_OFF: usize = ETH_HLEN + 10;
+pub(crate) const IP_SADDR_OFF: usize = ETH_HLEN + 12;
+pub(crate) const IP_DADDR_OFF: usize = ETH_HLEN + 16;
 /// Fragment offset bits of the IPv4 `frag_off` field: non-zero on every fragment but the first.
 const IP_OFFSET_MASK: u16 = 0x1fff;
 
