@@ -396,3 +396,40 @@ fn removing_a_backend_keeps_its_open_connections_and_moves_new_ones() {
         "new connections go to the new one"
     );
 }
+
+#[test]
+fn an_agent_that_stops_before_attaching_leaves_the_running_dataplane_alone() {
+    let topo = Topology::new();
+    let _server = HttpServer::start(&topo.backends, addr("10.0.1.2:8080"), "backend-a\n");
+    let mut first = topo.dataplane();
+    first
+        .upsert_service(&service(80, &["10.0.1.2:8080"]))
+        .unwrap();
+    drop(first);
+
+    // A new agent loads (adopting the pins) and then dies before attaching anything.
+    let second = Dataplane::load(DataplaneConfig {
+        ct_entries: Some(4096),
+        ..DataplaneConfig::new(topo.pins.path())
+    })
+    .unwrap();
+    drop(second);
+
+    assert_eq!(topo.get(VIP_80).expect("still served"), "backend-a\n");
+}
+
+#[test]
+fn an_oversized_maglev_configuration_is_refused_before_anything_is_loaded() {
+    let pins = PinDir::new("strait-test-");
+    let err = Dataplane::load(DataplaneConfig {
+        maglev_size: 131_071,
+        maglev_tables: u16::MAX,
+        ..DataplaneConfig::new(pins.path())
+    })
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("65535 Maglev tables of 131071 entries"),
+        "{err}"
+    );
+}

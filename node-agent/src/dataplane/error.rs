@@ -88,6 +88,8 @@ pub enum DataplaneError {
         frontend: String,
         capacity: usize,
     },
+    #[error("{tables} Maglev tables of {size} entries exceed the {max} entries the map may hold")]
+    MaglevTooLarge { tables: u16, size: u32, max: u32 },
     #[error("failed to build the Maglev table of service {frontend}")]
     Maglev {
         frontend: String,

@@ -56,6 +56,9 @@ const FROM_NETDEV: &str = "strait_from_netdev";
 /// tc egress on the uplink: replies of translated flows.
 const TO_NETDEV: &str = "strait_to_netdev";
 
+/// Most entries the Maglev array may have (64 M backend ids: 256 MiB).
+const MAGLEV_MAX_ENTRIES: u32 = 1 << 26;
+
 /// Default source port range for SNAT, clear of the kernel's default ephemeral range
 /// (32768–60999) so node-local sockets and translated flows do not compete.
 const SNAT_PORTS: (u16, u16) = (61_000, 65_535);
@@ -140,9 +143,13 @@ pub struct Dataplane {
     table: ServiceTable,
     /// This dataplane's attachments, pinned under `<pin dir>/links` so they outlive the process.
     links: Vec<Attachment>,
-    /// Attachments an earlier agent pinned: unpinned at load but still attached, so traffic
-    /// keeps flowing until this agent has attached its own; then [`Self::release_previous`].
-    previous: Vec<FdLink>,
+    /// Attachments an earlier agent pinned, held open (and still pinned) so traffic keeps
+    /// flowing until this agent has attached its own; then [`Self::release_previous`]. Nothing
+    /// is unpinned before this agent's own link takes the pin's place, so an agent that fails
+    /// to load or attach leaves the previous one's programs in place.
+    previous: Vec<(PathBuf, PinnedLink)>,
+    /// Previous attachments whose pin this agent took over, kept attached until released.
+    replaced: Vec<FdLink>,
 }
 
 /// Where a program is attached.
@@ -175,6 +182,14 @@ impl Dataplane {
             path: config.pin_dir.clone(),
             source,
         })?;
+        let maglev_entries = u32::from(config.maglev_tables)
+            .checked_mul(config.maglev_size)
+            .filter(|entries| *entries <= MAGLEV_MAX_ENTRIES)
+            .ok_or(DataplaneError::MaglevTooLarge {
+                tables: config.maglev_tables,
+                size: config.maglev_size,
+                max: MAGLEV_MAX_ENTRIES,
+            })?;
         let adoption = adopt_or_replace(&config.pin_dir)?;
         let previous = take_pinned_links(&config.pin_dir)?;
         let ct_entries = config
@@ -184,10 +199,7 @@ impl Dataplane {
             .default_map_pin_directory(&config.pin_dir)
             // Only applies when the map is created; an adopted map keeps its size.
             .map_max_entries(CT_V4, ct_entries)
-            .map_max_entries(
-                MAGLEV_V4,
-                (u32::from(config.maglev_tables) * config.maglev_size).max(1),
-            )
+            .map_max_entries(MAGLEV_V4, maglev_entries.max(1))
             .load(OBJECT)
             .map_err(|source| DataplaneError::Load {
                 pin_dir: config.pin_dir.clone(),
@@ -221,6 +233,7 @@ impl Dataplane {
             table,
             links: Vec::new(),
             previous,
+            replaced: Vec::new(),
         })
     }
 
@@ -330,6 +343,15 @@ impl Dataplane {
             source,
         })?;
         let path = dir.join(name);
+        // An earlier agent's link holds this pin: take it over (its fd keeps it attached).
+        if let Some(index) = self.previous.iter().position(|(p, _)| *p == path) {
+            let (_, old) = self.previous.swap_remove(index);
+            let old = old.unpin().map_err(|source| DataplaneError::PinLink {
+                target: path.display().to_string(),
+                source: source.into(),
+            })?;
+            self.replaced.push(old);
+        }
         let link = link.pin(&path).map_err(|source| DataplaneError::PinLink {
             target: path.display().to_string(),
             source: source.into(),
@@ -342,7 +364,13 @@ impl Dataplane {
     /// Until then both run; each translates only what the other has not (a translated packet
     /// or connection no longer targets a service), so the overlap is harmless.
     pub fn release_previous(&mut self) {
-        self.previous.clear();
+        self.replaced.clear();
+        // Earlier attachments this agent did not take over (it no longer attaches there).
+        for (path, link) in self.previous.drain(..) {
+            if let Err(error) = link.unpin() {
+                warn!(path = %path.display(), %error, "failed to unpin an earlier agent's link");
+            }
+        }
     }
 
     /// Detaches socket-level translation from every cgroup it was attached to.
@@ -515,9 +543,8 @@ impl PacketHook {
 /// Subdirectory of the pin directory holding pinned links.
 const LINKS_DIR: &str = "links";
 
-/// Opens the links an earlier agent pinned and unpins them, keeping them attached through the
-/// returned handles until the caller drops them.
-fn take_pinned_links(pin_dir: &Path) -> Result<Vec<FdLink>, DataplaneError> {
+/// Opens the links an earlier agent pinned, leaving them pinned.
+fn take_pinned_links(pin_dir: &Path) -> Result<Vec<(PathBuf, PinnedLink)>, DataplaneError> {
     let dir = pin_dir.join(LINKS_DIR);
     let Ok(entries) = fs::read_dir(&dir) else {
         return Ok(Vec::new());
@@ -526,10 +553,7 @@ fn take_pinned_links(pin_dir: &Path) -> Result<Vec<FdLink>, DataplaneError> {
     for entry in entries.flatten() {
         let path = entry.path();
         match PinnedLink::from_pin(&path) {
-            Ok(link) => links.push(link.unpin().map_err(|source| DataplaneError::PinLink {
-                target: path.display().to_string(),
-                source: source.into(),
-            })?),
+            Ok(link) => links.push((path, link)),
             Err(error) => {
                 warn!(path = %path.display(), %error, "ignoring a pin that is not a link")
             }
