@@ -86,8 +86,11 @@ pub struct Ct4Entry {
     pub pad: u8,
     /// When the entry stops being valid, in seconds of `bpf_ktime_get_ns` (monotonic boot time).
     pub expires: u32,
+    /// Explicit padding to the counters' 8-byte alignment, always zero.
+    pub pad2: u32,
     /// Packets and bytes seen in this direction.
     pub packets: u64,
     pub bytes: u64,
 }
+// 12 + 2 + 1 + 1 + 4 + 4 + 8 + 8: no implicit padding.
 const _: () = assert!(size_of::<Ct4Entry>() == 40);

@@ -95,6 +95,7 @@ pub(crate) fn create(
         flags,
         pad: 0,
         expires,
+        pad2: 0,
         packets: 0,
         bytes: 0,
     };
