@@ -2,7 +2,7 @@
 //! is down. Tables are shaped like `cilium bpf lb list` / `cilium bpf ct list`; `--json` gives
 //! the same rows as JSON.
 
-use std::{fmt::Write as _, net::Ipv4Addr, path::Path};
+use std::{fmt::Write as _, net::SocketAddr, path::Path};
 
 use anyhow::Context as _;
 use clap::ValueEnum;
@@ -12,7 +12,7 @@ use strait_agent::dataplane::{
     ServiceDump, ServiceStatsDump,
 };
 use strait_ebpf_common::{
-    ct::{CT_F_CLOSING, CT_F_SNAT, CT_REPLY, Tuple4},
+    ct::{CT_F_CLOSING, CT_F_SNAT, CT_REPLY},
     service::BACKEND_F_LOCAL,
 };
 
@@ -56,7 +56,7 @@ pub(crate) fn dump(pin_dir: &Path, table: Table, json: bool) -> anyhow::Result<(
             let nat: Vec<CtDump> = maps
                 .ct()?
                 .into_iter()
-                .filter(|e| e.entry.flags & CT_F_SNAT != 0 && e.key.dir != CT_REPLY)
+                .filter(|e| e.flags & CT_F_SNAT != 0 && e.dir != CT_REPLY)
                 .collect();
             (
                 render_nat(&nat),
@@ -82,14 +82,6 @@ pub(crate) fn dump(pin_dir: &Path, table: Table, json: bool) -> anyhow::Result<(
         print!("{text}");
     }
     Ok(())
-}
-
-fn endpoint(address: u32, port: u16) -> String {
-    format!(
-        "{}:{}",
-        Ipv4Addr::from(u32::from_be(address)),
-        u16::from_be(port)
-    )
 }
 
 fn proto_name(proto: u8) -> String {
@@ -192,30 +184,26 @@ fn ct_flags(flags: u8) -> String {
     }
 }
 
-fn tuple(t: &Tuple4) -> String {
-    format!(
-        "{} -> {}",
-        endpoint(t.saddr, t.sport),
-        endpoint(t.daddr, t.dport)
-    )
+fn tuple((from, to): (SocketAddr, SocketAddr)) -> String {
+    format!("{from} -> {to}")
 }
 
 fn render_ct(entries: &[CtDump]) -> String {
     let mut out = String::new();
     for e in entries {
         // OUT: as the client sent it; IN: as the backend replies.
-        let dir = if e.key.dir == CT_REPLY { "IN" } else { "OUT" };
+        let dir = if e.dir == CT_REPLY { "IN" } else { "OUT" };
         let _ = writeln!(
             out,
             "{} {dir} {} xlate={} expires={} Packets={} Bytes={} Flags={} RevNAT={}",
-            proto_name(e.key.proto),
-            tuple(&e.key.tuple),
-            tuple(&e.entry.nat),
+            proto_name(e.proto),
+            tuple(e.tuple),
+            tuple(e.nat),
             e.expires_in,
-            e.entry.packets,
-            e.entry.bytes,
-            ct_flags(e.entry.flags),
-            e.entry.rev_nat,
+            e.packets,
+            e.bytes,
+            ct_flags(e.flags),
+            e.rev_nat,
         );
     }
     out
@@ -223,31 +211,31 @@ fn render_ct(entries: &[CtDump]) -> String {
 
 fn ct_json(e: &CtDump) -> Value {
     json!({
-        "protocol": proto_name(e.key.proto),
-        "direction": if e.key.dir == CT_REPLY { "in" } else { "out" },
-        "tuple": tuple(&e.key.tuple),
-        "xlate": tuple(&e.entry.nat),
+        "protocol": proto_name(e.proto),
+        "direction": if e.dir == CT_REPLY { "in" } else { "out" },
+        "tuple": tuple(e.tuple),
+        "xlate": tuple(e.nat),
         "expiresIn": e.expires_in,
-        "packets": e.entry.packets,
-        "bytes": e.entry.bytes,
-        "flags": ct_flags(e.entry.flags),
-        "revNat": e.entry.rev_nat,
+        "packets": e.packets,
+        "bytes": e.bytes,
+        "flags": ct_flags(e.flags),
+        "revNat": e.rev_nat,
     })
 }
 
 fn render_nat(entries: &[CtDump]) -> String {
     let mut out = format!(
-        "{:<6} {:<24} {:<24} {}\n",
+        "{:<6} {:<40} {:<40} {}\n",
         "PROTO", "CLIENT", "BACKEND", "VIA"
     );
     for e in entries {
         let _ = writeln!(
             out,
-            "{:<6} {:<24} {:<24} {}",
-            proto_name(e.key.proto),
-            endpoint(e.key.tuple.saddr, e.key.tuple.sport),
-            endpoint(e.entry.nat.daddr, e.entry.nat.dport),
-            endpoint(e.entry.nat.saddr, e.entry.nat.sport),
+            "{:<6} {:<40} {:<40} {}",
+            proto_name(e.proto),
+            e.tuple.0.to_string(),
+            e.nat.1.to_string(),
+            e.nat.0,
         );
     }
     out

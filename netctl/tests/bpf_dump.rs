@@ -31,7 +31,7 @@ fn node_after_one_flow() -> PinDir {
     let pins = PinDir::new("strait-test-");
     let mut dp = Dataplane::load(DataplaneConfig {
         node_ipv4: Some(Ipv4Addr::new(192, 168, 77, 2)),
-        pod_cidr: Some("10.244.1.0/24".parse().unwrap()),
+        pod_cidrs: vec!["10.244.1.0/24".parse().unwrap()],
         ct_entries: Some(4096),
         ..DataplaneConfig::new(pins.path())
     })
@@ -124,7 +124,8 @@ fn conntrack_nat_affinity_and_counters_show_the_flow() {
     );
 
     let counters: Value = serde_json::from_str(&netctl(&pins, &["counters", "--json"])).unwrap();
-    assert_eq!(counters["conntrack"]["capacity"], 4096);
+    // Two conntrack maps (IPv4 and IPv6) of 4,096 entries each.
+    assert_eq!(counters["conntrack"]["capacity"], 8192);
     let service = &counters["services"][0];
     assert_eq!(service["frontend"], "192.168.77.2:30080/TCP");
     assert!(

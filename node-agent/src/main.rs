@@ -1,7 +1,7 @@
 //! `strait-agent`: parses its configuration and runs the node agent.
 
 use std::{
-    net::{IpAddr, Ipv4Addr},
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
     path::PathBuf,
     time::Duration,
 };
@@ -48,13 +48,17 @@ struct Args {
     #[arg(long, env = "STRAIT_NODE_NAME", default_value = "localhost")]
     node_name: String,
 
-    /// The node's address: source of flows source-NATed to backends on other nodes.
+    /// The node's IPv4 address: source of flows source-NATed to backends on other nodes.
     #[arg(long, env = "STRAIT_NODE_IP")]
     node_ip: Option<Ipv4Addr>,
 
-    /// The node's pod range (backends inside it are local).
-    #[arg(long, env = "STRAIT_POD_CIDR")]
-    pod_cidr: Option<PodCidr>,
+    /// The node's IPv6 address, for IPv6 flows.
+    #[arg(long, env = "STRAIT_NODE_IPV6")]
+    node_ipv6: Option<Ipv6Addr>,
+
+    /// The node's pod ranges, one per family (backends inside them are local); may be repeated.
+    #[arg(long = "pod-cidr", env = "STRAIT_POD_CIDR", value_delimiter = ',')]
+    pod_cidrs: Vec<PodCidr>,
 
     /// The node's uplink device, where NodePort and other outside traffic is translated.
     #[arg(long, env = "STRAIT_UPLINK")]
@@ -106,7 +110,8 @@ async fn main() -> anyhow::Result<()> {
     let mut dataplane = Dataplane::load(DataplaneConfig {
         pin_dir: args.pin_dir.clone(),
         node_ipv4: args.node_ip,
-        pod_cidr: args.pod_cidr,
+        node_ipv6: args.node_ipv6,
+        pod_cidrs: args.pod_cidrs,
         ct_entries: args.ct_entries,
         maglev_size: args.maglev_table_size,
         maglev_tables: args.maglev_tables,
@@ -118,7 +123,12 @@ async fn main() -> anyhow::Result<()> {
             .with_context(|| format!("failed to read {}", path.display()))?;
         let node = NodeFacts {
             name: args.node_name.clone(),
-            addresses: args.node_ip.map(IpAddr::V4).into_iter().collect(),
+            addresses: args
+                .node_ip
+                .map(IpAddr::V4)
+                .into_iter()
+                .chain(args.node_ipv6.map(IpAddr::V6))
+                .collect(),
         };
         let loaded = manifest::load(&text, &node)
             .with_context(|| format!("failed to load {}", path.display()))?;

@@ -83,7 +83,7 @@ impl Cluster {
     fn agent(&self) -> Dataplane {
         let mut dp = Dataplane::load(DataplaneConfig {
             node_ipv4: Some(NODE1),
-            pod_cidr: Some("10.244.1.0/24".parse().unwrap()),
+            pod_cidrs: vec!["10.244.1.0/24".parse().unwrap()],
             ct_entries: Some(4096),
             ..DataplaneConfig::new(self.pins.path())
         })

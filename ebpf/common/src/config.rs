@@ -2,7 +2,7 @@
 
 /// Version of the map layout (names, key and value types, sizes). A new agent reuses pinned
 /// maps only when their version equals its own; bump it whenever any map type changes.
-pub const LAYOUT_VERSION: u32 = 6;
+pub const LAYOUT_VERSION: u32 = 7;
 
 /// The single entry of the config array (index 0).
 #[repr(C)]
@@ -17,5 +17,7 @@ pub struct NodeConfig {
     pub snat_port_max: u16,
     /// Entries per Maglev table (a prime); 0 disables Maglev.
     pub maglev_size: u32,
+    /// The node's IPv6 address (words in network byte order); all zero if unset.
+    pub node_ipv6: [u32; 4],
 }
-const _: () = assert!(size_of::<NodeConfig>() == 16);
+const _: () = assert!(size_of::<NodeConfig>() == 32);

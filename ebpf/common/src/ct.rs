@@ -24,18 +24,24 @@ pub const CT_LIFETIME_CLOSING: u32 = 10;
 /// Seconds a UDP entry lives without traffic.
 pub const CT_LIFETIME_UDP: u32 = 60;
 
-/// An IPv4 L4 tuple, addresses and ports in network order.
+/// An L4 tuple, addresses and ports in network order. `A` is the address: `u32` for IPv4,
+/// `[u32; 4]` for IPv6 (words in network byte order, as `bpf_sock_addr.user_ip6`).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct Tuple4 {
-    pub saddr: u32,
-    pub daddr: u32,
+pub struct Tuple<A> {
+    pub saddr: A,
+    pub daddr: A,
     pub sport: u16,
     pub dport: u16,
 }
+/// An IPv4 tuple.
+pub type Tuple4 = Tuple<u32>;
+/// An IPv6 tuple.
+pub type Tuple6 = Tuple<[u32; 4]>;
 const _: () = assert!(size_of::<Tuple4>() == 12);
+const _: () = assert!(size_of::<Tuple6>() == 36);
 
-impl Tuple4 {
+impl<A: Copy> Tuple<A> {
     /// The same flow seen from the other end.
     pub const fn reversed(self) -> Self {
         Self {
@@ -47,11 +53,11 @@ impl Tuple4 {
     }
 }
 
-/// Key of the IPv4 conntrack map.
+/// Key of a conntrack map (`STRAIT_CT4`, `STRAIT_CT6`).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct Ct4Key {
-    pub tuple: Tuple4,
+pub struct CtKey<A> {
+    pub tuple: Tuple<A>,
     /// IP protocol.
     pub proto: u8,
     /// [`CT_FORWARD`] or [`CT_REPLY`].
@@ -59,10 +65,13 @@ pub struct Ct4Key {
     /// Explicit padding, always zero.
     pub pad: [u8; 2],
 }
+pub type Ct4Key = CtKey<u32>;
+pub type Ct6Key = CtKey<[u32; 4]>;
 const _: () = assert!(size_of::<Ct4Key>() == 16);
+const _: () = assert!(size_of::<Ct6Key>() == 40);
 
-impl Ct4Key {
-    pub const fn new(tuple: Tuple4, proto: u8, dir: u8) -> Self {
+impl<A: Copy> CtKey<A> {
+    pub const fn new(tuple: Tuple<A>, proto: u8, dir: u8) -> Self {
         Self {
             tuple,
             proto,
@@ -72,12 +81,12 @@ impl Ct4Key {
     }
 }
 
-/// Value of the IPv4 conntrack map.
+/// Value of a conntrack map.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Ct4Entry {
+pub struct CtEntry<A> {
     /// The tuple packets of this direction are rewritten to.
-    pub nat: Tuple4,
+    pub nat: Tuple<A>,
     /// Reverse-NAT index of the service (as in the service map).
     pub rev_nat: u16,
     /// `CT_F_*` bits.
@@ -92,5 +101,8 @@ pub struct Ct4Entry {
     pub packets: u64,
     pub bytes: u64,
 }
-// 12 + 2 + 1 + 1 + 4 + 4 + 8 + 8: no implicit padding.
+pub type Ct4Entry = CtEntry<u32>;
+pub type Ct6Entry = CtEntry<[u32; 4]>;
+// Tuple + 2 + 1 + 1 + 4 + 4 + 8 + 8, with no implicit padding for either family.
 const _: () = assert!(size_of::<Ct4Entry>() == 40);
+const _: () = assert!(size_of::<Ct6Entry>() == 64);

@@ -21,7 +21,7 @@ pub mod sock;
 mod pod {
     use crate::{
         config::NodeConfig,
-        ct::{Ct4Entry, Ct4Key, Tuple4},
+        ct::{CtEntry, CtKey, Tuple},
         service::{Backend4, Backend6, Service4Key, Service6Key, ServiceStats, ServiceValue},
         sock::{
             Affinity4Key, Affinity4Value, SockRevNat4Key, SockRevNat4Value, SockRevNat6Key,
@@ -36,12 +36,19 @@ mod pod {
     unsafe impl aya::Pod for ServiceValue {}
     // SAFETY: as above.
     unsafe impl aya::Pod for Backend4 {}
+    // SAFETY: as above, for both address types (`u32`, `[u32; 4]`); the size assertions next to
+    // the types cover both instantiations.
+    unsafe impl aya::Pod for Tuple<u32> {}
     // SAFETY: as above.
-    unsafe impl aya::Pod for Tuple4 {}
+    unsafe impl aya::Pod for Tuple<[u32; 4]> {}
     // SAFETY: as above.
-    unsafe impl aya::Pod for Ct4Key {}
+    unsafe impl aya::Pod for CtKey<u32> {}
     // SAFETY: as above.
-    unsafe impl aya::Pod for Ct4Entry {}
+    unsafe impl aya::Pod for CtKey<[u32; 4]> {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for CtEntry<u32> {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for CtEntry<[u32; 4]> {}
     // SAFETY: as above.
     unsafe impl aya::Pod for NodeConfig {}
     // SAFETY: as above.

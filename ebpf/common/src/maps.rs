@@ -13,6 +13,8 @@ pub const SERVICES_V6: &str = "STRAIT_SVC6";
 pub const BACKENDS_V6: &str = "STRAIT_BE6";
 /// IPv4 conntrack, keyed by [`crate::ct::Ct4Key`] (an LRU hash).
 pub const CT_V4: &str = "STRAIT_CT4";
+/// IPv6 conntrack, keyed by [`crate::ct::Ct6Key`] (an LRU hash, sized like the IPv4 one).
+pub const CT_V6: &str = "STRAIT_CT6";
 /// The node's configuration and the layout version (an array of one [`crate::config::NodeConfig`]).
 pub const CONFIG: &str = "STRAIT_CONFIG";
 /// Socket reverse NAT (an LRU hash), keyed by [`crate::sock::SockRevNat4Key`].

@@ -15,5 +15,6 @@ pub(crate) fn node() -> NodeConfig {
         snat_port_min: 0,
         snat_port_max: 0,
         maglev_size: 0,
+        node_ipv6: [0; 4],
     })
 }

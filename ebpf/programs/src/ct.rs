@@ -1,27 +1,20 @@
-//! Connection tracking for the per-packet path (see `strait_ebpf_common::ct` for the model).
+//! Connection tracking for the per-packet path (see `strait_ebpf_common::ct` for the model),
+//! for both families through [`Addr`].
 
 use aya_ebpf::{
     bindings::BPF_NOEXIST,
     helpers::{bpf_get_prandom_u32, bpf_ktime_get_ns},
-    macros::map,
-    maps::LruHashMap,
 };
 use strait_ebpf_common::{
     ct::{
         CT_F_CLOSING, CT_FORWARD, CT_LIFETIME_CLOSING, CT_LIFETIME_TCP, CT_LIFETIME_UDP, CT_REPLY,
-        Ct4Entry, Ct4Key, Tuple4,
+        CtEntry, CtKey, Tuple,
     },
     drop::DropReason,
-    maps::CT_MAX,
     service::PROTO_TCP,
 };
 
-use crate::packet::Packet4;
-
-/// LRU: when full, the least recently used entry goes, never the new flow. The agent exports
-/// the fill level as the pressure figure (and sizes the map from memory at load time).
-#[map]
-static STRAIT_CT4: LruHashMap<Ct4Key, Ct4Entry> = LruHashMap::pinned(CT_MAX, 0);
+use crate::{family::Addr, packet::Packet};
 
 /// TCP flags that end a connection.
 const TCP_FIN_RST: u8 = 0x01 | 0x04;
@@ -33,8 +26,8 @@ fn now_secs() -> u32 {
 }
 
 #[inline(always)]
-fn lifetime(packet: &Packet4, closing: bool) -> u32 {
-    if packet.proto != PROTO_TCP {
+fn lifetime(proto: u8, closing: bool) -> u32 {
+    if proto != PROTO_TCP {
         CT_LIFETIME_UDP
     } else if closing {
         CT_LIFETIME_CLOSING
@@ -46,9 +39,8 @@ fn lifetime(packet: &Packet4, closing: bool) -> u32 {
 /// Finds the live entry for `packet` in direction `dir`, accounts the packet on it, and returns
 /// the tuple to rewrite the packet to and the service's reverse-NAT index.
 #[inline(always)]
-pub(crate) fn lookup(packet: &Packet4, dir: u8) -> Option<(Tuple4, u16)> {
-    let key = Ct4Key::new(packet.tuple, packet.proto, dir);
-    let entry = STRAIT_CT4.get_ptr_mut(key)?;
+pub(crate) fn lookup<A: Addr>(packet: &Packet<A>, dir: u8) -> Option<(Tuple<A>, u16)> {
+    let entry = A::ct_get_mut(CtKey::new(packet.tuple, packet.proto, dir))?;
     let now = now_secs();
     // SAFETY: the pointer is to a live map value; concurrent writers on other CPUs may update
     // the same counters, which costs at most a lost increment.
@@ -60,7 +52,7 @@ pub(crate) fn lookup(packet: &Packet4, dir: u8) -> Option<(Tuple4, u16)> {
     if closing {
         entry.flags |= CT_F_CLOSING;
     }
-    entry.expires = now + lifetime(packet, closing);
+    entry.expires = now + lifetime(packet.proto, closing);
     entry.packets += 1;
     entry.bytes += u64::from(packet.len);
     Some((entry.nat, entry.rev_nat))
@@ -69,9 +61,8 @@ pub(crate) fn lookup(packet: &Packet4, dir: u8) -> Option<(Tuple4, u16)> {
 /// The rewrite recorded for `tuple` in direction `dir`, if live, without accounting a packet
 /// (for ICMP errors that quote a tracked flow).
 #[inline(always)]
-pub(crate) fn peek(tuple: Tuple4, proto: u8, dir: u8) -> Option<(Tuple4, u16)> {
-    // SAFETY: the value is copied out at once.
-    let entry = unsafe { STRAIT_CT4.get(Ct4Key::new(tuple, proto, dir)) }.copied()?;
+pub(crate) fn peek<A: Addr>(tuple: Tuple<A>, proto: u8, dir: u8) -> Option<(Tuple<A>, u16)> {
+    let entry = A::ct_get(CtKey::new(tuple, proto, dir))?;
     (entry.expires >= now_secs()).then_some((entry.nat, entry.rev_nat))
 }
 
@@ -80,75 +71,64 @@ pub(crate) fn peek(tuple: Tuple4, proto: u8, dir: u8) -> Option<(Tuple4, u16)> {
 /// the port reservation) a live REPLY entry for the same tuple makes it fail, so two flows never
 /// claim one reply tuple; an expired one is replaced.
 #[inline(always)]
-pub(crate) fn create(
-    packet: &Packet4,
-    nat: Tuple4,
+pub(crate) fn create<A: Addr>(
+    packet: &Packet<A>,
+    nat: Tuple<A>,
     rev_nat: u16,
     flags: u8,
     exclusive: bool,
 ) -> Result<(), DropReason> {
     let now = now_secs();
-    let expires = now + lifetime(packet, false);
-    let reply = Ct4Entry {
+    let reply = CtEntry {
         nat: packet.tuple.reversed(),
         rev_nat,
         flags,
         pad: 0,
-        expires,
+        expires: now + lifetime(packet.proto, false),
         pad2: 0,
         packets: 0,
         bytes: 0,
     };
-    let reply_key = Ct4Key::new(nat.reversed(), packet.proto, CT_REPLY);
+    let reply_key = CtKey::new(nat.reversed(), packet.proto, CT_REPLY);
     if exclusive
-        && STRAIT_CT4
-            .insert(reply_key, reply, u64::from(BPF_NOEXIST))
-            .is_err()
+        && A::ct_insert(reply_key, reply, u64::from(BPF_NOEXIST)).is_err()
+        && A::ct_get(reply_key).is_some_and(|e| e.expires >= now)
     {
-        // SAFETY: the value is read once, as a plain integer.
-        let live = STRAIT_CT4
-            .get_ptr(reply_key)
-            .is_some_and(|e| unsafe { (*e).expires } >= now);
-        if live {
-            return Err(DropReason::CtWriteFailed);
-        }
+        return Err(DropReason::CtWriteFailed);
     }
-    STRAIT_CT4
-        .insert(reply_key, reply, 0)
-        .map_err(|_| DropReason::CtWriteFailed)?;
-    let forward = Ct4Entry {
+    A::ct_insert(reply_key, reply, 0).map_err(|_| DropReason::CtWriteFailed)?;
+    let forward = CtEntry {
         nat,
         packets: 1,
         bytes: u64::from(packet.len),
         ..reply
     };
-    STRAIT_CT4
-        .insert(
-            Ct4Key::new(packet.tuple, packet.proto, CT_FORWARD),
-            forward,
-            0,
-        )
-        .map_err(|_| DropReason::CtWriteFailed)
+    A::ct_insert(
+        CtKey::new(packet.tuple, packet.proto, CT_FORWARD),
+        forward,
+        0,
+    )
+    .map_err(|_| DropReason::CtWriteFailed)
 }
 
 /// Picks a source port for a flow source-NATed to `node` towards `backend`, and tracks it.
 /// The client's own port is tried first (it is usually free), then random ports in the range;
 /// a REPLY entry already holding the tuple makes the insert fail, so the next port is tried.
 #[inline(always)]
-pub(crate) fn create_snat(
-    packet: &Packet4,
-    node: u32,
-    backend: (u32, u16),
+pub(crate) fn create_snat<A: Addr>(
+    packet: &Packet<A>,
+    node: A,
+    backend: (A, u16),
     port_range: (u16, u16),
     rev_nat: u16,
     flags: u8,
-) -> Result<Tuple4, DropReason> {
+) -> Result<Tuple<A>, DropReason> {
     let (min, max) = port_range;
     let span = u32::from(max.saturating_sub(min)) + 1;
     let mut port = u16::from_be(packet.tuple.sport);
     for _attempt in 0..8 {
         if port >= min && port <= max {
-            let nat = Tuple4 {
+            let nat = Tuple {
                 saddr: node,
                 daddr: backend.0,
                 sport: port.to_be(),

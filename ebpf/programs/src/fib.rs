@@ -11,27 +11,27 @@ use aya_ebpf::{
     helpers::generated::{bpf_fib_lookup as fib_lookup, bpf_redirect, bpf_redirect_neigh},
     programs::TcContext,
 };
-use strait_ebpf_common::ct::Tuple4;
+use strait_ebpf_common::ct::Tuple;
 
-const AF_INET: u8 = 2;
+use crate::family::Addr;
+
 const ETH_HLEN: u32 = 14;
 
 /// Routes the (already rewritten) packet to `to.daddr` and redirects it to the egress device
 /// with fresh MAC addresses. Returns the tc verdict: a redirect, or `TC_ACT_OK` to leave the
 /// packet to the stack when there is no route to take (the stack then drops it and counts it).
 #[inline(always)]
-pub(crate) fn redirect4(ctx: &TcContext, proto: u8, to: Tuple4) -> i32 {
+pub(crate) fn redirect<A: Addr>(ctx: &TcContext, proto: u8, to: Tuple<A>) -> i32 {
     // SAFETY: an all-zero `bpf_fib_lookup` is a valid value (plain integers and unions of them).
     let mut params: bpf_fib_lookup = unsafe { core::mem::zeroed() };
-    params.family = AF_INET;
+    params.family = A::AF;
     params.l4_protocol = proto;
     params.sport = to.sport;
     params.dport = to.dport;
     params.__bindgen_anon_1.tot_len = ctx.len().saturating_sub(ETH_HLEN) as u16;
     // SAFETY: `skb` points at the context the kernel passed for this run.
     params.ifindex = unsafe { (*ctx.skb.skb).ifindex };
-    params.__bindgen_anon_3.ipv4_src = to.saddr;
-    params.__bindgen_anon_4.ipv4_dst = to.daddr;
+    A::fib_addrs(&mut params, to.saddr, to.daddr);
     // SAFETY: `params` is a valid, writable `bpf_fib_lookup` of the size passed.
     let rc = unsafe {
         fib_lookup(

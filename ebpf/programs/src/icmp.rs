@@ -100,7 +100,8 @@ pub(crate) fn translate4(
     error: &IcmpError4,
 ) -> Result<Option<Tuple4>, DropReason> {
     // The quoted packet went client → backend as translated: its reverse is a REPLY key.
-    let Some((restore, _rev_nat)) = ct::peek(error.inner.reversed(), error.inner_proto, CT_REPLY)
+    let Some((restore, _rev_nat)) =
+        ct::peek::<u32>(error.inner.reversed(), error.inner_proto, CT_REPLY)
     else {
         return Ok(None);
     };

@@ -41,6 +41,8 @@ static STRAIT_AFF4: LruHashMap<Affinity4Key, Affinity4Value> = LruHashMap::pinne
 pub(crate) trait Family {
     type Address: Copy;
     type Backend: Copy;
+    /// A backend's address, port (network order) and `BACKEND_F_*` flags.
+    fn parts(backend: &Self::Backend) -> (Self::Address, u16, u8);
     fn service(address: Self::Address, port: u16, proto: u8, slot: u16) -> Option<ServiceValue>;
     fn backend(id: u32) -> Option<Self::Backend>;
 }
@@ -51,6 +53,11 @@ pub(crate) struct V6;
 impl Family for V4 {
     type Address = u32;
     type Backend = Backend4;
+
+    #[inline(always)]
+    fn parts(backend: &Backend4) -> (u32, u16, u8) {
+        (backend.address, backend.port, backend.flags)
+    }
 
     #[inline(always)]
     fn service(address: u32, port: u16, proto: u8, slot: u16) -> Option<ServiceValue> {
@@ -68,6 +75,11 @@ impl Family for V4 {
 impl Family for V6 {
     type Address = [u32; 4];
     type Backend = Backend6;
+
+    #[inline(always)]
+    fn parts(backend: &Backend6) -> ([u32; 4], u16, u8) {
+        (backend.address, backend.port, backend.flags)
+    }
 
     #[inline(always)]
     fn service(address: [u32; 4], port: u16, proto: u8, slot: u16) -> Option<ServiceValue> {

@@ -4,6 +4,7 @@
 //! - `netdev`: tc hooks on the node's uplink, the per-packet path;
 //! - `lb`: the service and backend maps and backend selection, shared by both;
 //! - `ct`: conntrack for the per-packet path;
+//! - `family`: what differs between IPv4 and IPv6 there;
 //! - `packet`: header parsing and rewriting with checksum updates;
 //! - `fib`: routing and redirecting what the stack would take for martians;
 //! - `icmp`: ICMP errors about translated flows;
@@ -17,6 +18,7 @@
 mod config;
 mod ct;
 mod drop;
+mod family;
 mod fib;
 mod icmp;
 mod lb;

@@ -1,5 +1,6 @@
 //! tc hooks on a node's uplink: the per-packet service path for traffic that sockets of this
-//! node did not originate (NodePort, LoadBalancer, external IPs, ClusterIP from outside).
+//! node did not originate (NodePort, LoadBalancer, external IPs, ClusterIP from outside), for
+//! IPv4 and IPv6 alike.
 //!
 //! ```text
 //!  client ──▶ [ingress: strait_from_netdev] DNAT to a backend (+ SNAT to the node for remote
@@ -15,29 +16,40 @@ use aya_ebpf::{
     programs::TcContext,
 };
 use strait_ebpf_common::{
-    ct::{CT_F_SNAT, CT_FORWARD, CT_REPLY, Tuple4},
+    ct::{CT_F_SNAT, CT_FORWARD, CT_REPLY, Tuple},
     drop::DropReason,
     service::{BACKEND_F_LOCAL, SVC_F_LOCAL_ONLY},
-    sock::AFFINITY_BY_ADDRESS,
 };
 
 use crate::{
-    config, ct, drop, fib, icmp,
-    lb::{self, Lookup},
-    packet::{self, Packet4},
+    config, ct, drop,
+    family::Addr,
+    fib, icmp,
+    lb::{self, Family as _, Lookup},
+    packet::{self, Packet, Parsed},
     stats,
 };
 
 /// Packets arriving on the uplink.
 #[classifier]
 pub(crate) fn strait_from_netdev(ctx: TcContext) -> i32 {
-    verdict(from_netdev(&ctx))
+    verdict(match packet::parse(&ctx) {
+        Ok(Parsed::V4(packet)) => from_netdev(&ctx, &packet),
+        Ok(Parsed::V6(packet)) => from_netdev(&ctx, &packet),
+        Ok(Parsed::Other) => icmp_error(&ctx, true),
+        Err(reason) => Err(reason),
+    })
 }
 
 /// Packets leaving through the uplink.
 #[classifier]
 pub(crate) fn strait_to_netdev(ctx: TcContext) -> i32 {
-    verdict(to_netdev(&ctx).map(|()| TC_ACT_OK))
+    verdict(match packet::parse(&ctx) {
+        Ok(Parsed::V4(packet)) => to_netdev(&ctx, &packet),
+        Ok(Parsed::V6(packet)) => to_netdev(&ctx, &packet),
+        Ok(Parsed::Other) => icmp_error(&ctx, false),
+        Err(reason) => Err(reason),
+    })
 }
 
 /// The one exit of both hooks: a drop is counted under its reason.
@@ -53,89 +65,81 @@ fn verdict(result: Result<i32, DropReason>) -> i32 {
 }
 
 #[inline(always)]
-fn from_netdev(ctx: &TcContext) -> Result<i32, DropReason> {
-    let Some(packet) = packet::parse4(ctx)? else {
-        return icmp_error(ctx, true);
-    };
+fn from_netdev<A: Addr>(ctx: &TcContext, packet: &Packet<A>) -> Result<i32, DropReason> {
     // Replies of flows we source-NATed come back to the node address; later packets of a
     // flow keep the backend its first packet got.
-    let tracked = match ct::lookup(&packet, CT_REPLY) {
+    let tracked = match ct::lookup(packet, CT_REPLY) {
         Some(to) => Some(to),
-        None => ct::lookup(&packet, CT_FORWARD),
+        None => ct::lookup(packet, CT_FORWARD),
     };
     if let Some((to, rev_nat)) = tracked {
         stats::packet(rev_nat, packet.len);
-        return forward(ctx, &packet, to);
+        return forward(ctx, packet, to);
     }
-    let (backend, master) = match lb::select_backend::<lb::V4>(
-        packet.tuple.daddr,
-        packet.tuple.dport,
+    let tuple = packet.tuple;
+    let (backend, master) = match lb::select_backend::<A::Lb>(
+        tuple.daddr,
+        tuple.dport,
         packet.proto,
         // Outside the node there are no sockets: affinity goes by the client's address.
-        AFFINITY_BY_ADDRESS | u64::from(packet.tuple.saddr),
-        Some(lb::flow_hash(
-            packet.tuple.saddr,
-            packet.tuple.daddr,
-            packet.tuple.sport,
-            packet.tuple.dport,
-            packet.proto,
-        )),
+        A::affinity_client(tuple.saddr),
+        A::flow_hash(&tuple, packet.proto),
     ) {
         Lookup::NotService => return Ok(TC_ACT_OK),
         Lookup::Refuse(reason) => return Err(reason),
         Lookup::Backend { backend, master } => (backend, master),
     };
+    let (address, port, backend_flags) = A::Lb::parts(&backend);
     let to = new_flow(
-        &packet,
-        backend.address,
-        backend.port,
-        backend.flags,
+        packet,
+        address,
+        port,
+        backend_flags,
         master.flags,
         master.rev_nat,
     )?;
     stats::flow(master.rev_nat);
     stats::packet(master.rev_nat, packet.len);
-    forward(ctx, &packet, to)
+    forward(ctx, packet, to)
 }
 
 /// Rewrites an arriving packet and sends it on: through the stack, or, when its new source is
 /// a node address the stack would take for a martian, straight to the egress device.
 #[inline(always)]
-fn forward(ctx: &TcContext, packet: &Packet4, to: Tuple4) -> Result<i32, DropReason> {
-    packet::rewrite4(ctx, packet, to)?;
+fn forward<A: Addr>(ctx: &TcContext, packet: &Packet<A>, to: Tuple<A>) -> Result<i32, DropReason> {
+    packet::rewrite(ctx, packet, to)?;
     if to.saddr == packet.tuple.saddr {
         return Ok(TC_ACT_OK);
     }
-    Ok(fib::redirect4(ctx, packet.proto, to))
+    Ok(fib::redirect(ctx, packet.proto, to))
 }
 
 /// Tracks the first packet of a flow to a service and returns its rewrite. Remote backends of a
 /// frontend whose traffic policy is Cluster are reached with the node address as source, so
 /// their replies return through this node; Local frontends keep the client address.
 #[inline(always)]
-fn new_flow(
-    packet: &Packet4,
-    address: u32,
+fn new_flow<A: Addr>(
+    packet: &Packet<A>,
+    address: A,
     port: u16,
     backend_flags: u8,
     service_flags: u8,
     rev_nat: u16,
-) -> Result<Tuple4, DropReason> {
-    let node = config::node();
-    let snat = backend_flags & BACKEND_F_LOCAL == 0
-        && service_flags & SVC_F_LOCAL_ONLY == 0
-        && node.node_ipv4 != 0;
-    if snat {
+) -> Result<Tuple<A>, DropReason> {
+    let config = config::node();
+    let snat_from = A::node(&config)
+        .filter(|_| backend_flags & BACKEND_F_LOCAL == 0 && service_flags & SVC_F_LOCAL_ONLY == 0);
+    if let Some(node) = snat_from {
         return ct::create_snat(
             packet,
-            node.node_ipv4,
+            node,
             (address, port),
-            (node.snat_port_min, node.snat_port_max),
+            (config.snat_port_min, config.snat_port_max),
             rev_nat,
             CT_F_SNAT,
         );
     }
-    let to = Tuple4 {
+    let to = Tuple {
         daddr: address,
         dport: port,
         ..packet.tuple
@@ -144,7 +148,7 @@ fn new_flow(
     Ok(to)
 }
 
-/// Translates an ICMP error about a tracked flow; arriving ones whose source became a node
+/// Translates an ICMPv4 error about a tracked flow; arriving ones whose source became a node
 /// address are redirected, as in [`forward`].
 #[inline(always)]
 fn icmp_error(ctx: &TcContext, arriving: bool) -> Result<i32, DropReason> {
@@ -152,22 +156,19 @@ fn icmp_error(ctx: &TcContext, arriving: bool) -> Result<i32, DropReason> {
         return Ok(TC_ACT_OK);
     };
     match icmp::translate4(ctx, &error)? {
-        Some(to) if arriving && to.saddr != error.outer.saddr => Ok(fib::redirect4(ctx, 1, to)),
+        Some(to) if arriving && to.saddr != error.outer.saddr => {
+            Ok(fib::redirect::<u32>(ctx, 1, to))
+        }
         _ => Ok(TC_ACT_OK),
     }
 }
 
 #[inline(always)]
-fn to_netdev(ctx: &TcContext) -> Result<(), DropReason> {
-    let Some(packet) = packet::parse4(ctx)? else {
-        return icmp_error(ctx, false).map(|_| ());
-    };
+fn to_netdev<A: Addr>(ctx: &TcContext, packet: &Packet<A>) -> Result<i32, DropReason> {
     // Replies of local backends leave with the frontend restored as their source.
-    match ct::lookup(&packet, CT_REPLY) {
-        Some((to, rev_nat)) => {
-            stats::packet(rev_nat, packet.len);
-            packet::rewrite4(ctx, &packet, to)
-        }
-        None => Ok(()),
+    if let Some((to, rev_nat)) = ct::lookup(packet, CT_REPLY) {
+        stats::packet(rev_nat, packet.len);
+        packet::rewrite(ctx, packet, to)?;
     }
+    Ok(TC_ACT_OK)
 }

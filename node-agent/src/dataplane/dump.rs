@@ -4,19 +4,21 @@
 
 use std::{
     borrow::Borrow,
-    net::{Ipv4Addr, SocketAddr},
+    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
     path::Path,
 };
 
 use aya::maps::{HashMap, IterableMap as _, Map, MapData, PerCpuArray};
 use strait_ebpf_common::{
-    ct::{Ct4Entry, Ct4Key},
+    ct::{Ct4Entry, Ct4Key, Ct6Entry, Ct6Key, CtEntry, CtKey, Tuple},
     drop::DropReason,
     maps::{
-        AFFINITY_V4, BACKENDS_V4, BACKENDS_V6, CT_V4, DROPS, SERVICE_STATS, SERVICES_V4,
+        AFFINITY_V4, BACKENDS_V4, BACKENDS_V6, CT_V4, CT_V6, DROPS, SERVICE_STATS, SERVICES_V4,
         SERVICES_V6,
     },
-    service::{Backend4, Backend6, Service4Key, Service6Key, ServiceStats, ServiceValue},
+    service::{
+        Backend4, Backend6, Service4Key, Service6Key, ServiceStats, ServiceValue, ipv6_octets,
+    },
     sock::{AFFINITY_BY_ADDRESS, Affinity4Key, Affinity4Value},
 };
 
@@ -33,13 +35,94 @@ pub struct CtPressure {
     pub capacity: u32,
 }
 
-/// One conntrack entry, with its expiry relative to now.
+/// One conntrack entry of either family, with its expiry relative to now.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CtDump {
-    pub key: Ct4Key,
-    pub entry: Ct4Entry,
+    pub proto: u8,
+    /// `CT_FORWARD` (as the client sent it) or `CT_REPLY` (as the backend replies).
+    pub dir: u8,
+    /// The flow as packets of this direction carry it: source, destination.
+    pub tuple: (SocketAddr, SocketAddr),
+    /// What those packets are rewritten to.
+    pub nat: (SocketAddr, SocketAddr),
+    pub rev_nat: u16,
+    /// `CT_F_*` bits.
+    pub flags: u8,
+    pub packets: u64,
+    pub bytes: u64,
     /// Seconds until the entry expires (negative: expired, awaiting eviction).
     pub expires_in: i64,
+}
+
+/// An address type of the conntrack maps, read back as an `IpAddr`.
+trait CtAddr: Copy {
+    fn ip(self) -> IpAddr;
+}
+
+impl CtAddr for u32 {
+    fn ip(self) -> IpAddr {
+        Ipv4Addr::from(u32::from_be(self)).into()
+    }
+}
+
+impl CtAddr for [u32; 4] {
+    fn ip(self) -> IpAddr {
+        Ipv6Addr::from(ipv6_octets(self)).into()
+    }
+}
+
+fn endpoints<A: CtAddr>(tuple: &Tuple<A>) -> (SocketAddr, SocketAddr) {
+    (
+        SocketAddr::new(tuple.saddr.ip(), u16::from_be(tuple.sport)),
+        SocketAddr::new(tuple.daddr.ip(), u16::from_be(tuple.dport)),
+    )
+}
+
+/// The conntrack maps of both families.
+pub(super) struct CtMaps<T> {
+    pub(super) v4: HashMap<T, Ct4Key, Ct4Entry>,
+    pub(super) v6: HashMap<T, Ct6Key, Ct6Entry>,
+}
+
+impl<T: Borrow<MapData>> CtMaps<T> {
+    /// Every entry, both families and directions.
+    pub(super) fn dump(&self) -> Result<Vec<CtDump>, DataplaneError> {
+        let now = monotonic_secs();
+        let mut entries: Vec<CtDump> = read_all(&self.v4, CT_V4)?
+            .iter()
+            .map(|(key, entry)| ct_dump(key, entry, now))
+            .collect();
+        entries.extend(
+            read_all(&self.v6, CT_V6)?
+                .iter()
+                .map(|(key, entry)| ct_dump(key, entry, now)),
+        );
+        entries.sort_by_key(|e| (e.dir, e.tuple.0));
+        Ok(entries)
+    }
+
+    /// How full the maps are, both families together.
+    pub(super) fn pressure(&self) -> Result<CtPressure, DataplaneError> {
+        let (a, b) = (ct_pressure(&self.v4), ct_pressure(&self.v6));
+        Ok(CtPressure {
+            entries: a.entries.saturating_add(b.entries),
+            capacity: a.capacity.saturating_add(b.capacity),
+        })
+    }
+}
+
+fn ct_dump<A: CtAddr>(key: &CtKey<A>, entry: &CtEntry<A>, now: i64) -> CtDump {
+    CtDump {
+        proto: key.proto,
+        dir: key.dir,
+        tuple: endpoints(&key.tuple),
+        nat: endpoints(&entry.nat),
+        rev_nat: entry.rev_nat,
+        flags: entry.flags,
+        packets: entry.packets,
+        bytes: entry.bytes,
+        expires_in: i64::from(entry.expires) - now,
+    }
 }
 
 /// Seconds on the clock BPF programs read (`bpf_ktime_get_ns`: CLOCK_MONOTONIC).
@@ -145,7 +228,7 @@ pub struct DropCount {
 /// loading anything: what `netctl bpf dump` shows.
 pub struct PinnedMaps {
     lb: LbMaps<MapData>,
-    ct: HashMap<MapData, Ct4Key, Ct4Entry>,
+    ct: CtMaps<MapData>,
     affinity: HashMap<MapData, Affinity4Key, Affinity4Value>,
     drops: PerCpuArray<MapData, u64>,
     stats: PerCpuArray<MapData, ServiceStats>,
@@ -167,7 +250,10 @@ impl PinnedMaps {
                 services6: open_pinned(pin_dir, SERVICES_V6)?,
                 backends6: open_pinned(pin_dir, BACKENDS_V6)?,
             },
-            ct: open_pinned(pin_dir, CT_V4)?,
+            ct: CtMaps {
+                v4: open_pinned(pin_dir, CT_V4)?,
+                v6: open_pinned(pin_dir, CT_V6)?,
+            },
             affinity: open_pinned(pin_dir, AFFINITY_V4)?,
             drops: open_pinned(pin_dir, DROPS)?,
             stats: open_pinned(pin_dir, SERVICE_STATS)?,
@@ -223,12 +309,12 @@ impl PinnedMaps {
 
     /// Conntrack entries, both directions.
     pub fn ct(&self) -> Result<Vec<CtDump>, DataplaneError> {
-        dump_ct(&self.ct)
+        self.ct.dump()
     }
 
     /// How full the conntrack map is.
     pub fn ct_pressure(&self) -> Result<CtPressure, DataplaneError> {
-        ct_pressure(&self.ct)
+        self.ct.pressure()
     }
 
     /// The services as the maps hold them.
@@ -253,37 +339,13 @@ where
     T::try_from(map).map_err(|source| DataplaneError::MapType { map: name, source })
 }
 
-pub(super) fn dump_ct<T: Borrow<MapData>>(
-    ct: &HashMap<T, Ct4Key, Ct4Entry>,
-) -> Result<Vec<CtDump>, DataplaneError> {
-    let now = monotonic_secs();
-    let mut entries: Vec<CtDump> = read_all(ct, CT_V4)?
-        .into_iter()
-        .map(|(key, entry)| CtDump {
-            key,
-            entry,
-            expires_in: i64::from(entry.expires) - now,
-        })
-        .collect();
-    entries.sort_by_key(|e| {
-        (
-            e.key.dir,
-            u32::from_be(e.key.tuple.saddr),
-            u16::from_be(e.key.tuple.sport),
-        )
-    });
-    Ok(entries)
-}
-
-pub(super) fn ct_pressure<T: Borrow<MapData>>(
-    ct: &HashMap<T, Ct4Key, Ct4Entry>,
-) -> Result<CtPressure, DataplaneError> {
+fn ct_pressure<T: Borrow<MapData>, K: aya::Pod, V: aya::Pod>(ct: &HashMap<T, K, V>) -> CtPressure {
     let capacity = ct.map().info().map_or(0, |info| info.max_entries());
     let entries = ct.keys().filter(Result::is_ok).count();
-    Ok(CtPressure {
+    CtPressure {
         entries: u32::try_from(entries).unwrap_or(u32::MAX),
         capacity,
-    })
+    }
 }
 
 pub(super) fn read_all<T, K, V>(

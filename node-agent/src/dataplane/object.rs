@@ -2,7 +2,7 @@
 
 use std::{
     fs::{self, File},
-    net::Ipv4Addr,
+    net::{Ipv4Addr, Ipv6Addr},
     path::{Path, PathBuf},
     time::Duration,
 };
@@ -18,20 +18,19 @@ use aya::{
 };
 use strait_ebpf_common::{
     config::{LAYOUT_VERSION, NodeConfig},
-    ct::{Ct4Entry, Ct4Key},
     maps::{
-        BACKENDS_V4, BACKENDS_V6, CONFIG, CT_V4, DROPS, MAGLEV_SIZE, MAGLEV_TABLES, MAGLEV_V4,
-        SERVICE_STATS, SERVICES_V4, SERVICES_V6,
+        BACKENDS_V4, BACKENDS_V6, CONFIG, CT_V4, CT_V6, DROPS, MAGLEV_SIZE, MAGLEV_TABLES,
+        MAGLEV_V4, SERVICE_STATS, SERVICES_V4, SERVICES_V6,
     },
-    service::{Backend4, Backend6, ServiceStats, ServiceValue},
+    service::{Backend4, Backend6, ServiceStats, ServiceValue, ipv6_words},
 };
 use tracing::warn;
 
 use super::{
     DataplaneError,
     dump::{
-        CtDump, CtPressure, DropCount, LbMaps, ServiceDump, ServiceStatsDump, ct_pressure, dump_ct,
-        open_pinned, read_drops, read_service_stats,
+        CtDump, CtMaps, CtPressure, DropCount, LbMaps, ServiceDump, ServiceStatsDump, open_pinned,
+        read_drops, read_service_stats,
     },
     plan::{BackendEntry, Frontend, MapOp, PodCidr, ServiceKey, ServiceSpec, ServiceTable},
 };
@@ -68,10 +67,11 @@ const SNAT_PORTS: (u16, u16) = (61_000, 65_535);
 pub struct DataplaneConfig {
     /// Directory (on bpffs) holding the pinned maps. Production: /sys/fs/bpf/strait.
     pub pin_dir: PathBuf,
-    /// The node's address: the source of flows source-NATed to remote backends.
+    /// The node's addresses: the source of flows source-NATed to remote backends.
     pub node_ipv4: Option<Ipv4Addr>,
-    /// The node's pod range: backends inside it are local.
-    pub pod_cidr: Option<PodCidr>,
+    pub node_ipv6: Option<Ipv6Addr>,
+    /// The node's pod ranges (one per family): backends inside them are local.
+    pub pod_cidrs: Vec<PodCidr>,
     /// Conntrack entries when the map is first created; `None` sizes it from memory.
     pub ct_entries: Option<u32>,
     /// Entries per Maglev table (a prime; 0 disables Maglev) and the number of tables.
@@ -85,7 +85,8 @@ impl DataplaneConfig {
         Self {
             pin_dir: pin_dir.into(),
             node_ipv4: None,
-            pod_cidr: None,
+            node_ipv6: None,
+            pod_cidrs: Vec::new(),
             ct_entries: None,
             maglev_size: MAGLEV_SIZE,
             maglev_tables: MAGLEV_TABLES as u16,
@@ -199,6 +200,7 @@ impl Dataplane {
             .default_map_pin_directory(&config.pin_dir)
             // Only applies when the map is created; an adopted map keeps its size.
             .map_max_entries(CT_V4, ct_entries)
+            .map_max_entries(CT_V6, ct_entries)
             .map_max_entries(MAGLEV_V4, maglev_entries.max(1))
             .load(OBJECT)
             .map_err(|source| DataplaneError::Load {
@@ -224,7 +226,7 @@ impl Dataplane {
 
         let lb = lb_maps(&ebpf)?;
         let mut table = ServiceTable::recover(lb.entries()?, lb.backends()?);
-        table.set_pod_cidr(config.pod_cidr);
+        table.set_pod_cidrs(config.pod_cidrs.clone());
         table.set_maglev(config.maglev_size, config.maglev_tables);
         Ok(Self {
             ebpf,
@@ -274,14 +276,14 @@ impl Dataplane {
         Ok(())
     }
 
-    /// Conntrack entries, both directions.
+    /// Conntrack entries, both families and directions.
     pub fn dump_ct(&self) -> Result<Vec<CtDump>, DataplaneError> {
-        dump_ct(&ct_map(&self.ebpf)?)
+        ct_maps(&self.ebpf)?.dump()
     }
 
-    /// How full the conntrack map is.
+    /// How full the conntrack maps are.
     pub fn ct_pressure(&self) -> Result<CtPressure, DataplaneError> {
-        ct_pressure(&ct_map(&self.ebpf)?)
+        ct_maps(&self.ebpf)?.pressure()
     }
 
     /// The pin directory in use.
@@ -611,15 +613,18 @@ fn write_node_config(ebpf: &mut Ebpf, config: &DataplaneConfig) -> Result<(), Da
         snat_port_min: SNAT_PORTS.0,
         snat_port_max: SNAT_PORTS.1,
         maglev_size: config.maglev_size,
+        node_ipv6: config.node_ipv6.map_or([0; 4], |a| ipv6_words(a.octets())),
     };
     array
         .set(0, value, 0)
         .map_err(|source| write_error(CONFIG, &0, source))
 }
 
-fn ct_map(ebpf: &Ebpf) -> Result<HashMap<&MapData, Ct4Key, Ct4Entry>, DataplaneError> {
-    let map = ebpf.map(CT_V4).ok_or(DataplaneError::MissingMap(CT_V4))?;
-    HashMap::try_from(map).map_err(|source| DataplaneError::MapType { map: CT_V4, source })
+fn ct_maps(ebpf: &Ebpf) -> Result<CtMaps<&MapData>, DataplaneError> {
+    Ok(CtMaps {
+        v4: typed_map(ebpf, CT_V4)?,
+        v6: typed_map(ebpf, CT_V6)?,
+    })
 }
 
 fn program<'a, P>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut P, DataplaneError>

@@ -243,23 +243,32 @@ impl ServiceOptions {
     }
 }
 
-/// The node's own pod range: backends inside it are local (reached without SNAT).
+/// One of the node's own pod ranges (a dual-stack node has one per family): backends inside
+/// it are local (reached without SNAT).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PodCidr {
-    pub network: Ipv4Addr,
+    pub network: IpAddr,
     pub prefix_len: u8,
 }
 
 impl PodCidr {
-    /// Whether `address` is inside the range (never for IPv6 addresses).
+    /// Whether `address` is inside the range (never for an address of the other family).
     pub fn contains(self, address: IpAddr) -> bool {
-        let IpAddr::V4(address) = address else {
-            return false;
-        };
-        let mask = u32::MAX
-            .checked_shl(32 - u32::from(self.prefix_len.min(32)))
-            .unwrap_or(0);
-        u32::from(address) & mask == u32::from(self.network) & mask
+        match (self.network, address) {
+            (IpAddr::V4(network), IpAddr::V4(address)) => {
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix_len.min(32)))
+                    .unwrap_or(0);
+                u32::from(address) & mask == u32::from(network) & mask
+            }
+            (IpAddr::V6(network), IpAddr::V6(address)) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix_len.min(128)))
+                    .unwrap_or(0);
+                u128::from(address) & mask == u128::from(network) & mask
+            }
+            _ => false,
+        }
     }
 }
 
@@ -270,14 +279,15 @@ impl FromStr for PodCidr {
         let (network, len) = s
             .split_once('/')
             .ok_or_else(|| format!("`{s}`: expected ADDRESS/PREFIX"))?;
-        let network = network
+        let network: IpAddr = network
             .parse()
             .map_err(|e| format!("`{s}`: bad address ({e})"))?;
+        let max = if network.is_ipv4() { 32 } else { 128 };
         let prefix_len = len
             .parse::<u8>()
             .ok()
-            .filter(|l| *l <= 32)
-            .ok_or_else(|| format!("`{s}`: prefix length must be 0 to 32"))?;
+            .filter(|l| *l <= max)
+            .ok_or_else(|| format!("`{s}`: prefix length must be 0 to {max}"))?;
         Ok(Self {
             network,
             prefix_len,
@@ -348,7 +358,7 @@ pub struct ServiceTable {
     capacity: (usize, usize),
     /// Service map entries in use (masters and slots).
     service_entries: usize,
-    pod_cidr: Option<PodCidr>,
+    pod_cidrs: Vec<PodCidr>,
     services: BTreeMap<Frontend, ServiceState>,
     /// Backend id by (address, protocol), with the number of slots pointing at it.
     backends: HashMap<(SocketAddr, Protocol), (u32, usize)>,
@@ -377,7 +387,7 @@ impl ServiceTable {
         Self {
             capacity: (services, backends),
             service_entries: 0,
-            pod_cidr: None,
+            pod_cidrs: Vec::new(),
             services: BTreeMap::new(),
             backends: HashMap::new(),
             backend_keys: HashMap::new(),
@@ -411,8 +421,8 @@ impl ServiceTable {
     }
 
     /// Sets the node's pod range; backends written from now on inside it are marked local.
-    pub fn set_pod_cidr(&mut self, cidr: Option<PodCidr>) {
-        self.pod_cidr = cidr;
+    pub fn set_pod_cidrs(&mut self, cidrs: Vec<PodCidr>) {
+        self.pod_cidrs = cidrs;
     }
 
     /// Rebuilds the table from entries read back from pinned maps, so a restarted agent keeps
@@ -500,7 +510,7 @@ impl ServiceTable {
         };
         self.backends.insert((addr, protocol), (id, 1));
         self.backend_keys.insert(id, (addr, protocol));
-        let local = self.pod_cidr.is_some_and(|cidr| cidr.contains(addr.ip()));
+        let local = self.pod_cidrs.iter().any(|cidr| cidr.contains(addr.ip()));
         ops.push(MapOp::PutBackend {
             id,
             backend: backend_entry(addr, protocol, local),
@@ -932,7 +942,10 @@ mod tests {
     #[test]
     fn backends_in_the_node_pod_cidr_are_marked_local() {
         let mut table = ServiceTable::default();
-        table.set_pod_cidr(Some("10.244.1.0/24".parse().unwrap()));
+        table.set_pod_cidrs(vec![
+            "10.244.1.0/24".parse().unwrap(),
+            "fd00:244:1::/64".parse().unwrap(),
+        ]);
         let ops = table
             .upsert(&spec(80, &["10.244.1.5:80", "10.244.2.5:80"]))
             .unwrap();
@@ -994,6 +1007,10 @@ mod tests {
             "IPv6 is never in an IPv4 range"
         );
         assert!("10.244.1.0/33".parse::<PodCidr>().is_err());
+        let v6: PodCidr = "fd00:244:1::/64".parse().unwrap();
+        assert!(v6.contains("fd00:244:1::9".parse().unwrap()));
+        assert!(!v6.contains("fd00:244:2::9".parse().unwrap()));
+        assert!(!v6.contains(Ipv4Addr::new(10, 244, 1, 1).into()));
         let all: PodCidr = "0.0.0.0/0".parse().unwrap();
         assert!(all.contains(Ipv4Addr::new(192, 0, 2, 1).into()));
     }

@@ -1,0 +1,209 @@
+//! What differs between IPv4 and IPv6 in the per-packet path, behind one trait, so the path
+//! itself (conntrack, service selection, NAT, forwarding) is written once for both.
+
+use aya_ebpf::{
+    bindings::{BPF_F_PSEUDO_HDR, bpf_fib_lookup},
+    helpers::generated::bpf_csum_diff,
+    macros::map,
+    maps::LruHashMap,
+    programs::TcContext,
+};
+use strait_ebpf_common::{
+    config::NodeConfig,
+    ct::{CtEntry, CtKey, Tuple},
+    drop::DropReason,
+    maps::CT_MAX,
+    sock::AFFINITY_BY_ADDRESS,
+};
+
+use crate::{
+    lb,
+    packet::{ETH_HLEN, IP_CSUM_OFF, IP_DADDR_OFF, IP_SADDR_OFF},
+};
+
+/// LRU: when full, the least recently used entry goes, never the new flow. The agent exports
+/// the fill level as the pressure figure (and sizes the maps from memory at load time).
+#[map]
+static STRAIT_CT4: LruHashMap<CtKey<u32>, CtEntry<u32>> = LruHashMap::pinned(CT_MAX, 0);
+
+#[map]
+static STRAIT_CT6: LruHashMap<CtKey<[u32; 4]>, CtEntry<[u32; 4]>> = LruHashMap::pinned(CT_MAX, 0);
+
+const IP6_SADDR_OFF: usize = ETH_HLEN + 8;
+const IP6_DADDR_OFF: usize = ETH_HLEN + 24;
+
+/// An address family of the per-packet path, implemented by its address type.
+pub(crate) trait Addr: Copy + PartialEq + Sized {
+    /// The service and backend maps of the family.
+    type Lb: lb::Family<Address = Self>;
+    /// `AF_INET` or `AF_INET6`, for the FIB lookup.
+    const AF: u8;
+
+    fn ct_get(key: CtKey<Self>) -> Option<CtEntry<Self>>;
+    fn ct_get_mut(key: CtKey<Self>) -> Option<*mut CtEntry<Self>>;
+    fn ct_insert(key: CtKey<Self>, entry: CtEntry<Self>, flags: u64) -> Result<(), i32>;
+    /// The node's address of this family, if configured.
+    fn node(config: &NodeConfig) -> Option<Self>;
+    /// The affinity identity of a client outside the node: its address.
+    fn affinity_client(saddr: Self) -> u64;
+    /// The flow hash Maglev uses, for families with Maglev tables.
+    fn flow_hash(tuple: &Tuple<Self>, proto: u8) -> Option<u32>;
+    /// Rewrites the source (`source`) or destination address, keeping the checksums right.
+    fn replace_addr(
+        ctx: &TcContext,
+        l4_csum: usize,
+        l4_flags: u64,
+        source: bool,
+        from: Self,
+        to: Self,
+    ) -> Result<(), DropReason>;
+    /// Fills the addresses of a FIB lookup.
+    fn fib_addrs(params: &mut bpf_fib_lookup, saddr: Self, daddr: Self);
+}
+
+impl Addr for u32 {
+    type Lb = lb::V4;
+    const AF: u8 = 2;
+
+    #[inline(always)]
+    fn ct_get(key: CtKey<u32>) -> Option<CtEntry<u32>> {
+        // SAFETY: the value is copied out at once.
+        unsafe { STRAIT_CT4.get(key) }.copied()
+    }
+
+    #[inline(always)]
+    fn ct_get_mut(key: CtKey<u32>) -> Option<*mut CtEntry<u32>> {
+        STRAIT_CT4.get_ptr_mut(key)
+    }
+
+    #[inline(always)]
+    fn ct_insert(key: CtKey<u32>, entry: CtEntry<u32>, flags: u64) -> Result<(), i32> {
+        STRAIT_CT4.insert(key, entry, flags)
+    }
+
+    #[inline(always)]
+    fn node(config: &NodeConfig) -> Option<u32> {
+        (config.node_ipv4 != 0).then_some(config.node_ipv4)
+    }
+
+    #[inline(always)]
+    fn affinity_client(saddr: u32) -> u64 {
+        AFFINITY_BY_ADDRESS | u64::from(saddr)
+    }
+
+    #[inline(always)]
+    fn flow_hash(tuple: &Tuple<u32>, proto: u8) -> Option<u32> {
+        Some(lb::flow_hash(
+            tuple.saddr,
+            tuple.daddr,
+            tuple.sport,
+            tuple.dport,
+            proto,
+        ))
+    }
+
+    #[inline(always)]
+    fn replace_addr(
+        ctx: &TcContext,
+        l4_csum: usize,
+        l4_flags: u64,
+        source: bool,
+        from: u32,
+        to: u32,
+    ) -> Result<(), DropReason> {
+        let fail = |_| DropReason::RewriteFailed;
+        let pseudo = u64::from(BPF_F_PSEUDO_HDR);
+        ctx.l4_csum_replace(
+            l4_csum,
+            u64::from(from),
+            u64::from(to),
+            l4_flags | pseudo | 4,
+        )
+        .map_err(fail)?;
+        ctx.l3_csum_replace(IP_CSUM_OFF, u64::from(from), u64::from(to), 4)
+            .map_err(fail)?;
+        let offset = if source { IP_SADDR_OFF } else { IP_DADDR_OFF };
+        ctx.store(offset, &to, 0).map_err(fail)
+    }
+
+    #[inline(always)]
+    fn fib_addrs(params: &mut bpf_fib_lookup, saddr: u32, daddr: u32) {
+        params.__bindgen_anon_3.ipv4_src = saddr;
+        params.__bindgen_anon_4.ipv4_dst = daddr;
+    }
+}
+
+impl Addr for [u32; 4] {
+    type Lb = lb::V6;
+    const AF: u8 = 10;
+
+    #[inline(always)]
+    fn ct_get(key: CtKey<[u32; 4]>) -> Option<CtEntry<[u32; 4]>> {
+        // SAFETY: the value is copied out at once.
+        unsafe { STRAIT_CT6.get(key) }.copied()
+    }
+
+    #[inline(always)]
+    fn ct_get_mut(key: CtKey<[u32; 4]>) -> Option<*mut CtEntry<[u32; 4]>> {
+        STRAIT_CT6.get_ptr_mut(key)
+    }
+
+    #[inline(always)]
+    fn ct_insert(key: CtKey<[u32; 4]>, entry: CtEntry<[u32; 4]>, flags: u64) -> Result<(), i32> {
+        STRAIT_CT6.insert(key, entry, flags)
+    }
+
+    #[inline(always)]
+    fn node(config: &NodeConfig) -> Option<[u32; 4]> {
+        (config.node_ipv6 != [0; 4]).then_some(config.node_ipv6)
+    }
+
+    #[inline(always)]
+    fn affinity_client(saddr: [u32; 4]) -> u64 {
+        // Folded to the affinity key's width; a collision only shares a backend choice.
+        let folded = (u64::from(saddr[0] ^ saddr[2]) << 32) | u64::from(saddr[1] ^ saddr[3]);
+        AFFINITY_BY_ADDRESS | (folded & !AFFINITY_BY_ADDRESS)
+    }
+
+    #[inline(always)]
+    fn flow_hash(_tuple: &Tuple<[u32; 4]>, _proto: u8) -> Option<u32> {
+        // Maglev tables are written for IPv4 frontends only so far.
+        None
+    }
+
+    #[inline(always)]
+    fn replace_addr(
+        ctx: &TcContext,
+        l4_csum: usize,
+        l4_flags: u64,
+        source: bool,
+        from: [u32; 4],
+        to: [u32; 4],
+    ) -> Result<(), DropReason> {
+        let fail = |_| DropReason::RewriteFailed;
+        let (mut from, mut to) = (from, to);
+        // IPv6 has no header checksum; the L4 checksum covers the addresses through the
+        // pseudo header, so fold the 16-byte difference into it.
+        // SAFETY: both pointers are to 16-byte stack arrays, as the lengths say.
+        let diff =
+            unsafe { bpf_csum_diff((&raw mut from).cast(), 16, (&raw mut to).cast(), 16, 0) };
+        if diff < 0 {
+            return Err(DropReason::RewriteFailed);
+        }
+        ctx.l4_csum_replace(
+            l4_csum,
+            0,
+            diff as u64,
+            l4_flags | u64::from(BPF_F_PSEUDO_HDR),
+        )
+        .map_err(fail)?;
+        let offset = if source { IP6_SADDR_OFF } else { IP6_DADDR_OFF };
+        ctx.store(offset, &to, 0).map_err(fail)
+    }
+
+    #[inline(always)]
+    fn fib_addrs(params: &mut bpf_fib_lookup, saddr: [u32; 4], daddr: [u32; 4]) {
+        params.__bindgen_anon_3.ipv6_src = saddr;
+        params.__bindgen_anon_4.ipv6_dst = daddr;
+    }
+}
