@@ -622,3 +622,134 @@ fn client_ip_affinity_in_the_per_packet_path_goes_by_source_address() {
         "32 clients all on one backend: probability 2^-31"
     );
 }
+
+mod ipv6 {
+    //! The same path over IPv6: DNAT, SNAT to the node's IPv6 address, reverse translation.
+
+    use std::net::Ipv6Addr;
+
+    use strait_agent::dataplane::{
+        Dataplane, DataplaneConfig, Frontend, PacketHook, Protocol, ServiceOptions, ServiceSpec,
+    };
+    use strait_tests::{
+        PinDir,
+        packet::{Ipv6Packet, l4_checksum6, read6},
+    };
+
+    const TC_ACT_SHOT: u32 = 2;
+
+    fn ip(text: &str) -> Ipv6Addr {
+        text.parse().unwrap()
+    }
+
+    fn client() -> (Ipv6Addr, u16) {
+        (ip("2001:db8::7"), 40000)
+    }
+
+    fn vip() -> Ipv6Addr {
+        ip("fd00:96::10")
+    }
+
+    fn dataplane(pins: &PinDir) -> Dataplane {
+        Dataplane::load(DataplaneConfig {
+            node_ipv6: Some(ip("fd00:77::2")),
+            pod_cidrs: vec!["fd00:244:1::/64".parse().unwrap()],
+            ct_entries: Some(4096),
+            ..DataplaneConfig::new(pins.path())
+        })
+        .expect("load the dataplane")
+    }
+
+    fn service(port: u16, protocol: Protocol, backends: &[&str]) -> ServiceSpec {
+        ServiceSpec {
+            frontend: Frontend {
+                address: vip().into(),
+                port,
+                protocol,
+            },
+            backends: backends.iter().map(|b| b.parse().unwrap()).collect(),
+            options: ServiceOptions::default(),
+        }
+    }
+
+    fn assert_checksum(packet: &[u8], what: &str) {
+        assert_eq!(
+            read6::l4_checksum(packet),
+            l4_checksum6(packet),
+            "{what}: L4 checksum"
+        );
+    }
+
+    #[test]
+    fn tcp_to_an_ipv6_service_reaches_a_local_backend_and_replies_are_restored() {
+        let pins = PinDir::new("strait-test-");
+        let mut dp = dataplane(&pins);
+        dp.upsert_service(&service(80, Protocol::Tcp, &["[fd00:244:1::2]:8080"]))
+            .unwrap();
+
+        let run = dp
+            .test_run(
+                PacketHook::FromNetdev,
+                &Ipv6Packet::tcp(client(), (vip(), 80)).build(b"GET"),
+                1,
+            )
+            .unwrap();
+        assert_eq!(
+            read6::tuple(&run.packet),
+            (client(), (ip("fd00:244:1::2"), 8080))
+        );
+        assert_checksum(&run.packet, "after DNAT");
+
+        let reply = Ipv6Packet::tcp((ip("fd00:244:1::2"), 8080), client()).build(b"OK");
+        let run = dp.test_run(PacketHook::ToNetdev, &reply, 1).unwrap();
+        assert_eq!(read6::tuple(&run.packet), ((vip(), 80), client()));
+        assert_checksum(&run.packet, "after reverse NAT");
+    }
+
+    #[test]
+    fn a_remote_ipv6_backend_is_source_natted_to_the_node_and_its_replies_restored() {
+        let pins = PinDir::new("strait-test-");
+        let mut dp = dataplane(&pins);
+        dp.upsert_service(&service(53, Protocol::Udp, &["[fd00:244:2::2]:5353"]))
+            .unwrap();
+
+        let run = dp
+            .test_run(
+                PacketHook::FromNetdev,
+                &Ipv6Packet::udp(client(), (vip(), 53)).build(b"q"),
+                1,
+            )
+            .unwrap();
+        let ((src, sport), dst) = read6::tuple(&run.packet);
+        assert_eq!(src, ip("fd00:77::2"), "the node's IPv6 address");
+        assert!(sport >= 61_000, "an SNAT port: {sport}");
+        assert_eq!(dst, (ip("fd00:244:2::2"), 5353));
+        assert_checksum(&run.packet, "after DNAT + SNAT");
+
+        let reply =
+            Ipv6Packet::udp((ip("fd00:244:2::2"), 5353), (ip("fd00:77::2"), sport)).build(b"a");
+        let run = dp.test_run(PacketHook::FromNetdev, &reply, 1).unwrap();
+        assert_eq!(read6::tuple(&run.packet), ((vip(), 53), client()));
+        assert_checksum(&run.packet, "after reverse SNAT + DNAT");
+        assert_eq!(
+            dp.dump_ct().unwrap().len(),
+            2,
+            "one IPv6 entry per direction"
+        );
+    }
+
+    #[test]
+    fn an_ipv6_service_without_backends_drops() {
+        let pins = PinDir::new("strait-test-");
+        let mut dp = dataplane(&pins);
+        dp.upsert_service(&service(80, Protocol::Tcp, &[])).unwrap();
+        let run = dp
+            .test_run(
+                PacketHook::FromNetdev,
+                &Ipv6Packet::tcp(client(), (vip(), 80)).build(b""),
+                1,
+            )
+            .unwrap();
+        assert_eq!(run.verdict, TC_ACT_SHOT);
+    }
+}

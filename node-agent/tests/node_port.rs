@@ -78,12 +78,53 @@ impl Cluster {
         }
     }
 
+    /// Adds IPv6 addresses and routes beside the IPv4 ones: underlay fd00:77::/64, pods
+    /// fd00:244:1::2 and fd00:244:2::2.
+    fn enable_ipv6(&self) {
+        let [client, node1, node2, pod1, pod2] = &self._links[..] else {
+            unreachable!("five links");
+        };
+        for (end, cidr) in [
+            (&client.a, "fd00:77::1/64"),
+            (&node1.a, "fd00:77::2/64"),
+            (&node2.a, "fd00:77::3/64"),
+            (&pod1.a, "fd00:244:1::2/64"),
+            (&pod1.b, "fd00:244:1::1/64"),
+            (&pod2.a, "fd00:244:2::2/64"),
+            (&pod2.b, "fd00:244:2::1/64"),
+        ] {
+            strait_tests::cmd::run(&[
+                "ip",
+                "-n",
+                &end.netns,
+                "addr",
+                "add",
+                cidr,
+                "dev",
+                &end.ifname,
+                "nodad",
+            ]);
+        }
+        self.pod1.route(&["default", "via", "fd00:244:1::1"]);
+        self.pod2.route(&["default", "via", "fd00:244:2::1"]);
+        self.node1.route(&["fd00:244:2::/64", "via", "fd00:77::3"]);
+        let node2 = &self._others[1];
+        node2.route(&["fd00:244:1::/64", "via", "fd00:77::2"]);
+        for ns in [&self.node1, node2] {
+            ns.exec_ok(&["sysctl", "-qw", "net.ipv6.conf.all.forwarding=1"]);
+        }
+    }
+
     /// Node 1's agent: loads (or adopts) the dataplane and attaches it to the uplink from
     /// inside node 1's namespace.
     fn agent(&self) -> Dataplane {
         let mut dp = Dataplane::load(DataplaneConfig {
             node_ipv4: Some(NODE1),
-            pod_cidrs: vec!["10.244.1.0/24".parse().unwrap()],
+            node_ipv6: Some("fd00:77::2".parse().unwrap()),
+            pod_cidrs: vec![
+                "10.244.1.0/24".parse().unwrap(),
+                "fd00:244:1::/64".parse().unwrap(),
+            ],
             ct_entries: Some(4096),
             ..DataplaneConfig::new(self.pins.path())
         })
@@ -222,5 +263,54 @@ fn an_established_connection_survives_an_agent_restart() {
         services.len(),
         1,
         "the service survived the restart: {services:?}"
+    );
+}
+
+/// GET / from `[address]:port` with Python from the client namespace; the body or an error.
+fn get6(cluster: &Cluster, address: &str, port: u16) -> Result<String, String> {
+    let script = format!(
+        "import socket\n\
+         s = socket.create_connection(('{address}', {port}), timeout=3)\n\
+         s.sendall(b'GET / HTTP/1.0\\r\\n\\r\\n')\n\
+         data = b''\n\
+         while True:\n\
+         \x20   chunk = s.recv(4096)\n\
+         \x20   if not chunk: break\n\
+         \x20   data += chunk\n\
+         print(data.split(b'\\r\\n\\r\\n', 1)[1].decode(), end='')"
+    );
+    let out = cluster.client.exec(&["python3", "-c", &script]);
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+fn node_port6(backends: &[&str]) -> ServiceSpec {
+    let mut spec = node_port(backends, false);
+    spec.frontend.address = "fd00:77::2".parse().unwrap();
+    spec
+}
+
+#[test]
+fn ipv6_node_port_reaches_local_and_remote_backends() {
+    let cluster = Cluster::new();
+    cluster.enable_ipv6();
+    let _local = HttpServer::start(&cluster.pod1, addr("[fd00:244:1::2]:8080"), "pod-1 v6\n");
+    let remote = HttpServer::start(&cluster.pod2, addr("[fd00:244:2::2]:8080"), "pod-2 v6\n");
+    let mut dp = cluster.agent();
+
+    dp.upsert_service(&node_port6(&["[fd00:244:1::2]:8080"]))
+        .unwrap();
+    assert_eq!(get6(&cluster, "fd00:77::2", 30080).unwrap(), "pod-1 v6\n");
+
+    dp.upsert_service(&node_port6(&["[fd00:244:2::2]:8080"]))
+        .unwrap();
+    assert_eq!(get6(&cluster, "fd00:77::2", 30080).unwrap(), "pod-2 v6\n");
+    assert_eq!(
+        remote.peers()[0].ip().to_string(),
+        "fd00:77::2",
+        "the remote backend sees node 1's IPv6 address"
     );
 }

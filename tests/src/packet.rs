@@ -1,7 +1,7 @@
 //! Crafting and checking packets for `BPF_PROG_TEST_RUN` tests: Ethernet + IPv4 + TCP/UDP with
 //! correct checksums, and accessors that read the fields a test asserts on.
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 pub const ETH_HLEN: usize = 14;
 const IPV4_HLEN: usize = 20;
@@ -109,6 +109,110 @@ pub fn icmp_error(src: Ipv4Addr, dst: Ipv4Addr, icmp_type: u8, code: u8, packet:
     let icmp_csum = checksum(&p[icmp..], 0);
     p[icmp + 2..icmp + 4].copy_from_slice(&icmp_csum.to_be_bytes());
     p
+}
+
+/// An IPv6 TCP or UDP packet with an Ethernet header.
+#[derive(Clone, Copy, Debug)]
+pub struct Ipv6Packet {
+    pub src: Ipv6Addr,
+    pub dst: Ipv6Addr,
+    pub proto: u8,
+    pub sport: u16,
+    pub dport: u16,
+}
+
+const IPV6_HLEN: usize = 40;
+
+impl Ipv6Packet {
+    /// A TCP SYN from `src:sport` to `dst:dport`.
+    pub fn tcp(src: (Ipv6Addr, u16), dst: (Ipv6Addr, u16)) -> Self {
+        Self {
+            src: src.0,
+            dst: dst.0,
+            proto: PROTO_TCP,
+            sport: src.1,
+            dport: dst.1,
+        }
+    }
+
+    /// A UDP datagram from `src:sport` to `dst:dport`.
+    pub fn udp(src: (Ipv6Addr, u16), dst: (Ipv6Addr, u16)) -> Self {
+        Self {
+            proto: PROTO_UDP,
+            ..Self::tcp(src, dst)
+        }
+    }
+
+    /// The bytes, with `payload` after the L4 header and the L4 checksum correct.
+    pub fn build(&self, payload: &[u8]) -> Vec<u8> {
+        let l4_len = if self.proto == PROTO_TCP { 20 } else { 8 } + payload.len();
+        let mut p = Vec::with_capacity(ETH_HLEN + IPV6_HLEN + l4_len);
+        p.extend_from_slice(&[0x02, 0, 0, 0, 0, 0x02, 0x02, 0, 0, 0, 0, 0x01, 0x86, 0xdd]);
+        p.extend_from_slice(&[0x60, 0, 0, 0]);
+        p.extend_from_slice(&u16::try_from(l4_len).expect("small packet").to_be_bytes());
+        p.extend_from_slice(&[self.proto, 64]);
+        p.extend_from_slice(&self.src.octets());
+        p.extend_from_slice(&self.dst.octets());
+        let l4 = p.len();
+        p.extend_from_slice(&self.sport.to_be_bytes());
+        p.extend_from_slice(&self.dport.to_be_bytes());
+        if self.proto == PROTO_TCP {
+            p.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 0, 0x50, 0x02, 0xff, 0xff, 0, 0, 0, 0]);
+        } else {
+            p.extend_from_slice(&u16::try_from(l4_len).expect("small").to_be_bytes());
+            p.extend_from_slice(&[0, 0]);
+        }
+        p.extend_from_slice(payload);
+        let csum = l4_checksum6(&p);
+        let off = l4 + l4_csum_offset(self.proto);
+        p[off..off + 2].copy_from_slice(&csum.to_be_bytes());
+        p
+    }
+}
+
+/// The L4 checksum an IPv6 packet should carry (pseudo header of RFC 8200 section 8.1).
+pub fn l4_checksum6(packet: &[u8]) -> u16 {
+    let proto = packet[ETH_HLEN + 6];
+    let l4 = ETH_HLEN + IPV6_HLEN;
+    let mut segment = packet[l4..].to_vec();
+    let off = l4_csum_offset(proto);
+    segment[off..off + 2].copy_from_slice(&[0, 0]);
+    let mut pseudo = packet[ETH_HLEN + 8..ETH_HLEN + 40].to_vec();
+    pseudo.extend_from_slice(&u32::try_from(segment.len()).expect("small").to_be_bytes());
+    pseudo.extend_from_slice(&[0, 0, 0, proto]);
+    let partial: u32 = pseudo
+        .chunks(2)
+        .map(|c| u32::from(u16::from_be_bytes([c[0], c[1]])))
+        .sum();
+    checksum(&segment, partial)
+}
+
+/// Field accessors for IPv6 packets.
+pub mod read6 {
+    use std::net::Ipv6Addr;
+
+    use super::{ETH_HLEN, IPV6_HLEN};
+
+    fn addr(packet: &[u8], offset: usize) -> Ipv6Addr {
+        let octets: [u8; 16] = packet[offset..offset + 16].try_into().expect("16 bytes");
+        Ipv6Addr::from(octets)
+    }
+
+    /// Source and destination as (address, port) pairs.
+    pub fn tuple(packet: &[u8]) -> ((Ipv6Addr, u16), (Ipv6Addr, u16)) {
+        let l4 = ETH_HLEN + IPV6_HLEN;
+        let port = |o: usize| u16::from_be_bytes([packet[o], packet[o + 1]]);
+        (
+            (addr(packet, ETH_HLEN + 8), port(l4)),
+            (addr(packet, ETH_HLEN + 24), port(l4 + 2)),
+        )
+    }
+
+    /// The L4 checksum as carried.
+    pub fn l4_checksum(packet: &[u8]) -> u16 {
+        let o = ETH_HLEN + IPV6_HLEN + super::l4_csum_offset(packet[ETH_HLEN + 6]);
+        u16::from_be_bytes([packet[o], packet[o + 1]])
+    }
 }
 
 /// Whether the ICMP checksum of an ICMPv4 packet is correct.
@@ -251,6 +355,24 @@ mod tests {
         assert!(ip_checksum_ok(&packet));
         assert_eq!(read::dport(&packet), 2);
         assert_eq!(read::l4_checksum(&packet), l4_checksum(&packet));
+    }
+
+    #[test]
+    fn ipv6_packets_carry_correct_checksums() {
+        for packet in [
+            Ipv6Packet::tcp(
+                ("fd00::1".parse().unwrap(), 40000),
+                ("fd00:96::10".parse().unwrap(), 80),
+            ),
+            Ipv6Packet::udp(
+                ("fd00::1".parse().unwrap(), 40000),
+                ("fd00:96::10".parse().unwrap(), 53),
+            ),
+        ] {
+            let bytes = packet.build(b"hello");
+            assert_eq!(read6::l4_checksum(&bytes), l4_checksum6(&bytes));
+            assert_eq!(read6::tuple(&bytes).1.1, packet.dport);
+        }
     }
 
     #[test]
