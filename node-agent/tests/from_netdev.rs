@@ -752,4 +752,60 @@ mod ipv6 {
             .unwrap();
         assert_eq!(run.verdict, TC_ACT_SHOT);
     }
+
+    #[test]
+    fn maglev_agrees_across_nodes_for_ipv6_flows_too() {
+        let node = |pins: &PinDir| {
+            Dataplane::load(DataplaneConfig {
+                ct_entries: Some(4096),
+                maglev_size: 1021,
+                maglev_tables: 4,
+                ..DataplaneConfig::new(pins.path())
+            })
+            .unwrap()
+        };
+        let (pins_a, pins_b) = (PinDir::new("strait-test-"), PinDir::new("strait-test-"));
+        let (mut a, mut b) = (node(&pins_a), node(&pins_b));
+        let mut external = service(
+            30080,
+            Protocol::Tcp,
+            &[
+                "[fd00:244:1::2]:80",
+                "[fd00:244:2::2]:80",
+                "[fd00:244:3::2]:80",
+            ],
+        );
+        external.options.external = true;
+        a.upsert_service(&external).unwrap();
+        b.upsert_service(&service(81, Protocol::Tcp, &["[fd00:244:9::9]:80"]))
+            .unwrap();
+        external.backends.reverse();
+        b.upsert_service(&external).unwrap();
+
+        let mut used = std::collections::BTreeSet::new();
+        for port in 0..64 {
+            let packet =
+                Ipv6Packet::tcp((ip("2001:db8::9"), 20000 + port), (vip(), 30080)).build(b"");
+            let on_a = read6::tuple(
+                &a.test_run(PacketHook::FromNetdev, &packet, 1)
+                    .unwrap()
+                    .packet,
+            )
+            .1;
+            let on_b = read6::tuple(
+                &b.test_run(PacketHook::FromNetdev, &packet, 1)
+                    .unwrap()
+                    .packet,
+            )
+            .1;
+            assert_eq!(
+                on_a,
+                on_b,
+                "flow from port {} lands on one backend on both nodes",
+                20000 + port
+            );
+            used.insert(on_a);
+        }
+        assert_eq!(used.len(), 3, "spread over every backend: {used:?}");
+    }
 }

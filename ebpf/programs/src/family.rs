@@ -46,7 +46,7 @@ pub(crate) trait Addr: Copy + PartialEq + Sized {
     fn node(config: &NodeConfig) -> Option<Self>;
     /// The affinity identity of a client outside the node: its address.
     fn affinity_client(saddr: Self) -> u64;
-    /// The flow hash Maglev uses, for families with Maglev tables.
+    /// The flow hash Maglev uses: the same on every node for the same flow.
     fn flow_hash(tuple: &Tuple<Self>, proto: u8) -> Option<u32>;
     /// Rewrites the source (`source`) or destination address, keeping the checksums right.
     fn replace_addr(
@@ -166,9 +166,15 @@ impl Addr for [u32; 4] {
     }
 
     #[inline(always)]
-    fn flow_hash(_tuple: &Tuple<[u32; 4]>, _proto: u8) -> Option<u32> {
-        // Maglev tables are written for IPv4 frontends only so far.
-        None
+    fn flow_hash(tuple: &Tuple<[u32; 4]>, proto: u8) -> Option<u32> {
+        let fold = |a: [u32; 4]| a[0] ^ a[1] ^ a[2] ^ a[3];
+        Some(lb::flow_hash(
+            fold(tuple.saddr),
+            fold(tuple.daddr),
+            tuple.sport,
+            tuple.dport,
+            proto,
+        ))
     }
 
     #[inline(always)]

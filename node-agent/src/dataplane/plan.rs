@@ -720,11 +720,7 @@ impl ServiceTable {
         ops: &mut Vec<MapOp>,
     ) -> Result<u16, DataplaneError> {
         let old_maglev = old.map_or(0, |o| o.maglev);
-        // Maglev serves the per-packet path, which is IPv4 so far.
-        let wanted = spec.options.external
-            && spec.frontend.address.is_ipv4()
-            && self.maglev_size != 0
-            && !ids.is_empty();
+        let wanted = spec.options.external && self.maglev_size != 0 && !ids.is_empty();
         if !wanted {
             if old_maglev != 0 {
                 self.free_maglev.push(old_maglev);
