@@ -633,7 +633,7 @@ mod ipv6 {
     };
     use strait_tests::{
         PinDir,
-        packet::{Ipv6Packet, l4_checksum6, read6},
+        packet::{Ipv6Packet, icmp6_checksum, icmp6_error, icmp6_quoted, l4_checksum6, read6},
     };
 
     const TC_ACT_SHOT: u32 = 2;
@@ -807,5 +807,40 @@ mod ipv6 {
             used.insert(on_a);
         }
         assert_eq!(used.len(), 3, "spread over every backend: {used:?}");
+    }
+
+    #[test]
+    fn icmpv6_packet_too_big_about_a_source_natted_flow_reaches_the_client() {
+        let pins = PinDir::new("strait-test-");
+        let mut dp = dataplane(&pins);
+        dp.upsert_service(&service(53, Protocol::Udp, &["[fd00:244:2::2]:5353"]))
+            .unwrap();
+        let query = Ipv6Packet::udp(client(), (vip(), 53)).build(b"query");
+        let sent = dp
+            .test_run(PacketHook::FromNetdev, &query, 1)
+            .unwrap()
+            .packet;
+
+        // Packet too big (type 2), MTU 1280, from the remote backend to the node.
+        let error = icmp6_error(ip("fd00:244:2::2"), ip("fd00:77::2"), 2, 0, 1280, &sent);
+        let run = dp.test_run(PacketHook::FromNetdev, &error, 1).unwrap();
+
+        let out = &run.packet;
+        let (outer_src, outer_dst) = read6::tuple(out);
+        assert_eq!(
+            (outer_src.0, outer_dst.0),
+            (vip(), client().0),
+            "from the service, to the client"
+        );
+        assert_eq!(
+            read6::tuple(&icmp6_quoted(out)),
+            (client(), (vip(), 53)),
+            "quotes what the client sent"
+        );
+        assert_eq!(
+            read6::icmp6_checksum(out),
+            icmp6_checksum(out),
+            "ICMPv6 checksum, pseudo header included"
+        );
     }
 }

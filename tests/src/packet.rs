@@ -187,6 +187,59 @@ pub fn l4_checksum6(packet: &[u8]) -> u16 {
     checksum(&segment, partial)
 }
 
+/// An ICMPv6 error (`icmp_type`, `code`, and the 4-byte field after the checksum, e.g. the
+/// MTU of "packet too big") from `src` to `dst` quoting `packet` (an IPv6 Ethernet frame as
+/// [`Ipv6Packet::build`] makes): its IPv6 header and the L4 header. The checksum is correct.
+pub fn icmp6_error(
+    src: Ipv6Addr,
+    dst: Ipv6Addr,
+    icmp_type: u8,
+    code: u8,
+    field: u32,
+    packet: &[u8],
+) -> Vec<u8> {
+    let quoted = &packet[ETH_HLEN..(ETH_HLEN + IPV6_HLEN + 8).min(packet.len())];
+    let payload_len = 8 + quoted.len();
+    let mut p = Vec::with_capacity(ETH_HLEN + IPV6_HLEN + payload_len);
+    p.extend_from_slice(&[0x02, 0, 0, 0, 0, 0x02, 0x02, 0, 0, 0, 0, 0x01, 0x86, 0xdd]);
+    p.extend_from_slice(&[0x60, 0, 0, 0]);
+    p.extend_from_slice(&u16::try_from(payload_len).expect("small").to_be_bytes());
+    p.extend_from_slice(&[PROTO_ICMPV6, 64]);
+    p.extend_from_slice(&src.octets());
+    p.extend_from_slice(&dst.octets());
+    p.extend_from_slice(&[icmp_type, code, 0, 0]);
+    p.extend_from_slice(&field.to_be_bytes());
+    p.extend_from_slice(quoted);
+    let csum = icmp6_checksum(&p);
+    let off = ETH_HLEN + IPV6_HLEN + 2;
+    p[off..off + 2].copy_from_slice(&csum.to_be_bytes());
+    p
+}
+
+/// The ICMPv6 checksum an ICMPv6 packet should carry (with the IPv6 pseudo header).
+pub fn icmp6_checksum(packet: &[u8]) -> u16 {
+    let icmp = ETH_HLEN + IPV6_HLEN;
+    let mut message = packet[icmp..].to_vec();
+    message[2..4].copy_from_slice(&[0, 0]);
+    let mut pseudo = packet[ETH_HLEN + 8..ETH_HLEN + 40].to_vec();
+    pseudo.extend_from_slice(&u32::try_from(message.len()).expect("small").to_be_bytes());
+    pseudo.extend_from_slice(&[0, 0, 0, PROTO_ICMPV6]);
+    let partial: u32 = pseudo
+        .chunks(2)
+        .map(|c| u32::from(u16::from_be_bytes([c[0], c[1]])))
+        .sum();
+    checksum(&message, partial)
+}
+
+/// The IPv6 packet an ICMPv6 error quotes, as an Ethernet frame again (for [`read6::tuple`]).
+pub fn icmp6_quoted(packet: &[u8]) -> Vec<u8> {
+    let mut frame = packet[..ETH_HLEN].to_vec();
+    frame.extend_from_slice(&packet[ETH_HLEN + IPV6_HLEN + 8..]);
+    frame
+}
+
+const PROTO_ICMPV6: u8 = 58;
+
 /// Field accessors for IPv6 packets.
 pub mod read6 {
     use std::net::Ipv6Addr;
@@ -211,6 +264,12 @@ pub mod read6 {
     /// The L4 checksum as carried.
     pub fn l4_checksum(packet: &[u8]) -> u16 {
         let o = ETH_HLEN + IPV6_HLEN + super::l4_csum_offset(packet[ETH_HLEN + 6]);
+        u16::from_be_bytes([packet[o], packet[o + 1]])
+    }
+
+    /// The ICMPv6 checksum as carried.
+    pub fn icmp6_checksum(packet: &[u8]) -> u16 {
+        let o = ETH_HLEN + IPV6_HLEN + 2;
         u16::from_be_bytes([packet[o], packet[o + 1]])
     }
 }

@@ -59,6 +59,34 @@ pub(crate) trait Addr: Copy + PartialEq + Sized {
     ) -> Result<(), DropReason>;
     /// Fills the addresses of a FIB lookup.
     fn fib_addrs(params: &mut bpf_fib_lookup, saddr: Self, daddr: Self);
+    /// Rewrites an address of the packet an ICMP error quotes (at `inner_ip`), keeping the
+    /// quoted header checksum (IPv4) and the ICMP checksum right.
+    fn icmp_quoted_addr(
+        ctx: &TcContext,
+        icmp_csum: usize,
+        inner_ip: usize,
+        source: bool,
+        from: Self,
+        to: Self,
+    ) -> Result<(), DropReason>;
+    /// Rewrites an outer address of an ICMP error: the IPv4 header checksum, or the ICMPv6
+    /// checksum, which covers the addresses through its pseudo header.
+    fn icmp_outer_addr(
+        ctx: &TcContext,
+        icmp_csum: usize,
+        source: bool,
+        from: Self,
+        to: Self,
+    ) -> Result<(), DropReason>;
+}
+
+/// The checksum difference of replacing 16-byte `from` with `to`.
+#[inline(always)]
+fn diff16(from: [u32; 4], to: [u32; 4]) -> Result<u64, DropReason> {
+    let (mut from, mut to) = (from, to);
+    // SAFETY: both pointers are to 16-byte stack arrays, as the lengths say.
+    let diff = unsafe { bpf_csum_diff((&raw mut from).cast(), 16, (&raw mut to).cast(), 16, 0) };
+    u64::try_from(diff).map_err(|_| DropReason::RewriteFailed)
 }
 
 impl Addr for u32 {
@@ -131,6 +159,46 @@ impl Addr for u32 {
         params.__bindgen_anon_3.ipv4_src = saddr;
         params.__bindgen_anon_4.ipv4_dst = daddr;
     }
+
+    #[inline(always)]
+    fn icmp_quoted_addr(
+        ctx: &TcContext,
+        icmp_csum: usize,
+        inner_ip: usize,
+        source: bool,
+        from: u32,
+        to: u32,
+    ) -> Result<(), DropReason> {
+        let fail = |_| DropReason::RewriteFailed;
+        let inner_csum = inner_ip + 10;
+        // The quoted IP checksum changes with the address, and the ICMP checksum covers both.
+        let old_sum: u16 = ctx.load(inner_csum).map_err(fail)?;
+        ctx.l3_csum_replace(inner_csum, u64::from(from), u64::from(to), 4)
+            .map_err(fail)?;
+        let new_sum: u16 = ctx.load(inner_csum).map_err(fail)?;
+        ctx.l4_csum_replace(icmp_csum, u64::from(old_sum), u64::from(new_sum), 2)
+            .map_err(fail)?;
+        ctx.l4_csum_replace(icmp_csum, u64::from(from), u64::from(to), 4)
+            .map_err(fail)?;
+        let offset = inner_ip + if source { 12 } else { 16 };
+        ctx.store(offset, &to, 0).map_err(fail)
+    }
+
+    #[inline(always)]
+    fn icmp_outer_addr(
+        ctx: &TcContext,
+        _icmp_csum: usize,
+        source: bool,
+        from: u32,
+        to: u32,
+    ) -> Result<(), DropReason> {
+        // ICMPv4 has no pseudo header: only the IP header checksum covers the addresses.
+        let fail = |_| DropReason::RewriteFailed;
+        ctx.l3_csum_replace(IP_CSUM_OFF, u64::from(from), u64::from(to), 4)
+            .map_err(fail)?;
+        let offset = if source { IP_SADDR_OFF } else { IP_DADDR_OFF };
+        ctx.store(offset, &to, 0).map_err(fail)
+    }
 }
 
 impl Addr for [u32; 4] {
@@ -187,22 +255,11 @@ impl Addr for [u32; 4] {
         to: [u32; 4],
     ) -> Result<(), DropReason> {
         let fail = |_| DropReason::RewriteFailed;
-        let (mut from, mut to) = (from, to);
         // IPv6 has no header checksum; the L4 checksum covers the addresses through the
         // pseudo header, so fold the 16-byte difference into it.
-        // SAFETY: both pointers are to 16-byte stack arrays, as the lengths say.
-        let diff =
-            unsafe { bpf_csum_diff((&raw mut from).cast(), 16, (&raw mut to).cast(), 16, 0) };
-        if diff < 0 {
-            return Err(DropReason::RewriteFailed);
-        }
-        ctx.l4_csum_replace(
-            l4_csum,
-            0,
-            diff as u64,
-            l4_flags | u64::from(BPF_F_PSEUDO_HDR),
-        )
-        .map_err(fail)?;
+        let diff = diff16(from, to)?;
+        ctx.l4_csum_replace(l4_csum, 0, diff, l4_flags | u64::from(BPF_F_PSEUDO_HDR))
+            .map_err(fail)?;
         let offset = if source { IP6_SADDR_OFF } else { IP6_DADDR_OFF };
         ctx.store(offset, &to, 0).map_err(fail)
     }
@@ -211,5 +268,38 @@ impl Addr for [u32; 4] {
     fn fib_addrs(params: &mut bpf_fib_lookup, saddr: [u32; 4], daddr: [u32; 4]) {
         params.__bindgen_anon_3.ipv6_src = saddr;
         params.__bindgen_anon_4.ipv6_dst = daddr;
+    }
+
+    #[inline(always)]
+    fn icmp_quoted_addr(
+        ctx: &TcContext,
+        icmp_csum: usize,
+        inner_ip: usize,
+        source: bool,
+        from: [u32; 4],
+        to: [u32; 4],
+    ) -> Result<(), DropReason> {
+        // The quoted IPv6 header has no checksum; the ICMPv6 checksum covers its bytes.
+        let fail = |_| DropReason::RewriteFailed;
+        ctx.l4_csum_replace(icmp_csum, 0, diff16(from, to)?, 0)
+            .map_err(fail)?;
+        let offset = inner_ip + if source { 8 } else { 24 };
+        ctx.store(offset, &to, 0).map_err(fail)
+    }
+
+    #[inline(always)]
+    fn icmp_outer_addr(
+        ctx: &TcContext,
+        icmp_csum: usize,
+        source: bool,
+        from: [u32; 4],
+        to: [u32; 4],
+    ) -> Result<(), DropReason> {
+        let fail = |_| DropReason::RewriteFailed;
+        let pseudo = u64::from(BPF_F_PSEUDO_HDR);
+        ctx.l4_csum_replace(icmp_csum, 0, diff16(from, to)?, pseudo)
+            .map_err(fail)?;
+        let offset = if source { IP6_SADDR_OFF } else { IP6_DADDR_OFF };
+        ctx.store(offset, &to, 0).map_err(fail)
     }
 }

@@ -148,17 +148,27 @@ fn new_flow<A: Addr>(
     Ok(to)
 }
 
-/// Translates an ICMPv4 error about a tracked flow; arriving ones whose source became a node
-/// address are redirected, as in [`forward`].
+/// Translates an ICMP error about a tracked flow.
 #[inline(always)]
 fn icmp_error(ctx: &TcContext, arriving: bool) -> Result<i32, DropReason> {
-    let Some(error) = icmp::parse_error4(ctx)? else {
-        return Ok(TC_ACT_OK);
-    };
-    match icmp::translate4(ctx, &error)? {
-        Some(to) if arriving && to.saddr != error.outer.saddr => {
-            Ok(fib::redirect::<u32>(ctx, 1, to))
-        }
+    match icmp::parse_error(ctx)? {
+        icmp::Parsed::V4(error) => icmp_forward(ctx, &error, arriving, 1),
+        icmp::Parsed::V6(error) => icmp_forward(ctx, &error, arriving, 58),
+        icmp::Parsed::None => Ok(TC_ACT_OK),
+    }
+}
+
+/// Rewrites an ICMP error; arriving ones whose source became a node address are redirected,
+/// as in [`forward`].
+#[inline(always)]
+fn icmp_forward<A: Addr>(
+    ctx: &TcContext,
+    error: &icmp::IcmpError<A>,
+    arriving: bool,
+    proto: u8,
+) -> Result<i32, DropReason> {
+    match icmp::translate(ctx, error)? {
+        Some(to) if arriving && to.saddr != error.outer.saddr => Ok(fib::redirect(ctx, proto, to)),
         _ => Ok(TC_ACT_OK),
     }
 }
