@@ -136,13 +136,12 @@ pub(crate) fn run() -> anyhow::Result<()> {
         "\nWorking today: the eBPF object built and embedded; Services and EndpointSlices \
          compiled with kube-proxy's semantics; socket-level translation for IPv4 and IPv6 \
          (connect, sendmsg, recvmsg, getpeername) with random choice and ClientIP affinity; the \
-         per-packet path on a node's uplink (NodePort, SNAT to remote backends, conntrack, \
-         reverse NAT, Maglev); pinned maps and programs adopted across agent restarts; \
-         `netctl bpf dump`.\n\
+         per-packet path on a node's uplink for IPv4 and IPv6 (NodePort, SNAT to remote \
+         backends, conntrack, reverse NAT, Maglev, ICMP errors); pinned maps and programs \
+         adopted across agent restarts; `netctl bpf dump`.\n\
          Not built yet: the API server and store (issue 5), the agent running pods with runc and \
-         strait-cni (issue 10), the IPv6 per-packet path (issue 3), the kube-proxy benchmark \
-         (issue 4), controllers (issue 6), NetworkPolicy (issue 7), cluster DNS (issue 8), \
-         `netctl cluster up` (issue 9)."
+         strait-cni (issue 10), the kube-proxy benchmark (issue 4), controllers (issue 6), \
+         NetworkPolicy (issue 7), cluster DNS (issue 8), `netctl cluster up` (issue 9)."
     );
     Ok(())
 }
