@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
+mod bench;
 mod bpf;
 
 /// netctl: Strait's networking view of a cluster: eBPF maps, flows, policy verdicts and
@@ -17,10 +18,32 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Measure service routing: Strait against kube-proxy's iptables and nftables modes and
+    /// the direct connection, on a topology of network namespaces it builds and removes.
+    Bench {
+        #[command(subcommand)]
+        command: BenchCommand,
+    },
     /// Inspect this node's eBPF dataplane.
     Bpf {
         #[command(subcommand)]
         command: BpfCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum BenchCommand {
+    /// Program N services and measure programming, an endpoint change and connection latency.
+    Services {
+        /// Sizes up to 10,000 and fewer connections: a few minutes on 2 cores.
+        #[arg(long)]
+        quick: bool,
+        /// Service counts to measure (overrides the defaults).
+        #[arg(long, value_delimiter = ',')]
+        sizes: Vec<usize>,
+        /// Where the markdown report is written.
+        #[arg(long, default_value = "report")]
+        report_dir: PathBuf,
     },
 }
 
@@ -42,6 +65,33 @@ enum BpfCommand {
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
+        Command::Bench {
+            command:
+                BenchCommand::Services {
+                    quick,
+                    sizes,
+                    report_dir,
+                },
+        } => {
+            bench::require_tools()?;
+            let default_sizes = if quick {
+                vec![1, 100, 1_000, 10_000]
+            } else {
+                vec![1, 100, 1_000, 10_000, 100_000]
+            };
+            bench::services(&bench::Options {
+                sizes: if sizes.is_empty() {
+                    default_sizes
+                } else {
+                    sizes
+                },
+                connections: if quick { 500 } else { 2_000 },
+                warmup: if quick { 100 } else { 200 },
+                rounds: 3,
+                iptables_max: 10_000,
+                report_dir,
+            })
+        }
         Command::Bpf {
             command:
                 BpfCommand::Dump {

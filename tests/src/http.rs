@@ -84,8 +84,20 @@ pub struct HttpServer {
 }
 
 impl HttpServer {
-    /// Binds `addr` inside `netns` and starts answering.
+    /// Binds `addr` inside `netns` and starts answering; it closes each connection after its
+    /// response.
     pub fn start(netns: &Netns, addr: SocketAddr, body: &str) -> Self {
+        Self::serve(netns, addr, body, false)
+    }
+
+    /// As [`Self::start`], but after its response the server waits for the client to close
+    /// first. Benchmarks need this: a server that closes first keeps the TIME_WAIT, and through
+    /// NAT a reused client port then meets it and stalls (10–16 ms tails, 1 s outliers).
+    pub fn start_client_closes(netns: &Netns, addr: SocketAddr, body: &str) -> Self {
+        Self::serve(netns, addr, body, true)
+    }
+
+    fn serve(netns: &Netns, addr: SocketAddr, body: &str, client_closes: bool) -> Self {
         let listener = listen(netns, addr);
         let requests = Arc::new(AtomicUsize::new(0));
         let peers = Arc::new(Mutex::new(Vec::new()));
@@ -102,7 +114,7 @@ impl HttpServer {
                         .lock()
                         .unwrap_or_else(PoisonError::into_inner)
                         .push(peer);
-                    answer(stream, response.as_bytes());
+                    answer(stream, response.as_bytes(), client_closes);
                 });
             })
         };
@@ -133,7 +145,7 @@ impl HttpServer {
     }
 }
 
-fn answer(mut stream: TcpStream, response: &[u8]) {
+fn answer(mut stream: TcpStream, response: &[u8], client_closes: bool) {
     let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
     let mut request = Vec::new();
     let mut buf = [0u8; 1024];
@@ -144,6 +156,10 @@ fn answer(mut stream: TcpStream, response: &[u8]) {
         }
     }
     let _ = stream.write_all(response);
+    if client_closes {
+        // Until the client's FIN (or the read timeout).
+        while matches!(stream.read(&mut buf), Ok(n) if n > 0) {}
+    }
 }
 
 /// GETs `/` from `target` (`ADDR:PORT`) with busybox `nc`, from inside `netns` and, if given,

@@ -1,0 +1,467 @@
+//! `netctl bench services`: Strait against kube-proxy's iptables and nftables modes and the
+//! direct connection, side by side, on one topology, in one run.
+//!
+//! ```text
+//!   client netns ── veth ── router netns (the node) ── veth ── backend netns
+//!   10.0.0.1       10.0.0.254 │ 10.1.0.254                    10.1.0.1–4 :8080
+//!   (cgroup for            rules here: iptables nat,
+//!    Strait's sockets)     nftables, or Strait's tc path on
+//!                          the client-facing device
+//! ```
+//!
+//! For every N and mode it measures: the time to program all N services, the time to apply one
+//! endpoint change, and new-connection latency (connect + a small request + the response,
+//! client closes) to services picked at random, the last-written one included. Every mode uses
+//! the same client code; modes alternate within a round so none gets a warmer cache.
+
+mod kube_proxy;
+
+use std::{
+    fs,
+    io::{Read as _, Write as _},
+    net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpStream},
+    path::{Path, PathBuf},
+    process::Command,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, bail};
+use strait_agent::dataplane::{
+    Dataplane, DataplaneConfig, Frontend, Protocol, ServiceOptions, ServiceSpec,
+};
+use strait_tests::{Cgroup, HttpServer, Netns, PinDir, VethPair};
+
+use self::kube_proxy::BenchService;
+
+/// How much to measure.
+#[derive(Clone, Debug)]
+pub(crate) struct Options {
+    pub(crate) sizes: Vec<usize>,
+    pub(crate) connections: usize,
+    pub(crate) warmup: usize,
+    pub(crate) rounds: usize,
+    /// iptables loads grow quadratically; sizes above this are reported as not measured.
+    pub(crate) iptables_max: usize,
+    pub(crate) report_dir: PathBuf,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Mode {
+    Direct,
+    StraitSocket,
+    StraitTc,
+    Iptables,
+    Nftables,
+}
+
+impl Mode {
+    const ALL: [Self; 5] = [
+        Self::Direct,
+        Self::StraitSocket,
+        Self::StraitTc,
+        Self::Iptables,
+        Self::Nftables,
+    ];
+
+    fn name(self) -> &'static str {
+        match self {
+            Self::Direct => "direct to pod IP (the limit)",
+            Self::StraitSocket => "Strait, socket (connect4)",
+            Self::StraitTc => "Strait, per-packet (tc)",
+            Self::Iptables => "kube-proxy iptables",
+            Self::Nftables => "kube-proxy nftables",
+        }
+    }
+}
+
+/// One row of the report.
+struct Row {
+    n: usize,
+    mode: Mode,
+    program: Option<Duration>,
+    change: Option<Duration>,
+    latency: Option<[Figure; 3]>,
+    note: &'static str,
+}
+
+/// A median with the min and max over rounds, in µs.
+#[derive(Clone, Copy)]
+struct Figure {
+    median: f64,
+    min: f64,
+    max: f64,
+}
+
+impl Figure {
+    fn of(mut values: Vec<f64>) -> Self {
+        values.sort_by(f64::total_cmp);
+        Self {
+            median: values[values.len() / 2],
+            min: values[0],
+            max: values[values.len() - 1],
+        }
+    }
+}
+
+const BACKENDS: [Ipv4Addr; 4] = [
+    Ipv4Addr::new(10, 1, 0, 1),
+    Ipv4Addr::new(10, 1, 0, 2),
+    Ipv4Addr::new(10, 1, 0, 3),
+    Ipv4Addr::new(10, 1, 0, 4),
+];
+
+fn vip(i: usize) -> Ipv4Addr {
+    Ipv4Addr::from(u32::from(Ipv4Addr::new(10, 96, 0, 1)) + u32::try_from(i).expect("small index"))
+}
+
+/// Service `i`: 2 to 4 endpoints among the backends, rotating.
+fn service(i: usize) -> BenchService {
+    let count = 2 + i % 3;
+    BenchService {
+        vip: SocketAddrV4::new(vip(i), 80),
+        endpoints: (0..count)
+            .map(|e| SocketAddrV4::new(BACKENDS[(i + e) % BACKENDS.len()], 8080))
+            .collect(),
+    }
+}
+
+fn spec(s: &BenchService) -> ServiceSpec {
+    ServiceSpec {
+        frontend: Frontend {
+            address: (*s.vip.ip()).into(),
+            port: s.vip.port(),
+            protocol: Protocol::Tcp,
+        },
+        backends: s.endpoints.iter().map(|e| (*e).into()).collect(),
+        options: ServiceOptions::default(),
+    }
+}
+
+struct Topology {
+    client: Netns,
+    router: Netns,
+    _backend: Netns,
+    _links: [VethPair; 2],
+    _servers: Vec<HttpServer>,
+    uplink: String,
+    cgroup: Cgroup,
+}
+
+impl Topology {
+    fn new() -> Self {
+        let client = Netns::new("bnc");
+        let router = Netns::new("bnr");
+        let backend = Netns::new("bnb");
+        let up = VethPair::new(&client, "10.0.0.1/24", &router, "10.0.0.254/24");
+        let down = VethPair::new(&router, "10.1.0.254/24", &backend, "10.1.0.1/24");
+        for extra in &BACKENDS[1..] {
+            backend.exec_ok(&[
+                "ip",
+                "addr",
+                "add",
+                &format!("{extra}/24"),
+                "dev",
+                &down.b.ifname,
+            ]);
+        }
+        router.exec_ok(&["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
+        client.route(&["default", "via", "10.0.0.254"]);
+        backend.route(&["default", "via", "10.1.0.254"]);
+        let servers = BACKENDS
+            .iter()
+            .map(|b| {
+                HttpServer::start_client_closes(&backend, SocketAddr::from((*b, 8080)), "ok\n")
+            })
+            .collect();
+        let uplink = up.b.ifname.clone();
+        Self {
+            client,
+            router,
+            _backend: backend,
+            _links: [up, down],
+            _servers: servers,
+            uplink,
+            cgroup: Cgroup::new("strait-bench-"),
+        }
+    }
+}
+
+/// Runs `argv` in the router namespace with `input` on stdin; fails naming the command.
+fn router_exec(router: &Netns, argv: &[&str], input: &str) -> anyhow::Result<Duration> {
+    let start = Instant::now();
+    let mut child = router
+        .command(argv)
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .with_context(|| format!("failed to start `{}`", argv.join(" ")))?;
+    child
+        .stdin
+        .take()
+        .context("stdin")?
+        .write_all(input.as_bytes())?;
+    let out = child.wait_with_output()?;
+    let elapsed = start.elapsed();
+    if !out.status.success() {
+        bail!(
+            "`{}` failed: {}",
+            argv.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(elapsed)
+}
+
+/// Latencies (µs) of `count` sequential request/response connections, targets taken in turn.
+/// The client closes first, once the whole response is in (see
+/// `HttpServer::start_client_closes` for why).
+fn sample(targets: &[SocketAddr], count: usize) -> anyhow::Result<Vec<f64>> {
+    let mut latencies = Vec::with_capacity(count);
+    let mut buf = [0u8; 512];
+    for i in 0..count {
+        let target = targets[i % targets.len()];
+        let start = Instant::now();
+        let mut stream = TcpStream::connect_timeout(&target, Duration::from_secs(2))
+            .with_context(|| format!("connect to {target}"))?;
+        stream.set_read_timeout(Some(Duration::from_secs(2)))?;
+        stream.write_all(b"GET / HTTP/1.0\r\n\r\n")?;
+        let mut response = Vec::new();
+        while !response.ends_with(b"\r\n\r\nok\n") {
+            let n = stream.read(&mut buf)?;
+            if n == 0 {
+                bail!("{target} closed before the whole response");
+            }
+            response.extend_from_slice(&buf[..n]);
+        }
+        drop(stream);
+        latencies.push(start.elapsed().as_secs_f64() * 1e6);
+    }
+    Ok(latencies)
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    sorted[((sorted.len() - 1) as f64 * p) as usize]
+}
+
+/// Random service addresses among the first `n`, the last-written one first.
+fn targets(n: usize, count: usize, seed: &mut u64, direct: bool) -> Vec<SocketAddr> {
+    (0..count)
+        .map(|k| {
+            *seed ^= *seed << 13;
+            *seed ^= *seed >> 7;
+            *seed ^= *seed << 17;
+            let i = if k == 0 {
+                n - 1
+            } else {
+                (*seed % n as u64) as usize
+            };
+            let s = service(i);
+            if direct {
+                SocketAddr::V4(s.endpoints[0])
+            } else {
+                SocketAddr::V4(s.vip)
+            }
+        })
+        .collect()
+}
+
+fn move_self_to(cgroup: &Path) -> anyhow::Result<()> {
+    fs::write(cgroup.join("cgroup.procs"), "0")
+        .with_context(|| format!("move netctl into {}", cgroup.display()))
+}
+
+pub(crate) fn services(options: &Options) -> anyhow::Result<()> {
+    let mut rows = Vec::new();
+    let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+    for &n in &options.sizes {
+        let all: Vec<BenchService> = (0..n).map(service).collect();
+        for mode in Mode::ALL {
+            eprintln!("bench: {} services, {}", n, mode.name());
+            // A fresh topology per measurement: the router's conntrack table, neighbour
+            // entries and sockets in TIME_WAIT from one mode must not help or hurt the next.
+            let topo = Topology::new();
+            let row = measure(&topo, options, mode, &all, &mut seed)
+                .with_context(|| format!("{} at {n} services", mode.name()))?;
+            rows.push(row);
+        }
+    }
+    let report = render(&rows, options);
+    fs::create_dir_all(&options.report_dir)?;
+    let path = options.report_dir.join("services.md");
+    fs::write(&path, &report)?;
+    print!("{report}");
+    eprintln!("bench: report written to {}", path.display());
+    Ok(())
+}
+
+fn measure(
+    topo: &Topology,
+    options: &Options,
+    mode: Mode,
+    all: &[BenchService],
+    seed: &mut u64,
+) -> anyhow::Result<Row> {
+    let n = all.len();
+    let mut row = Row {
+        n,
+        mode,
+        program: None,
+        change: None,
+        latency: None,
+        note: "",
+    };
+    // Whatever a mode sets up lives until the end of this function.
+    let mut _dataplane: Option<(PinDir, Dataplane)> = None;
+    let changed = BenchService {
+        endpoints: vec![
+            SocketAddrV4::new(BACKENDS[3], 8080),
+            SocketAddrV4::new(BACKENDS[2], 8080),
+        ],
+        ..all[n / 2].clone()
+    };
+    match mode {
+        Mode::Direct => {}
+        Mode::Iptables if n > options.iptables_max => {
+            row.note = "not measured: loading takes minutes at this size";
+            return Ok(row);
+        }
+        Mode::Iptables => {
+            row.program = Some(router_exec(
+                &topo.router,
+                &["iptables-restore"],
+                &kube_proxy::iptables_restore(all),
+            )?);
+            row.change = Some(router_exec(
+                &topo.router,
+                &["iptables-restore", "--noflush"],
+                &kube_proxy::iptables_restore_one(n / 2, &changed),
+            )?);
+        }
+        Mode::Nftables => {
+            row.program = Some(router_exec(
+                &topo.router,
+                &["nft", "-f", "-"],
+                &kube_proxy::nft_script(all),
+            )?);
+            row.change = Some(router_exec(
+                &topo.router,
+                &["nft", "-f", "-"],
+                &kube_proxy::nft_script_one(n / 2, &changed, 1),
+            )?);
+        }
+        Mode::StraitSocket | Mode::StraitTc => {
+            let pins = PinDir::new("strait-bench-");
+            let mut dp = Dataplane::load(DataplaneConfig {
+                ct_entries: Some(1 << 16),
+                pod_cidrs: vec!["10.1.0.0/24".parse().map_err(anyhow::Error::msg)?],
+                ..DataplaneConfig::new(pins.path())
+            })?;
+            let start = Instant::now();
+            for s in all {
+                dp.upsert_service(&spec(s))?;
+            }
+            row.program = Some(start.elapsed());
+            let start = Instant::now();
+            dp.upsert_service(&spec(&changed))?;
+            row.change = Some(start.elapsed());
+            if mode == Mode::StraitSocket {
+                dp.attach_cgroup(topo.cgroup.path())?;
+            } else {
+                let uplink = topo.uplink.clone();
+                dp = topo.router.run(move || -> anyhow::Result<Dataplane> {
+                    dp.attach_netdev(&uplink)?;
+                    Ok(dp)
+                })?;
+            }
+            _dataplane = Some((pins, dp));
+        }
+    }
+
+    let direct = mode == Mode::Direct;
+    let socket = mode == Mode::StraitSocket;
+    let cgroup_root = topo.cgroup.path().parent().context("cgroup2 root")?;
+    if socket {
+        move_self_to(topo.cgroup.path())?;
+    }
+    let result = topo.client.run(|| -> anyhow::Result<Vec<[f64; 3]>> {
+        sample(&targets(n, 50, seed, direct), options.warmup)?;
+        let mut rounds = Vec::new();
+        for _ in 0..options.rounds {
+            let mut latencies = sample(&targets(n, 100, seed, direct), options.connections)?;
+            latencies.sort_by(f64::total_cmp);
+            rounds.push([
+                percentile(&latencies, 0.5),
+                percentile(&latencies, 0.9),
+                percentile(&latencies, 0.99),
+            ]);
+        }
+        Ok(rounds)
+    });
+    if socket {
+        move_self_to(cgroup_root)?;
+    }
+    let rounds = result?;
+    row.latency = Some([0, 1, 2].map(|p| Figure::of(rounds.iter().map(|r| r[p]).collect())));
+
+    // The rules go with the router's namespace.
+    Ok(row)
+}
+
+fn human(d: Option<Duration>) -> String {
+    match d {
+        None => "–".to_owned(),
+        Some(d) if d.as_secs_f64() >= 1.0 => format!("{:.2} s", d.as_secs_f64()),
+        Some(d) if d.as_secs_f64() >= 1e-3 => format!("{:.1} ms", d.as_secs_f64() * 1e3),
+        Some(d) => format!("{:.0} µs", d.as_secs_f64() * 1e6),
+    }
+}
+
+fn render(rows: &[Row], options: &Options) -> String {
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let kernel = fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let mut out = format!(
+        "# netctl bench services\n\n{cores} cores, kernel {}. {} connections per round after {} warm-up, {} rounds; \
+         latency in µs, median of the rounds (min–max). Services have 2–4 endpoints.\n\n",
+        kernel.trim(),
+        options.connections,
+        options.warmup,
+        options.rounds
+    );
+    out.push_str(
+        "| services | mode | program all | one endpoint change | p50 | p90 | p99 | note |\n",
+    );
+    out.push_str("|---:|---|---:|---:|---:|---:|---:|---|\n");
+    for row in rows {
+        let figure = |i: usize| {
+            row.latency.map_or_else(
+                || "–".to_owned(),
+                |l| format!("{:.0} ({:.0}–{:.0})", l[i].median, l[i].min, l[i].max),
+            )
+        };
+        let _ = std::fmt::Write::write_fmt(
+            &mut out,
+            format_args!(
+                "| {} | {} | {} | {} | {} | {} | {} | {} |\n",
+                row.n,
+                row.mode.name(),
+                human(row.program),
+                human(row.change),
+                figure(0),
+                figure(1),
+                figure(2),
+                row.note
+            ),
+        );
+    }
+    out
+}
+
+/// Whether a host command is present (the baselines need iptables-restore and nft).
+pub(crate) fn require_tools() -> anyhow::Result<()> {
+    for tool in ["iptables-restore", "nft"] {
+        if Command::new(tool).arg("--version").output().is_err() {
+            bail!("`{tool}` is missing: run `cargo xtask setup`");
+        }
+    }
+    Ok(())
+}
