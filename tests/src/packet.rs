@@ -180,10 +180,7 @@ pub fn l4_checksum6(packet: &[u8]) -> u16 {
     let mut pseudo = packet[ETH_HLEN + 8..ETH_HLEN + 40].to_vec();
     pseudo.extend_from_slice(&u32::try_from(segment.len()).expect("small").to_be_bytes());
     pseudo.extend_from_slice(&[0, 0, 0, proto]);
-    let partial: u32 = pseudo
-        .chunks(2)
-        .map(|c| u32::from(u16::from_be_bytes([c[0], c[1]])))
-        .sum();
+    let partial = word_sum(&pseudo);
     checksum(&segment, partial)
 }
 
@@ -224,10 +221,7 @@ pub fn icmp6_checksum(packet: &[u8]) -> u16 {
     let mut pseudo = packet[ETH_HLEN + 8..ETH_HLEN + 40].to_vec();
     pseudo.extend_from_slice(&u32::try_from(message.len()).expect("small").to_be_bytes());
     pseudo.extend_from_slice(&[0, 0, 0, PROTO_ICMPV6]);
-    let partial: u32 = pseudo
-        .chunks(2)
-        .map(|c| u32::from(u16::from_be_bytes([c[0], c[1]])))
-        .sum();
+    let partial = word_sum(&pseudo);
     checksum(&message, partial)
 }
 
@@ -295,6 +289,15 @@ fn l4_csum_offset(proto: u8) -> usize {
     if proto == PROTO_TCP { 16 } else { 6 }
 }
 
+/// The unfolded sum of `bytes` (an even number of them) as 16-bit big-endian words: the
+/// partial sum a pseudo header contributes to a checksum.
+fn word_sum(bytes: &[u8]) -> u32 {
+    bytes
+        .chunks(2)
+        .map(|c| u32::from(u16::from_be_bytes([c[0], c[1]])))
+        .sum()
+}
+
 /// The Internet checksum (RFC 1071) of `data`, starting from the partial sum `initial`.
 pub fn checksum(data: &[u8], initial: u32) -> u16 {
     let mut sum = initial;
@@ -321,10 +324,7 @@ pub fn l4_checksum(packet: &[u8]) -> u16 {
     pseudo.extend_from_slice(&packet[ETH_HLEN + 12..ETH_HLEN + 20]);
     pseudo.extend_from_slice(&[0, proto]);
     pseudo.extend_from_slice(&u16::try_from(segment.len()).expect("small").to_be_bytes());
-    let partial: u32 = pseudo
-        .chunks(2)
-        .map(|c| u32::from(u16::from_be_bytes([c[0], c[1]])))
-        .sum();
+    let partial = word_sum(&pseudo);
     checksum(&segment, partial)
 }
 
