@@ -73,6 +73,8 @@ fn main() -> anyhow::Result<()> {
                     report_dir,
                 },
         } => {
+            // Before any thread exists: an interrupted run still removes what it made.
+            strait_tests::clean_up_on_signal()?;
             bench::require_tools()?;
             let default_sizes = if quick {
                 vec![1, 100, 1_000, 10_000]

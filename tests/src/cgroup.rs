@@ -9,13 +9,17 @@ use std::{
 
 use nix::{sys::signal, unistd::Pid};
 
-use crate::names::unique_name;
+use crate::{
+    cleanup::{Resource, track, untrack},
+    names::unique_name,
+};
 
 /// A uniquely named cgroup2 directory under the host's cgroup2 mount. On drop, processes
 /// still inside are killed and the directory removed (attached programs go with it).
 #[derive(Debug)]
 pub struct Cgroup {
     path: PathBuf,
+    tracked: u64,
 }
 
 impl Cgroup {
@@ -24,7 +28,8 @@ impl Cgroup {
         let root = strait_host::mounts::cgroup2_mount().expect("a cgroup2 mount");
         let path = root.join(unique_name(prefix));
         fs::create_dir(&path).unwrap_or_else(|e| panic!("create cgroup {}: {e}", path.display()));
-        Self { path }
+        let tracked = track(Resource::Cgroup(path.clone()));
+        Self { path, tracked }
     }
 
     /// The cgroup's directory.
@@ -35,29 +40,32 @@ impl Cgroup {
 
 impl Drop for Cgroup {
     fn drop(&mut self) {
-        for _attempt in 0..50 {
-            if let Ok(procs) = fs::read_to_string(self.path.join("cgroup.procs")) {
-                for pid in procs.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
-                    if u32::try_from(pid) == Ok(std::process::id()) {
-                        // A benchmark that moved itself in (and panicked before moving out)
-                        // leaves rather than killing itself mid-cleanup.
-                        if let Some(parent) = self.path.parent() {
-                            let _moved = fs::write(parent.join("cgroup.procs"), "0");
-                        }
-                        continue;
+        untrack(self.tracked);
+        remove(&self.path);
+    }
+}
+
+/// Kills what is left in the cgroup (moving this process out instead, if it is inside) and
+/// removes the directory.
+pub(crate) fn remove(path: &Path) {
+    for _attempt in 0..50 {
+        if let Ok(procs) = fs::read_to_string(path.join("cgroup.procs")) {
+            for pid in procs.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
+                if u32::try_from(pid) == Ok(std::process::id()) {
+                    // A benchmark that moved itself in leaves rather than killing itself.
+                    if let Some(parent) = path.parent() {
+                        let _moved = fs::write(parent.join("cgroup.procs"), "0");
                     }
-                    let _gone = signal::kill(Pid::from_raw(pid), signal::Signal::SIGKILL);
+                    continue;
                 }
-            }
-            match fs::remove_dir(&self.path) {
-                Ok(()) => return,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
-                Err(_) => thread::sleep(Duration::from_millis(20)),
+                let _gone = signal::kill(Pid::from_raw(pid), signal::Signal::SIGKILL);
             }
         }
-        eprintln!(
-            "warning: cgroup {} could not be removed",
-            self.path.display()
-        );
+        match fs::remove_dir(path) {
+            Ok(()) => return,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
+            Err(_) => thread::sleep(Duration::from_millis(20)),
+        }
     }
+    eprintln!("warning: cgroup {} could not be removed", path.display());
 }

@@ -11,6 +11,7 @@
 //! only moves the calling thread, so in-namespace work runs on a dedicated thread or process.
 
 pub mod cgroup;
+pub mod cleanup;
 pub mod cmd;
 pub mod http;
 pub mod names;
@@ -19,6 +20,7 @@ pub mod packet;
 pub mod pin;
 
 pub use cgroup::Cgroup;
+pub use cleanup::clean_up_on_signal;
 pub use http::{EchoServer, HttpServer, UdpEchoServer, http_get};
 pub use names::unique_name;
 pub use netns::{Netns, VethPair, plug_into_bridge};

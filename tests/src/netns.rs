@@ -10,6 +10,7 @@ use std::{
 use nix::sched::{CloneFlags, setns};
 
 use crate::{
+    cleanup::{Resource, track, untrack},
     cmd,
     names::{unique_ifname, unique_name},
 };
@@ -19,6 +20,7 @@ use crate::{
 #[derive(Debug)]
 pub struct Netns {
     name: String,
+    tracked: u64,
 }
 
 impl Netns {
@@ -28,7 +30,8 @@ impl Netns {
         // A leftover of this name can only come from a dead process with our pid.
         let _stale = cmd::output(&["ip", "netns", "del", &name]);
         cmd::run(&["ip", "netns", "add", &name]);
-        let ns = Self { name };
+        let tracked = track(Resource::Netns(name.clone()));
+        let ns = Self { name, tracked };
         cmd::run(&["ip", "-n", &ns.name, "link", "set", "lo", "up"]);
         ns.exec_ok(&["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
         ns
@@ -135,15 +138,19 @@ impl Netns {
 
 impl Drop for Netns {
     fn drop(&mut self) {
-        // Deleting the namespace also deletes the interfaces inside it.
-        let out = cmd::output(&["ip", "netns", "del", &self.name]);
-        if !out.status.success() && !thread::panicking() {
-            eprintln!(
-                "warning: failed to delete netns {}: {}",
-                self.name,
-                String::from_utf8_lossy(&out.stderr).trim()
-            );
-        }
+        untrack(self.tracked);
+        remove(&self.name);
+    }
+}
+
+/// Deletes a namespace, and with it the interfaces inside it.
+pub(crate) fn remove(name: &str) {
+    let out = cmd::output(&["ip", "netns", "del", name]);
+    if !out.status.success() && !thread::panicking() {
+        eprintln!(
+            "warning: failed to delete netns {name}: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
     }
 }
 

@@ -5,12 +5,16 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use crate::names::unique_name;
+use crate::{
+    cleanup::{Resource, track, untrack},
+    names::unique_name,
+};
 
 /// `/sys/fs/bpf/<prefix><unique>`, removed with everything pinned in it on drop.
 #[derive(Debug)]
 pub struct PinDir {
     path: PathBuf,
+    tracked: u64,
 }
 
 impl PinDir {
@@ -19,7 +23,8 @@ impl PinDir {
         strait_host::mounts::ensure_bpffs().expect("bpffs mounted at /sys/fs/bpf");
         let path = Path::new(strait_host::paths::BPFFS).join(unique_name(prefix));
         fs::create_dir_all(&path).unwrap_or_else(|e| panic!("create {}: {e}", path.display()));
-        Self { path }
+        let tracked = track(Resource::PinDir(path.clone()));
+        Self { path, tracked }
     }
 
     /// The directory.
@@ -30,9 +35,15 @@ impl PinDir {
 
 impl Drop for PinDir {
     fn drop(&mut self) {
-        // Unlinking a pin drops the kernel's reference; maps go when no program holds them.
-        if let Err(e) = fs::remove_dir_all(&self.path) {
-            eprintln!("warning: failed to remove {}: {e}", self.path.display());
-        }
+        untrack(self.tracked);
+        remove(&self.path);
+    }
+}
+
+/// Removes the directory and everything pinned in it. Unlinking a pin drops the kernel's
+/// reference; maps and links go when nothing else holds them.
+pub(crate) fn remove(path: &Path) {
+    if let Err(e) = fs::remove_dir_all(path) {
+        eprintln!("warning: failed to remove {}: {e}", path.display());
     }
 }
