@@ -14,6 +14,7 @@
 //! client closes) to services picked at random, the last-written one included. Every mode uses
 //! the same client code; modes alternate within a round so none gets a warmer cache.
 
+mod chart;
 mod kube_proxy;
 
 use std::{
@@ -289,6 +290,7 @@ pub(crate) fn services(options: &Options) -> anyhow::Result<()> {
     fs::create_dir_all(&options.report_dir)?;
     let path = options.report_dir.join("services.md");
     fs::write(&path, &report)?;
+    write_charts(&rows, &options.report_dir)?;
     print!("{report}");
     eprintln!("bench: report written to {}", path.display());
     Ok(())
@@ -407,6 +409,35 @@ fn measure(
     Ok(row)
 }
 
+/// `latency.svg` (p50 against N per mode) and `programming.svg` (time to program all N, log).
+fn write_charts(rows: &[Row], dir: &Path) -> anyhow::Result<()> {
+    let series = |value: &dyn Fn(&Row) -> Option<f64>| -> Vec<chart::Series> {
+        Mode::ALL
+            .iter()
+            .map(|&mode| chart::Series {
+                name: mode.name(),
+                points: rows
+                    .iter()
+                    .filter(|r| r.mode == mode)
+                    .filter_map(|r| Some((r.n as f64, value(r)?)))
+                    .collect(),
+            })
+            .filter(|s| !s.points.is_empty())
+            .collect()
+    };
+    let latency = series(&|r| r.latency.map(|l| l[0].median));
+    fs::write(
+        dir.join("latency.svg"),
+        chart::line_chart("New connection, p50", "µs", &latency, false),
+    )?;
+    let programming = series(&|r| r.program.map(|d| d.as_secs_f64() * 1e3));
+    fs::write(
+        dir.join("programming.svg"),
+        chart::line_chart("Program all services", "ms (log scale)", &programming, true),
+    )?;
+    Ok(())
+}
+
 fn human(d: Option<Duration>) -> String {
     match d {
         None => "–".to_owned(),
@@ -427,6 +458,7 @@ fn render(rows: &[Row], options: &Options) -> String {
         options.warmup,
         options.rounds
     );
+    out.push_str("![latency](latency.svg) ![programming](programming.svg)\n\n");
     out.push_str(
         "| services | mode | program all | one endpoint change | p50 | p90 | p99 | note |\n",
     );
