@@ -6,6 +6,8 @@ use std::fmt::Write as _;
 /// One line of a chart.
 pub(crate) struct Series {
     pub(crate) name: &'static str,
+    /// An SVG colour, fixed per mode so every chart colours a mode alike.
+    pub(crate) color: &'static str,
     pub(crate) points: Vec<(f64, f64)>,
 }
 
@@ -15,7 +17,6 @@ const LEFT: f64 = 70.0;
 const RIGHT: f64 = 230.0;
 const TOP: f64 = 40.0;
 const BOTTOM: f64 = 50.0;
-const COLORS: [&str; 5] = ["#555555", "#1f77b4", "#2ca02c", "#d62728", "#ff7f0e"];
 
 /// An SVG chart of `series`; x is always log10, y is log10 when `log_y`.
 pub(crate) fn line_chart(title: &str, y_label: &str, series: &[Series], log_y: bool) -> String {
@@ -63,9 +64,21 @@ pub(crate) fn line_chart(title: &str, y_label: &str, series: &[Series], log_y: b
         );
         decade += 1.0;
     }
-    for i in 0..=4 {
-        let v = y_min + (y_max - y_min) * f64::from(i) / 4.0;
-        let value = if log_y { 10f64.powf(v) } else { v };
+    // Log scale: every power of ten in range; linear: five steps from zero.
+    let ticks: Vec<f64> = if log_y {
+        let mut decade = y_min.ceil();
+        let mut ticks = Vec::new();
+        while decade <= y_max {
+            ticks.push(10f64.powf(decade));
+            decade += 1.0;
+        }
+        ticks
+    } else {
+        (0..=4)
+            .map(|i| y_min + (y_max - y_min) * f64::from(i) / 4.0)
+            .collect()
+    };
+    for value in ticks {
         let _ = writeln!(
             svg,
             "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\">{}</text>",
@@ -75,7 +88,7 @@ pub(crate) fn line_chart(title: &str, y_label: &str, series: &[Series], log_y: b
         );
     }
     for (index, s) in series.iter().enumerate() {
-        let color = COLORS[index % COLORS.len()];
+        let color = s.color;
         let path: Vec<String> = s
             .points
             .iter()
@@ -134,10 +147,12 @@ mod tests {
         let series = [
             Series {
                 name: "a",
+                color: "red",
                 points: vec![(1.0, 10.0), (100.0, 20.0), (10_000.0, 30.0)],
             },
             Series {
                 name: "b",
+                color: "blue",
                 points: vec![(1.0, 1.0), (10_000.0, 1000.0)],
             },
         ];

@@ -64,6 +64,17 @@ impl Mode {
         Self::Nftables,
     ];
 
+    /// The mode's colour in the charts.
+    fn color(self) -> &'static str {
+        match self {
+            Self::Direct => "#555555",
+            Self::StraitSocket => "#1f77b4",
+            Self::StraitTc => "#17becf",
+            Self::Iptables => "#d62728",
+            Self::Nftables => "#ff7f0e",
+        }
+    }
+
     fn name(self) -> &'static str {
         match self {
             Self::Direct => "direct to pod IP (the limit)",
@@ -416,6 +427,7 @@ fn write_charts(rows: &[Row], dir: &Path) -> anyhow::Result<()> {
             .iter()
             .map(|&mode| chart::Series {
                 name: mode.name(),
+                color: mode.color(),
                 points: rows
                     .iter()
                     .filter(|r| r.mode == mode)
