@@ -30,7 +30,7 @@ use anyhow::{Context as _, bail};
 use strait_agent::dataplane::{
     Dataplane, DataplaneConfig, Frontend, Protocol, ServiceOptions, ServiceSpec,
 };
-use strait_tests::{Cgroup, HttpServer, Netns, PinDir, VethPair};
+use strait_tests::{Cgroup, EchoServer, HttpServer, Netns, PinDir, VethPair};
 
 use self::kube_proxy::BenchService;
 
@@ -93,6 +93,10 @@ struct Row {
     program: Option<Duration>,
     change: Option<Duration>,
     latency: Option<[Figure; 3]>,
+    /// Request/response round trips per second on one established connection.
+    rate: Option<Figure>,
+    /// Busy CPU time of the whole machine per 1,000 connections, in ms.
+    cpu: Option<Figure>,
     note: &'static str,
 }
 
@@ -155,6 +159,7 @@ struct Topology {
     _backend: Netns,
     _links: [VethPair; 2],
     _servers: Vec<HttpServer>,
+    _echo: EchoServer,
     uplink: String,
     cgroup: Cgroup,
 }
@@ -185,6 +190,7 @@ impl Topology {
                 HttpServer::start_client_closes(&backend, SocketAddr::from((*b, 8080)), "ok\n")
             })
             .collect();
+        let echo = EchoServer::start(&backend, SocketAddr::from((BACKENDS[0], 9090)));
         let uplink = up.b.ifname.clone();
         Self {
             client,
@@ -192,6 +198,7 @@ impl Topology {
             _backend: backend,
             _links: [up, down],
             _servers: servers,
+            _echo: echo,
             uplink,
             cgroup: Cgroup::new("strait-bench-"),
         }
@@ -255,6 +262,55 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[((sorted.len() - 1) as f64 * p) as usize]
 }
 
+/// The service written after the `n` measured ones: one port to echo servers, for the
+/// request/response rate on an established connection.
+fn echo_service(n: usize) -> BenchService {
+    BenchService {
+        vip: SocketAddrV4::new(vip(n), 90),
+        endpoints: vec![SocketAddrV4::new(BACKENDS[0], 9090)],
+    }
+}
+
+/// Round trips of a 64-byte message per second on one connection to `target`, for `period`.
+fn round_trips(target: SocketAddr, period: Duration) -> anyhow::Result<f64> {
+    let mut stream = TcpStream::connect_timeout(&target, Duration::from_secs(2))
+        .with_context(|| format!("connect to {target}"))?;
+    stream.set_nodelay(true)?;
+    stream.set_read_timeout(Some(Duration::from_secs(2)))?;
+    let message = [7u8; 64];
+    let mut echoed = [0u8; 64];
+    let start = Instant::now();
+    let mut count = 0u32;
+    while start.elapsed() < period {
+        stream.write_all(&message)?;
+        stream.read_exact(&mut echoed)?;
+        count += 1;
+    }
+    Ok(f64::from(count) / start.elapsed().as_secs_f64())
+}
+
+/// Busy CPU time of the whole machine so far (user, system, irq, softirq, steal), in ms.
+/// Per-namespace accounting of softirq work does not exist, so the figure is the machine's:
+/// client and servers cost the same in every mode, and the difference is the dataplane's.
+fn busy_ms() -> f64 {
+    let stat = fs::read_to_string("/proc/stat").unwrap_or_default();
+    let fields: Vec<f64> = stat
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|f| f.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal
+    let busy: f64 = [0, 1, 2, 5, 6, 7]
+        .iter()
+        .filter_map(|&i| fields.get(i))
+        .sum();
+    // USER_HZ is 100 on Linux: one jiffy is 10 ms.
+    busy * 10.0
+}
+
 /// Random service addresses among the first `n`, the last-written one first.
 fn targets(n: usize, count: usize, seed: &mut u64, direct: bool) -> Vec<SocketAddr> {
     (0..count)
@@ -286,7 +342,8 @@ pub(crate) fn services(options: &Options) -> anyhow::Result<()> {
     let mut rows = Vec::new();
     let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
     for &n in &options.sizes {
-        let all: Vec<BenchService> = (0..n).map(service).collect();
+        // The measured services, then the echo service the rate is measured through.
+        let all: Vec<BenchService> = (0..n).map(service).chain([echo_service(n)]).collect();
         for mode in Mode::ALL {
             eprintln!("bench: {} services, {}", n, mode.name());
             // A fresh topology per measurement: the router's conntrack table, neighbour
@@ -314,13 +371,16 @@ fn measure(
     all: &[BenchService],
     seed: &mut u64,
 ) -> anyhow::Result<Row> {
-    let n = all.len();
+    // The last service is the echo service (see `echo_service`).
+    let n = all.len() - 1;
     let mut row = Row {
         n,
         mode,
         program: None,
         change: None,
         latency: None,
+        rate: None,
+        cpu: None,
         note: "",
     };
     // Whatever a mode sets up lives until the end of this function.
@@ -396,25 +456,40 @@ fn measure(
     if socket {
         move_self_to(topo.cgroup.path())?;
     }
-    let result = topo.client.run(|| -> anyhow::Result<Vec<[f64; 3]>> {
-        sample(&targets(n, 50, seed, direct), options.warmup)?;
-        let mut rounds = Vec::new();
-        for _ in 0..options.rounds {
-            let mut latencies = sample(&targets(n, 100, seed, direct), options.connections)?;
-            latencies.sort_by(f64::total_cmp);
-            rounds.push([
-                percentile(&latencies, 0.5),
-                percentile(&latencies, 0.9),
-                percentile(&latencies, 0.99),
-            ]);
-        }
-        Ok(rounds)
-    });
+    let echo = if direct {
+        SocketAddr::V4(echo_service(n).endpoints[0])
+    } else {
+        SocketAddr::V4(echo_service(n).vip)
+    };
+    let result = topo
+        .client
+        .run(|| -> anyhow::Result<Vec<([f64; 3], f64, f64)>> {
+            sample(&targets(n, 50, seed, direct), options.warmup)?;
+            let mut rounds = Vec::new();
+            for _ in 0..options.rounds {
+                let busy = busy_ms();
+                let mut latencies = sample(&targets(n, 100, seed, direct), options.connections)?;
+                let cpu = (busy_ms() - busy) * 1000.0 / options.connections as f64;
+                latencies.sort_by(f64::total_cmp);
+                rounds.push((
+                    [
+                        percentile(&latencies, 0.5),
+                        percentile(&latencies, 0.9),
+                        percentile(&latencies, 0.99),
+                    ],
+                    round_trips(echo, Duration::from_millis(500))?,
+                    cpu,
+                ));
+            }
+            Ok(rounds)
+        });
     if socket {
         move_self_to(cgroup_root)?;
     }
     let rounds = result?;
-    row.latency = Some([0, 1, 2].map(|p| Figure::of(rounds.iter().map(|r| r[p]).collect())));
+    row.latency = Some([0, 1, 2].map(|p| Figure::of(rounds.iter().map(|r| r.0[p]).collect())));
+    row.rate = Some(Figure::of(rounds.iter().map(|r| r.1).collect()));
+    row.cpu = Some(Figure::of(rounds.iter().map(|r| r.2).collect()));
 
     // The rules go with the router's namespace.
     Ok(row)
@@ -464,7 +539,9 @@ fn render(rows: &[Row], options: &Options) -> String {
     let kernel = fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
     let mut out = format!(
         "# netctl bench services\n\n{cores} cores, kernel {}. {} connections per round after {} warm-up, {} rounds; \
-         latency in µs, median of the rounds (min–max). Services have 2–4 endpoints.\n\n",
+         latency in µs, median of the rounds (min–max). Services have 2–4 endpoints. Round trips: \
+         64-byte messages on one established connection for 0.5 s. CPU: busy time of the whole \
+         machine (client and servers included, the same in every mode) per 1,000 connections.\n\n",
         kernel.trim(),
         options.connections,
         options.warmup,
@@ -472,27 +549,38 @@ fn render(rows: &[Row], options: &Options) -> String {
     );
     out.push_str("![latency](latency.svg) ![programming](programming.svg)\n\n");
     out.push_str(
-        "| services | mode | program all | one endpoint change | p50 | p90 | p99 | note |\n",
+        "| services | mode | program all | one endpoint change | p50 | p90 | p99 | round trips/s | CPU ms / 1k conn | note |\n",
     );
-    out.push_str("|---:|---|---:|---:|---:|---:|---:|---|\n");
+    out.push_str("|---:|---|---:|---:|---:|---:|---:|---:|---:|---|\n");
+    let show = |f: Option<Figure>, precision: usize| {
+        f.map_or_else(
+            || "–".to_owned(),
+            |f| {
+                format!(
+                    "{:.p$} ({:.p$}–{:.p$})",
+                    f.median,
+                    f.min,
+                    f.max,
+                    p = precision
+                )
+            },
+        )
+    };
     for row in rows {
-        let figure = |i: usize| {
-            row.latency.map_or_else(
-                || "–".to_owned(),
-                |l| format!("{:.0} ({:.0}–{:.0})", l[i].median, l[i].min, l[i].max),
-            )
-        };
+        let latency = |i: usize| show(row.latency.map(|l| l[i]), 0);
         let _ = std::fmt::Write::write_fmt(
             &mut out,
             format_args!(
-                "| {} | {} | {} | {} | {} | {} | {} | {} |\n",
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
                 row.n,
                 row.mode.name(),
                 human(row.program),
                 human(row.change),
-                figure(0),
-                figure(1),
-                figure(2),
+                latency(0),
+                latency(1),
+                latency(2),
+                show(row.rate, 0),
+                show(row.cpu, 0),
                 row.note
             ),
         );
