@@ -90,7 +90,7 @@ fn main() -> anyhow::Result<()> {
                 connections: if quick { 500 } else { 2_000 },
                 warmup: if quick { 100 } else { 200 },
                 rounds: 3,
-                iptables_max: 10_000,
+                nft_transaction_max: 10_000,
                 report_dir,
             })
         }

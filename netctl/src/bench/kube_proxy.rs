@@ -115,8 +115,19 @@ fn nft_service(out: &mut String, index: usize, service: &BenchService) {
     );
 }
 
-/// The `kube-proxy` table as an `nft -f` script.
-pub(crate) fn nft_script(services: &[BenchService]) -> String {
+/// The `kube-proxy` table as one `nft -f` script: one transaction, as kube-proxy's full sync.
+#[cfg(test)]
+fn nft_script(services: &[BenchService]) -> String {
+    nft_scripts(services, services.len().max(1))
+        .into_iter()
+        .collect()
+}
+
+/// The `kube-proxy` table as `nft -f` scripts of at most `per_transaction` services each, the
+/// first creating the table. kube-proxy writes one transaction; the kernel binds every anonymous
+/// verdict map by walking the whole transaction, so that grows quadratically and is only
+/// practical up to about 10,000 services here.
+pub(crate) fn nft_scripts(services: &[BenchService], per_transaction: usize) -> Vec<String> {
     let mut out = String::from("add table ip kube-proxy\n");
     out.push_str("add chain ip kube-proxy mark-for-masquerade\n");
     out.push_str("add rule ip kube-proxy mark-for-masquerade mark set mark or 0x4000\n");
@@ -131,18 +142,27 @@ pub(crate) fn nft_script(services: &[BenchService]) -> String {
     out.push_str(
         "add rule ip kube-proxy nat-output ip daddr . meta l4proto . th dport vmap @service-ips\n",
     );
-    for (index, service) in services.iter().enumerate() {
-        nft_service(&mut out, index, service);
+    let mut scripts = Vec::new();
+    for (chunk, group) in services.chunks(per_transaction.max(1)).enumerate() {
+        let first = chunk * per_transaction.max(1);
+        for (offset, service) in group.iter().enumerate() {
+            nft_service(&mut out, first + offset, service);
+        }
+        for (offset, service) in group.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "add element ip kube-proxy service-ips {{ {} . tcp . {} : goto service-{} }}",
+                service.vip.ip(),
+                service.vip.port(),
+                first + offset
+            );
+        }
+        scripts.push(std::mem::take(&mut out));
     }
-    for (index, service) in services.iter().enumerate() {
-        let _ = writeln!(
-            out,
-            "add element ip kube-proxy service-ips {{ {} . tcp . {} : goto service-{index} }}",
-            service.vip.ip(),
-            service.vip.port()
-        );
+    if scripts.is_empty() {
+        scripts.push(out);
     }
-    out
+    scripts
 }
 
 /// An endpoint change in nftables mode: the service's chain flushed and refilled (its endpoint
@@ -216,6 +236,20 @@ mod tests {
             text.contains(
                 "numgen random mod 2 vmap { 0 : goto endpoint-0-0, 1 : goto endpoint-0-1 }"
             )
+        );
+        let split = nft_scripts(&services(3), 2);
+        assert_eq!(split.len(), 2, "three services, two per transaction");
+        assert!(split[0].starts_with("add table") && !split[1].contains("add table"));
+        assert!(split[1].contains("goto service-2 }") && !split[1].contains("goto service-1 }"));
+        let lines = |text: &str| {
+            let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
+            lines.sort();
+            lines
+        };
+        assert_eq!(
+            lines(&split.concat()),
+            lines(&nft_script(&services(3))),
+            "the same commands, only split"
         );
         let one = nft_script_one(1, &services(2)[1], 3);
         assert!(one.starts_with("flush chain ip kube-proxy service-1\n"));

@@ -41,8 +41,9 @@ pub(crate) struct Options {
     pub(crate) connections: usize,
     pub(crate) warmup: usize,
     pub(crate) rounds: usize,
-    /// iptables loads grow quadratically; sizes above this are reported as not measured.
-    pub(crate) iptables_max: usize,
+    /// Services per `nft -f` transaction above which the nftables table is loaded in
+    /// transactions of this many services (see `kube_proxy::nft_scripts`).
+    pub(crate) nft_transaction_max: usize,
     pub(crate) report_dir: PathBuf,
 }
 
@@ -97,7 +98,7 @@ struct Row {
     rate: Option<Figure>,
     /// Busy CPU time of the whole machine per 1,000 connections, in ms.
     cpu: Option<Figure>,
-    note: &'static str,
+    note: String,
 }
 
 /// A median with the min and max over rounds, in µs.
@@ -381,7 +382,7 @@ fn measure(
         latency: None,
         rate: None,
         cpu: None,
-        note: "",
+        note: String::new(),
     };
     // Whatever a mode sets up lives until the end of this function.
     let mut _dataplane: Option<(PinDir, Dataplane)> = None;
@@ -394,10 +395,6 @@ fn measure(
     };
     match mode {
         Mode::Direct => {}
-        Mode::Iptables if n > options.iptables_max => {
-            row.note = "not measured: loading takes minutes at this size";
-            return Ok(row);
-        }
         Mode::Iptables => {
             row.program = Some(router_exec(
                 &topo.router,
@@ -411,11 +408,24 @@ fn measure(
             )?);
         }
         Mode::Nftables => {
-            row.program = Some(router_exec(
-                &topo.router,
-                &["nft", "-f", "-"],
-                &kube_proxy::nft_script(all),
-            )?);
+            let per_transaction = if all.len() > options.nft_transaction_max {
+                options.nft_transaction_max / 10
+            } else {
+                all.len()
+            };
+            let scripts = kube_proxy::nft_scripts(all, per_transaction);
+            if scripts.len() > 1 {
+                row.note = format!(
+                    "loaded in {} transactions of {per_transaction} services; kube-proxy's one \
+                     transaction grows quadratically in the kernel",
+                    scripts.len()
+                );
+            }
+            let mut total = Duration::ZERO;
+            for script in &scripts {
+                total += router_exec(&topo.router, &["nft", "-f", "-"], script)?;
+            }
+            row.program = Some(total);
             row.change = Some(router_exec(
                 &topo.router,
                 &["nft", "-f", "-"],
