@@ -11,9 +11,15 @@
 //! up) and etcd, which several `strait-control` processes can share. One conformance suite runs
 //! against both.
 
-use std::{pin::Pin, time::Duration};
+use std::{collections::HashSet, pin::Pin, time::Duration};
 
 use futures::Stream;
+
+mod etcd;
+mod redb;
+
+pub use etcd::{EtcdOptions, EtcdStore};
+pub use redb::{RedbOptions, RedbStore};
 
 /// A store-wide revision. Revision 0 means "no revision" (a key that does not exist).
 pub type Revision = i64;
@@ -105,7 +111,10 @@ pub enum TxnOutcome {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Event {
     /// The key was created or modified; `prev` is its value before, if it existed.
-    Put { kv: KeyValue, prev: Option<KeyValue> },
+    Put {
+        kv: KeyValue,
+        prev: Option<KeyValue>,
+    },
     /// The key was deleted at `revision`; `prev` is its last value.
     Delete { prev: KeyValue, revision: Revision },
     /// Nothing under the prefix changed up to this revision (sent when idle, at most every
@@ -194,4 +203,60 @@ pub trait Store: Send + Sync + 'static {
 
     /// End a lease now, deleting its keys.
     async fn revoke_lease(&self, lease: LeaseId) -> Result<(), Error>;
+}
+
+impl Condition {
+    /// Whether a key in this state (`None`: absent) satisfies the condition. Both engines use it:
+    /// redb to decide a transaction, etcd to name the first failing key after etcd decided.
+    pub(crate) fn holds(self, current: Option<&KeyValue>) -> bool {
+        match (self, current) {
+            (Self::Absent, current) => current.is_none(),
+            (Self::Exists, current) => current.is_some(),
+            (Self::ModRevision(revision), Some(kv)) => kv.mod_revision == revision,
+            (Self::ModRevision(_), None) => false,
+        }
+    }
+}
+
+impl Event {
+    /// The key the event is about (none for a progress event).
+    pub(crate) fn key(&self) -> Option<&str> {
+        match self {
+            Self::Put { kv, .. } => Some(&kv.key),
+            Self::Delete { prev, .. } => Some(&prev.key),
+            Self::Progress { .. } => None,
+        }
+    }
+}
+
+impl Txn {
+    /// Rejects a transaction that writes one key twice, as etcd does ("duplicate key given in txn
+    /// request"), so that both engines accept the same transactions.
+    pub(crate) fn check_ops(&self) -> Result<(), Error> {
+        let mut seen = HashSet::new();
+        for op in &self.ops {
+            let key = match op {
+                Op::Put { key, .. } | Op::Delete { key } => key,
+            };
+            if !seen.insert(key.as_str()) {
+                return Err(Error::Engine(format!(
+                    "txn writes key {key} more than once"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// A key naming the transaction in error messages: its first condition's or operation's.
+    pub(crate) fn first_key(&self) -> &str {
+        self.conditions
+            .first()
+            .map(|(key, _)| key.as_str())
+            .or_else(|| {
+                self.ops.first().map(|op| match op {
+                    Op::Put { key, .. } | Op::Delete { key } => key.as_str(),
+                })
+            })
+            .unwrap_or("(no key)")
+    }
 }

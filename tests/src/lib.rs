@@ -13,6 +13,8 @@
 pub mod cgroup;
 pub mod cleanup;
 pub mod cmd;
+pub mod control;
+pub mod etcd;
 pub mod http;
 pub mod names;
 pub mod netns;
@@ -21,6 +23,8 @@ pub mod pin;
 
 pub use cgroup::Cgroup;
 pub use cleanup::clean_up_on_signal;
+pub use control::ControlPlane;
+pub use etcd::Etcd;
 pub use http::{EchoServer, HttpServer, UdpEchoServer, http_get};
 pub use names::unique_name;
 pub use netns::{Netns, VethPair, plug_into_bridge};

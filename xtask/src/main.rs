@@ -34,8 +34,14 @@ enum Task {
     },
     /// rustfmt and clippy for the host crates and the BPF crate.
     Lint,
-    /// Run the benchmarks and print their figures.
-    Bench,
+    /// Run the benchmarks, print their figures and write reports under report/.
+    Bench {
+        /// Which suites (all when none is named).
+        suites: Vec<bench::Suite>,
+        /// The full sizes (100,000 services or objects) instead of the quick ones.
+        #[arg(long)]
+        full: bool,
+    },
     /// Set up, build and show the dataplane working on real traffic.
     Demo,
 }
@@ -46,7 +52,7 @@ fn main() -> anyhow::Result<()> {
         Task::Build => exec::cargo_build(),
         Task::Test { args } => test::run(&args),
         Task::Lint => lint::run(),
-        Task::Bench => bench::run(),
+        Task::Bench { suites, full } => bench::run(&suites, full),
         Task::Demo => demo::run(),
     }
 }

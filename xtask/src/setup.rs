@@ -29,6 +29,10 @@ const PACKAGES: &[(&str, &str)] = &[
     ("iptables", "kube-proxy iptables baseline in benchmarks"),
     ("nftables", "kube-proxy nftables baseline in benchmarks"),
     ("etcd-server", "the distributed store"),
+    (
+        "protobuf-compiler",
+        "etcd-client's build compiles etcd's protobuf definitions",
+    ),
     ("etcd-client", "etcdctl for store tests"),
     ("bind9-dnsutils", "dig, for cluster DNS tests"),
     (
@@ -39,11 +43,15 @@ const PACKAGES: &[(&str, &str)] = &[
 
 const BPF_LINKER_VERSION: &str = "0.13.0";
 
+/// The Python Kubernetes client the API is proven with (shared/MACHINE.md).
+const PYTHON_KUBERNETES: &str = "37.0.2";
+
 pub(crate) fn run() -> anyhow::Result<()> {
     require_root("setup")?;
     step("Debian packages", debian_packages)?;
     step("rust-src component", rust_src)?;
     step("bpf-linker", bpf_linker)?;
+    step("Python kubernetes client", python_kubernetes)?;
     step("bpffs mount", || {
         strait_host::mounts::ensure_bpffs()?;
         println!("setup: bpffs is mounted at {}", strait_host::paths::BPFFS);
@@ -130,5 +138,26 @@ fn bpf_linker() -> anyhow::Result<()> {
         "--no-default-features",
         "--features",
         "llvm-22",
+    ]))
+}
+
+fn python_kubernetes() -> anyhow::Result<()> {
+    let version = probe(Command::new("python3").args([
+        "-c",
+        "import kubernetes; print(kubernetes.__version__)",
+    ]))
+    .unwrap_or_default();
+    if version.trim() == PYTHON_KUBERNETES {
+        println!("setup: Python kubernetes {PYTHON_KUBERNETES} present");
+        return Ok(());
+    }
+    println!("setup: installing Python kubernetes {PYTHON_KUBERNETES} (API tests with a real client)");
+    exec(Command::new("python3").args([
+        "-m",
+        "pip",
+        "install",
+        "-q",
+        "--disable-pip-version-check",
+        &format!("kubernetes=={PYTHON_KUBERNETES}"),
     ]))
 }

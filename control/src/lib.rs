@@ -1,0 +1,96 @@
+//! `strait-control`: the Kubernetes-compatible API server on its store.
+//!
+//! [`run`] is the whole process: open the store (a redb file, or etcd), create or load the PKI
+//! and tokens, bootstrap the default namespaces and the `kubernetes` Service, repair the
+//! address allocations, then serve HTTPS until asked to stop. The binary only parses
+//! [`Config`] and calls it.
+
+pub mod alloc;
+pub mod auth;
+pub mod bootstrap;
+pub mod error;
+pub mod http;
+pub mod namespaces;
+pub mod objects;
+pub mod pki;
+pub mod request;
+pub mod serve;
+pub mod typed;
+
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+use clap::{Parser, ValueEnum};
+
+/// Strait's control plane: a Kubernetes-compatible API server on an embedded store or etcd.
+#[derive(Clone, Debug, Parser)]
+#[command(name = "strait-control", version)]
+pub struct Config {
+    /// Address the HTTPS API listens on (port 0 picks a free one; the address served is
+    /// printed and written to the kubeconfigs).
+    #[arg(long, env = "STRAIT_LISTEN", default_value = "127.0.0.1:6443")]
+    pub listen: SocketAddr,
+
+    /// Address other machines reach the API at (the `kubernetes` Service's endpoint and the
+    /// kubeconfigs' server); the listen address when unset.
+    #[arg(long)]
+    pub advertise_address: Option<std::net::IpAddr>,
+
+    /// Directory for the embedded store, the CA, the tokens and the generated kubeconfigs.
+    #[arg(long, env = "STRAIT_DATA_DIR", default_value = "/var/lib/strait/control")]
+    pub data_dir: PathBuf,
+
+    /// Which store holds the cluster's objects.
+    #[arg(long, value_enum, default_value_t = StoreKind::Redb)]
+    pub store: StoreKind,
+
+    /// etcd client URLs, comma-separated (with --store etcd).
+    #[arg(long, value_delimiter = ',', required_if_eq("store", "etcd"))]
+    pub etcd_endpoints: Vec<String>,
+
+    /// Key prefix in etcd, so several clusters can share one etcd.
+    #[arg(long, default_value = "/strait")]
+    pub etcd_prefix: String,
+
+    /// Service ClusterIP range.
+    #[arg(long, default_value = "10.96.0.0/16")]
+    pub service_cidr: String,
+
+    /// NodePort range.
+    #[arg(long, default_value = "30000-32767")]
+    pub node_port_range: String,
+
+    /// Range from which each node gets its pod CIDR.
+    #[arg(long, default_value = "10.244.0.0/16")]
+    pub cluster_cidr: String,
+
+    /// Extra names and addresses for the serving certificate.
+    #[arg(long, value_delimiter = ',')]
+    pub tls_san: Vec<String>,
+
+    /// How often history older than the previous interval is compacted away (watchers
+    /// further behind get 410 Gone and re-list, as with kube-apiserver's 5 minutes).
+    #[arg(long, value_parser = parse_seconds, default_value = "300")]
+    pub compaction_interval: Duration,
+}
+
+fn parse_seconds(text: &str) -> Result<Duration, String> {
+    text.parse::<f64>()
+        .ok()
+        .filter(|s| s.is_finite() && *s > 0.0)
+        .map(Duration::from_secs_f64)
+        .ok_or_else(|| format!("{text:?} is not a positive number of seconds"))
+}
+
+/// The store engines.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum StoreKind {
+    /// An embedded redb file under the data directory: zero setup, one control process.
+    Redb,
+    /// An etcd cluster: several control processes for high availability.
+    Etcd,
+}
+
+/// Run the control plane until SIGINT or SIGTERM.
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    serve::run(config).await
+}

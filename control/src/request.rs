@@ -1,0 +1,312 @@
+//! What a request asks for: the path parsed into a route, the query into options.
+//!
+//! Paths follow kube-apiserver's layout:
+//! `/api/v1/[namespaces/<ns>/]<plural>[/<name>[/<subresource>]]` for the core group and
+//! `/apis/<group>/<version>/…` for the others, plus discovery documents.
+
+use std::collections::HashMap;
+
+use strait_api::registry::{self, Resource};
+
+use crate::error::ApiError;
+
+/// Where a request goes.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Route {
+    /// `/version`
+    Version,
+    /// `/healthz`, `/livez`, `/readyz`
+    Health,
+    /// `/api`
+    CoreVersions,
+    /// `/apis`
+    Groups,
+    /// `/apis/<group>`
+    Group(String),
+    /// `/api/v1` or `/apis/<group>/<version>`
+    ResourceList { group: String, version: String },
+    /// `/openapi/v2`, `/openapi/v3…`: not served (kubectl falls back on 404).
+    OpenApi,
+    /// A resource, a collection or a subresource.
+    Object(Target),
+}
+
+/// A resource path.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Target {
+    pub resource: &'static Resource,
+    /// The namespace in the path (namespaced resources), none for cluster-scoped ones and
+    /// for lists across all namespaces.
+    pub namespace: Option<String>,
+    pub name: Option<String>,
+    pub subresource: Option<String>,
+}
+
+impl Target {
+    /// The object's name, or a 405 naming the verb (a verb that needs one was sent to a
+    /// collection).
+    pub fn name(&self, verb: &str) -> Result<&str, ApiError> {
+        self.name
+            .as_deref()
+            .ok_or_else(|| ApiError::method_not_allowed(verb, self.resource.plural))
+    }
+}
+
+/// Parse a request path.
+pub fn route(path: &str) -> Result<Route, ApiError> {
+    let segments: Vec<&str> = path
+        .trim_end_matches('/')
+        .split('/')
+        .skip(1)
+        .filter(|s| !s.is_empty())
+        .collect();
+    let not_found = || ApiError::no_route(path);
+    match segments.as_slice() {
+        ["version"] => Ok(Route::Version),
+        ["healthz" | "livez" | "readyz", ..] => Ok(Route::Health),
+        ["openapi", ..] => Ok(Route::OpenApi),
+        ["api"] => Ok(Route::CoreVersions),
+        ["apis"] => Ok(Route::Groups),
+        ["apis", group] => Ok(Route::Group((*group).to_owned())),
+        ["api", "v1"] => Ok(Route::ResourceList {
+            group: String::new(),
+            version: "v1".to_owned(),
+        }),
+        ["apis", group, version] => Ok(Route::ResourceList {
+            group: (*group).to_owned(),
+            version: (*version).to_owned(),
+        }),
+        ["api", "v1", rest @ ..] => object("", "v1", rest).ok_or_else(not_found),
+        ["apis", group, version, rest @ ..] => object(group, version, rest).ok_or_else(not_found),
+        _ => Err(not_found()),
+    }
+}
+
+fn object(group: &str, version: &str, rest: &[&str]) -> Option<Route> {
+    let find = |plural: &str| registry::find(group, version, plural);
+    let target = |resource, namespace: Option<&str>, name: Option<&&str>, sub: Option<&&str>| {
+        Some(Route::Object(Target {
+            resource,
+            namespace: namespace.map(str::to_owned),
+            name: name.map(|s| (*s).to_owned()),
+            subresource: sub.map(|s| (*s).to_owned()),
+        }))
+    };
+    match rest {
+        // `namespaces/<ns>/<plural>…` is a namespaced resource, unless `<plural>` is a
+        // subresource of the namespace itself (status, finalize).
+        ["namespaces", ns, plural, more @ ..] if group.is_empty() || find(plural).is_some() => {
+            match find(plural) {
+                Some(resource) if resource.namespaced && more.len() <= 2 => {
+                    target(resource, Some(ns), more.first(), more.get(1))
+                }
+                _ if group.is_empty() && more.is_empty() => {
+                    let namespaces = find("namespaces")?;
+                    namespaces
+                        .has_subresource(plural)
+                        .then_some(())
+                        .and_then(|()| target(namespaces, None, Some(ns), Some(plural)))
+                }
+                _ => None,
+            }
+        }
+        [plural, more @ ..] if more.len() <= 2 => {
+            let resource = find(plural)?;
+            if resource.namespaced && !more.is_empty() {
+                // A namespaced object needs its namespace in the path.
+                return None;
+            }
+            target(resource, None, more.first(), more.get(1))
+        }
+        _ => None,
+    }
+}
+
+/// The query parameters the API reads.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Options {
+    pub label_selector: Option<String>,
+    pub field_selector: Option<String>,
+    pub limit: Option<usize>,
+    pub continue_token: Option<String>,
+    pub resource_version: Option<String>,
+    pub resource_version_match: Option<String>,
+    pub watch: bool,
+    pub allow_bookmarks: bool,
+    pub timeout_seconds: Option<u64>,
+    pub field_validation: FieldValidation,
+    pub dry_run: bool,
+    pub grace_period_seconds: Option<i64>,
+    pub propagation_policy: Option<String>,
+    /// Table output: `None`, `Metadata` (the default) or `Object`.
+    pub include_object: Option<String>,
+    /// `pods/log`
+    pub container: Option<String>,
+}
+
+/// The `fieldValidation` parameter.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum FieldValidation {
+    Ignore,
+    /// The default since Kubernetes 1.27.
+    #[default]
+    Warn,
+    Strict,
+}
+
+impl Options {
+    /// Parse the query; bad values are a 400 naming the parameter.
+    pub fn parse(query: Option<&str>) -> Result<Self, ApiError> {
+        let pairs: HashMap<String, String> = form_pairs(query.unwrap_or(""));
+        let get = |k: &str| pairs.get(k).filter(|v| !v.is_empty()).cloned();
+        let boolean = |k: &str| -> Result<bool, ApiError> {
+            match pairs.get(k).map(String::as_str) {
+                None | Some("" | "false" | "0") => Ok(false),
+                Some("true" | "1") => Ok(true),
+                Some(other) => Err(ApiError::bad_request(format!(
+                    "invalid value for query parameter {k}: {other:?} is not a boolean"
+                ))),
+            }
+        };
+        let number = |k: &str| -> Result<Option<i64>, ApiError> {
+            get(k)
+                .map(|v| {
+                    v.parse::<i64>().map_err(|_| {
+                        ApiError::bad_request(format!(
+                            "invalid value for query parameter {k}: {v:?} is not an integer"
+                        ))
+                    })
+                })
+                .transpose()
+        };
+        let field_validation = match get("fieldValidation").as_deref() {
+            None | Some("Warn") => FieldValidation::Warn,
+            Some("Ignore") => FieldValidation::Ignore,
+            Some("Strict") => FieldValidation::Strict,
+            Some(other) => {
+                return Err(ApiError::bad_request(format!(
+                    "fieldValidation: Unsupported value: {other:?}: supported values: \"Ignore\", \"Strict\", \"Warn\""
+                )));
+            }
+        };
+        Ok(Self {
+            label_selector: get("labelSelector"),
+            field_selector: get("fieldSelector"),
+            limit: number("limit")?
+                .filter(|l| *l > 0)
+                .map(|l| usize::try_from(l).unwrap_or(usize::MAX)),
+            continue_token: get("continue"),
+            resource_version: get("resourceVersion"),
+            resource_version_match: get("resourceVersionMatch"),
+            watch: boolean("watch")?,
+            allow_bookmarks: boolean("allowWatchBookmarks")?,
+            timeout_seconds: number("timeoutSeconds")?.map(|t| t.max(0).unsigned_abs()),
+            field_validation,
+            dry_run: get("dryRun").is_some(),
+            grace_period_seconds: number("gracePeriodSeconds")?,
+            propagation_policy: get("propagationPolicy"),
+            include_object: get("includeObject"),
+            container: get("container"),
+        })
+    }
+}
+
+/// `application/x-www-form-urlencoded` pairs, percent-decoded.
+fn form_pairs(query: &str) -> HashMap<String, String> {
+    query
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|pair| {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            (percent_decode(k), percent_decode(v))
+        })
+        .collect()
+}
+
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len() => {
+                let hex = |b: u8| char::from(b).to_digit(16);
+                match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                    (Some(hi), Some(lo)) => {
+                        out.extend(u8::try_from(hi * 16 + lo));
+                        i += 2;
+                    }
+                    _ => out.push(b'%'),
+                }
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn object_route(path: &str) -> Target {
+        match route(path).unwrap() {
+            Route::Object(t) => t,
+            other => panic!("{path} routed to {other:?}"),
+        }
+    }
+
+    #[test]
+    fn paths_route_as_kube_apiserver_routes_them() {
+        let t = object_route("/api/v1/namespaces/default/pods/web/status");
+        assert_eq!(t.resource.plural, "pods");
+        assert_eq!(t.namespace.as_deref(), Some("default"));
+        assert_eq!(t.name.as_deref(), Some("web"));
+        assert_eq!(t.subresource.as_deref(), Some("status"));
+
+        let t = object_route("/api/v1/namespaces/kube-system");
+        assert_eq!(t.resource.plural, "namespaces");
+        assert_eq!(t.name.as_deref(), Some("kube-system"));
+
+        let t = object_route("/api/v1/namespaces/demo/finalize");
+        assert_eq!(
+            (t.resource.plural, t.name.as_deref(), t.subresource.as_deref()),
+            ("namespaces", Some("demo"), Some("finalize"))
+        );
+
+        let t = object_route("/apis/apps/v1/deployments");
+        assert_eq!((t.resource.plural, t.namespace), ("deployments", None));
+
+        let t = object_route("/apis/apps/v1/namespaces/a/deployments/web/scale");
+        assert_eq!(t.subresource.as_deref(), Some("scale"));
+
+        let t = object_route("/api/v1/nodes/n1");
+        assert_eq!((t.resource.plural, t.name.as_deref()), ("nodes", Some("n1")));
+
+        assert_eq!(route("/apis/apps/v1").unwrap(), Route::ResourceList {
+            group: "apps".into(),
+            version: "v1".into()
+        });
+        assert!(route("/api/v1/widgets").is_err());
+        assert!(route("/api/v1/pods/web").is_err(), "a pod needs its namespace");
+        assert!(route("/apis/apps/v1/namespaces/a/deployments/web/scale/more").is_err());
+    }
+
+    #[test]
+    fn query_options_parse_and_refuse_bad_values() {
+        let o = Options::parse(Some(
+            "labelSelector=app%3Dweb%2Ctier+in+(a)&limit=5&watch=true&fieldValidation=Strict",
+        ))
+        .unwrap();
+        assert_eq!(o.label_selector.as_deref(), Some("app=web,tier in (a)"));
+        assert_eq!(o.limit, Some(5));
+        assert!(o.watch);
+        assert_eq!(o.field_validation, FieldValidation::Strict);
+        assert_eq!(Options::parse(None).unwrap().field_validation, FieldValidation::Warn);
+        let error = Options::parse(Some("limit=ten")).unwrap_err();
+        assert!(error.message.contains("limit"), "{}", error.message);
+        assert!(Options::parse(Some("fieldValidation=Loud")).is_err());
+    }
+}
