@@ -3,11 +3,12 @@
 //! The API server stores and serves objects as `serde_json::Value` (so unknown fields and every
 //! version round-trip unchanged); this crate says what the resources are ([`registry`]), how
 //! clients discover them ([`discovery`]), how lists are filtered ([`selector`]), how patches
-//! apply ([`patch`]), how objects are defaulted ([`defaults`]) and checked ([`validate`]), and
+//! apply ([`patch`]), what kubectl reads from OpenAPI ([`openapi`]), how objects are defaulted ([`defaults`]) and checked ([`validate`]), and
 //! how `kubectl get` sees them ([`table`]). Nothing here does I/O, so all of it is unit-tested.
 
 pub mod defaults;
 pub mod discovery;
+pub mod openapi;
 pub mod patch;
 pub mod registry;
 pub mod selector;

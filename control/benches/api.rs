@@ -22,7 +22,7 @@ use kube::{
     Api, Client,
     api::{DeleteParams, ObjectMeta, PostParams},
     config::{KubeConfigOptions, Kubeconfig},
-    runtime::watcher,
+    runtime::{watcher, watcher::watcher},
 };
 use strait_tests::{ControlPlane, Etcd, Netns};
 use tokio::sync::Barrier;
@@ -55,7 +55,10 @@ fn main() -> anyhow::Result<()> {
         .iter()
         .position(|a| a == "--report-dir")
         .and_then(|i| args.get(i + 1))
-        .map_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../report"), Into::into);
+        .map_or_else(
+            || Path::new(env!("CARGO_MANIFEST_DIR")).join("../report"),
+            Into::into,
+        );
     let mut rows = Vec::new();
     for engine in ["embedded (redb)", "etcd 3.4"] {
         eprintln!("bench api: {engine}");
@@ -112,7 +115,9 @@ async fn namespace(client: &Client, name: &str) -> anyhow::Result<()> {
         },
         ..Namespace::default()
     };
-    Api::<Namespace>::all(client.clone()).create(&PostParams::default(), &ns).await?;
+    Api::<Namespace>::all(client.clone())
+        .create(&PostParams::default(), &ns)
+        .await?;
     Ok(())
 }
 
@@ -139,7 +144,9 @@ async fn measure(
             for i in 0..CALLS_PER_CLIENT / 3 {
                 let name = format!("c{c}-{i}");
                 let t = Instant::now();
-                let mut cm = api.create(&PostParams::default(), &configmap(&name, "1")).await?;
+                let mut cm = api
+                    .create(&PostParams::default(), &configmap(&name, "1"))
+                    .await?;
                 latencies.push(t.elapsed().as_secs_f64() * 1e3);
                 cm.data = Some([("v".to_owned(), "2".to_owned())].into());
                 let t = Instant::now();
@@ -168,7 +175,7 @@ async fn measure(
         let barrier = Arc::clone(&barrier);
         watchers.push(tokio::spawn(async move {
             let mut delays = Vec::new();
-            let stream = watcher::watcher(api, watcher::Config::default());
+            let stream = watcher(api, watcher::Config::default());
             let mut stream = std::pin::pin!(stream);
             let mut ready = false;
             while let Some(event) = stream.try_next().await? {
@@ -198,9 +205,17 @@ async fn measure(
     barrier.wait().await;
     let api: Api<ConfigMap> = Api::namespaced(admin.clone(), "watch");
     for i in 0..WATCH_WRITES {
-        let name = if i + 1 == WATCH_WRITES { "last".to_owned() } else { format!("w{}", i % 10) };
+        let name = if i + 1 == WATCH_WRITES {
+            "last".to_owned()
+        } else {
+            format!("w{}", i % 10)
+        };
         let _ = api.delete(&name, &DeleteParams::default()).await;
-        api.create(&PostParams::default(), &configmap(&name, &format!("{:.3}", unix_ms()))).await?;
+        api.create(
+            &PostParams::default(),
+            &configmap(&name, &format!("{:.3}", unix_ms())),
+        )
+        .await?;
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let mut delivery = Vec::new();
@@ -217,7 +232,11 @@ async fn measure(
         loaders.push(tokio::spawn(async move {
             let api: Api<ConfigMap> = Api::namespaced(client, "mass");
             for i in 0..per_client {
-                api.create(&PostParams::default(), &configmap(&format!("m{c}-{i}"), "some configuration value")).await?;
+                api.create(
+                    &PostParams::default(),
+                    &configmap(&format!("m{c}-{i}"), "some configuration value"),
+                )
+                .await?;
             }
             anyhow::Ok(())
         }));

@@ -39,7 +39,9 @@ impl Ranges {
             .parse()
             .ok()
             .filter(|p| (8..=30).contains(p))
-            .ok_or_else(|| format!("service CIDR {service_cidr:?} needs a prefix from /8 to /30"))?;
+            .ok_or_else(|| {
+                format!("service CIDR {service_cidr:?} needs a prefix from /8 to /30")
+            })?;
         let (low, high) = node_ports
             .split_once('-')
             .and_then(|(a, b)| Some((a.parse::<u16>().ok()?, b.parse::<u16>().ok()?)))
@@ -134,20 +136,37 @@ pub struct Needs {
 /// Check what the user asked for against the ranges, clear what the type does not have, and
 /// say what must still be chosen. `old` is the stored Service on update (its ClusterIP is kept
 /// when the new one leaves it empty).
-pub fn prepare(ranges: &Ranges, service: &mut Value, old: Option<&Value>) -> Result<Needs, Vec<Cause>> {
+pub fn prepare(
+    ranges: &Ranges,
+    service: &mut Value,
+    old: Option<&Value>,
+) -> Result<Needs, Vec<Cause>> {
     let mut needs = Needs::default();
     let mut causes = Vec::new();
     if !service["spec"].is_object() {
         return Ok(needs);
     }
     if wants_cluster_ip(service) {
-        let asked = service["spec"]["clusterIP"].as_str().unwrap_or("").to_owned();
+        let asked = service["spec"]["clusterIP"]
+            .as_str()
+            .unwrap_or("")
+            .to_owned();
         let kept = old
             .and_then(|o| o["spec"]["clusterIP"].as_str())
             .filter(|ip| !ip.is_empty() && *ip != "None")
             .map(str::to_owned);
         match (asked.as_str(), kept) {
-            ("", Some(kept)) => service["spec"]["clusterIP"] = json!(kept),
+            ("", Some(kept)) => {
+                // Server-owned: an update that leaves them out keeps them.
+                service["spec"]["clusterIP"] = json!(kept);
+                for field in ["clusterIPs", "ipFamilies"] {
+                    if service["spec"][field].is_null()
+                        && let Some(value) = old.map(|o| &o["spec"][field]).filter(|v| !v.is_null())
+                    {
+                        service["spec"][field] = value.clone();
+                    }
+                }
+            }
             ("", None) => needs.ip = true,
             (ip, _) => match ip.parse::<Ipv4Addr>() {
                 Ok(addr) if ranges.contains(addr) => {}
@@ -217,11 +236,7 @@ pub fn taken(key: &str, service: &Value) -> Cause {
         let port = key.strip_prefix(PORT_PREFIX).unwrap_or(key);
         let index = service["spec"]["ports"]
             .as_array()
-            .and_then(|ports| {
-                ports
-                    .iter()
-                    .position(|p| p["nodePort"].to_string() == port)
-            })
+            .and_then(|ports| ports.iter().position(|p| p["nodePort"].to_string() == port))
             .unwrap_or(0);
         Cause {
             field: format!("spec.ports[{index}].nodePort"),
@@ -262,7 +277,13 @@ mod tests {
             {"port": 80}, {"port": 443, "nodePort": 30443}
         ]}});
         let needs = prepare(&r, &mut svc, None).unwrap();
-        assert_eq!(needs, Needs { ip: true, ports: vec![0] });
+        assert_eq!(
+            needs,
+            Needs {
+                ip: true,
+                ports: vec![0]
+            }
+        );
         set_cluster_ip(&mut svc, Ipv4Addr::new(10, 96, 3, 4));
         assert_eq!(
             held(&svc),
@@ -279,7 +300,10 @@ mod tests {
         let mut to_cluster_ip = json!({"spec": {"type": "ClusterIP", "clusterIP": "10.96.3.4",
             "ports": [{"port": 80, "nodePort": 30080}]}});
         prepare(&r, &mut to_cluster_ip, None).unwrap();
-        assert!(to_cluster_ip["spec"]["ports"][0].get("nodePort").is_none(), "a ClusterIP service has no node port");
+        assert!(
+            to_cluster_ip["spec"]["ports"][0].get("nodePort").is_none(),
+            "a ClusterIP service has no node port"
+        );
     }
 
     #[test]

@@ -91,7 +91,9 @@ impl ApiError {
         Self::new(
             StatusCode::METHOD_NOT_ALLOWED,
             "MethodNotAllowed",
-            format!("the server does not allow this method on the requested resource ({verb} {resource})"),
+            format!(
+                "the server does not allow this method on the requested resource ({verb} {resource})"
+            ),
         )
     }
 
@@ -151,7 +153,9 @@ impl ApiError {
         Self::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "UnsupportedMediaType",
-            format!("the body of the request was in an unknown format - accepted media types include: application/json, application/yaml (got {content_type:?})"),
+            format!(
+                "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml (got {content_type:?})"
+            ),
         )
     }
 
@@ -187,9 +191,7 @@ impl ApiError {
         Self::new(
             StatusCode::GATEWAY_TIMEOUT,
             "Timeout",
-            format!(
-                "Too large resource version: {requested}, current: {current}"
-            ),
+            format!("Too large resource version: {requested}, current: {current}"),
         )
     }
 
@@ -220,7 +222,13 @@ impl ApiError {
 
 impl std::fmt::Display for ApiError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} ({}): {}", self.code.as_u16(), self.reason, self.message)
+        write!(
+            f,
+            "{} ({}): {}",
+            self.code.as_u16(),
+            self.reason,
+            self.message
+        )
     }
 }
 
@@ -229,9 +237,9 @@ impl std::error::Error for ApiError {}
 impl From<strait_store::Error> for ApiError {
     fn from(error: strait_store::Error) -> Self {
         match error {
-            strait_store::Error::Compacted { requested, .. } => Self::expired(format!(
-                "too old resource version: {requested}"
-            )),
+            strait_store::Error::Compacted { requested, .. } => {
+                Self::expired(format!("too old resource version: {requested}"))
+            }
             strait_store::Error::FutureRevision { requested, current } => {
                 Self::too_large_resource_version(requested, current)
             }

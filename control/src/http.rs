@@ -11,7 +11,7 @@ use axum::{
 };
 use futures::StreamExt as _;
 use serde_json::{Value, json};
-use strait_api::{discovery, registry::Resource, table};
+use strait_api::{discovery, openapi, registry::Resource, table};
 
 use crate::{
     auth::{Attributes, Authorizer},
@@ -68,6 +68,10 @@ async fn serve(
     match route {
         Route::Version | Route::Health => unreachable!("answered above"),
         Route::OpenApi => Err(ApiError::no_route(uri.path())),
+        Route::OpenApiIndex => Ok(json_response(StatusCode::OK, &openapi::index())),
+        Route::OpenApiDocument { group, version } => openapi::document(&group, &version)
+            .map(|d| json_response(StatusCode::OK, &d))
+            .ok_or_else(|| ApiError::no_route(uri.path())),
         Route::CoreVersions => Ok(discovery_response(accept, true, discovery::core_versions())),
         Route::Groups => Ok(discovery_response(accept, false, discovery::group_list())),
         Route::Group(group) => discovery::group(&group)
@@ -150,8 +154,18 @@ async fn object(
         ("list", _) => {
             let page = objects.list(target, options).await?;
             if table {
-                let mut t = table::table(resource, &page.items, jiff::Timestamp::now(), include(options));
-                t["metadata"] = list_metadata(&page);
+                let mut t = table::table(
+                    resource,
+                    &page.items,
+                    jiff::Timestamp::now(),
+                    include(options)?,
+                );
+                table::set_list_meta(
+                    &mut t,
+                    &page.revision.to_string(),
+                    page.continue_token.as_deref(),
+                    None,
+                );
                 json_response(StatusCode::OK, &t)
             } else {
                 json_response(StatusCode::OK, &list_body(resource, &page))
@@ -174,7 +188,7 @@ async fn object(
             if table {
                 json_response(
                     StatusCode::OK,
-                    &table::table(resource, &[obj], jiff::Timestamp::now(), include(options)),
+                    &table::table(resource, &[obj], jiff::Timestamp::now(), include(options)?),
                 )
             } else {
                 json_response(StatusCode::OK, &obj)
@@ -201,11 +215,17 @@ async fn object(
         }
         ("update", None | Some("status")) => {
             let body = read_body(headers, body).await?;
-            json_response(StatusCode::OK, &objects.update(target, body, options, &mut warnings).await?)
+            json_response(
+                StatusCode::OK,
+                &objects.update(target, body, options, &mut warnings).await?,
+            )
         }
         ("update", Some("finalize")) => {
             let body = read_body(headers, body).await?;
-            json_response(StatusCode::OK, &namespaces::finalize(objects, target, &body).await?)
+            json_response(
+                StatusCode::OK,
+                &namespaces::finalize(objects, target, &body).await?,
+            )
         }
         ("patch", sub) => {
             let kind = patch_type(headers)?;
@@ -213,11 +233,18 @@ async fn object(
             let result = match sub {
                 Some("scale") => {
                     objects
-                        .update_scale(target, ScaleChange::Patch(kind, &body), options, &mut warnings)
+                        .update_scale(
+                            target,
+                            ScaleChange::Patch(kind, &body),
+                            options,
+                            &mut warnings,
+                        )
                         .await?
                 }
                 None | Some("status") => {
-                    objects.patch(target, kind, &body, options, &mut warnings).await?
+                    objects
+                        .patch(target, kind, &body, options, &mut warnings)
+                        .await?
                 }
                 Some(other) => return Err(ApiError::method_not_allowed("patch", other)),
             };
@@ -240,12 +267,22 @@ async fn object(
                 Deleted::Now(obj) if matches!(resource.kind, "Pod" | "Service") => {
                     json_response(StatusCode::OK, &obj)
                 }
-                Deleted::Now(obj) => json_response(StatusCode::OK, &success(resource, target, Some(&obj))),
+                Deleted::Now(obj) => {
+                    json_response(StatusCode::OK, &success(resource, target, Some(&obj)))
+                }
             }
         }
         ("deletecollection", None) => {
             let body = read_optional_body(headers, body).await?;
-            let page = objects.list(target, &Options { limit: None, ..options.clone() }).await?;
+            let page = objects
+                .list(
+                    target,
+                    &Options {
+                        limit: None,
+                        ..options.clone()
+                    },
+                )
+                .await?;
             let mut items = Vec::new();
             for item in page.items {
                 let one = Target {
@@ -294,10 +331,15 @@ async fn watch(
     let timeout = options
         .timeout_seconds
         .map_or_else(objects::default_watch_timeout, Duration::from_secs);
-    let include_object = include(options);
+    let include_object = include(options)?;
     let lines = events.map(move |event| {
         let object = if table && event.kind != "ERROR" && event.kind != "BOOKMARK" {
-            table::table(resource, &[event.object], jiff::Timestamp::now(), include_object)
+            table::table(
+                resource,
+                &[event.object],
+                jiff::Timestamp::now(),
+                include_object,
+            )
         } else {
             event.object
         };
@@ -317,12 +359,13 @@ async fn watch(
     Ok(response)
 }
 
-fn include(options: &Options) -> table::IncludeObject {
-    match options.include_object.as_deref() {
-        Some("None") => table::IncludeObject::None,
-        Some("Object") => table::IncludeObject::Object,
-        _ => table::IncludeObject::Metadata,
-    }
+fn include(options: &Options) -> Result<table::IncludeObject, ApiError> {
+    table::IncludeObject::from_query(options.include_object.as_deref()).ok_or_else(|| {
+        ApiError::bad_request(format!(
+            "includeObject: Unsupported value: {:?}: supported values: \"None\", \"Metadata\", \"Object\"",
+            options.include_object.as_deref().unwrap_or_default()
+        ))
+    })
 }
 
 fn list_metadata(page: &objects::Page) -> Value {
@@ -419,15 +462,16 @@ fn parse_body(content_type: &str, bytes: &[u8]) -> Result<Value, ApiError> {
                 e.column()
             ))
         }),
-        "application/yaml" | "application/x-yaml" | "text/yaml" => {
-            serde_yaml_ng::from_slice(bytes).map_err(|e| {
+        "application/yaml" | "application/x-yaml" | "text/yaml" => serde_yaml_ng::from_slice(bytes)
+            .map_err(|e| {
                 let at = e
                     .location()
                     .map(|l| format!(" (line {}, column {})", l.line(), l.column()))
                     .unwrap_or_default();
-                ApiError::bad_request(format!("the body of the request is not valid YAML: {e}{at}"))
-            })
-        }
+                ApiError::bad_request(format!(
+                    "the body of the request is not valid YAML: {e}{at}"
+                ))
+            }),
         other => Err(ApiError::unsupported_media_type(other)),
     }
 }

@@ -36,7 +36,11 @@ pub struct Config {
     pub advertise_address: Option<std::net::IpAddr>,
 
     /// Directory for the embedded store, the CA, the tokens and the generated kubeconfigs.
-    #[arg(long, env = "STRAIT_DATA_DIR", default_value = "/var/lib/strait/control")]
+    #[arg(
+        long,
+        env = "STRAIT_DATA_DIR",
+        default_value = "/var/lib/strait/control"
+    )]
     pub data_dir: PathBuf,
 
     /// Which store holds the cluster's objects.

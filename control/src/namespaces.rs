@@ -74,7 +74,10 @@ async fn finalize_once(objects: &Objects, name: &str) -> Result<bool, ApiError> 
                 name: obj["metadata"]["name"].as_str().map(str::to_owned),
                 subresource: None,
             };
-            match objects.delete(&target, &Options::default(), &Value::Null).await {
+            match objects
+                .delete(&target, &Options::default(), &Value::Null)
+                .await
+            {
                 Ok(_) => {}
                 Err(e) if e.code == 404 => {}
                 Err(e) => return Err(e),
@@ -113,5 +116,7 @@ pub async fn finalize(objects: &Objects, target: &Target, body: &Value) -> Resul
     let mut ns = objects.get(&main).await?;
     ns["spec"]["finalizers"] = body["spec"]["finalizers"].clone();
     let mut warnings = Vec::new();
-    objects.update(&main, ns, &Options::default(), &mut warnings).await
+    objects
+        .update(&main, ns, &Options::default(), &mut warnings)
+        .await
 }

@@ -24,7 +24,9 @@ use strait_api::{
     selector::{FieldSelector, LabelSelector},
     validate::{self, Cause, CauseType},
 };
-use strait_store::{Condition, Event, KeyValue, Op, RangeRequest, Revision, Store, Txn, TxnOutcome};
+use strait_store::{
+    Condition, Event, KeyValue, Op, RangeRequest, Revision, Store, Txn, TxnOutcome,
+};
 
 use crate::{
     alloc::{self, Ranges},
@@ -101,13 +103,16 @@ impl Objects {
 
     fn next_seed(&self) -> u64 {
         // A Weyl sequence: successive allocations start far apart in the range.
-        self.seed.fetch_add(0x9e37_79b9_7f4a_7c15, Ordering::Relaxed)
+        self.seed
+            .fetch_add(0x9e37_79b9_7f4a_7c15, Ordering::Relaxed)
     }
 
     /// Read one object.
     pub async fn get(&self, target: &Target) -> Result<Value, ApiError> {
         let name = target.name("get")?;
-        let kv = self.read(target.resource, target.namespace.as_deref(), name).await?;
+        let kv = self
+            .read(target.resource, target.namespace.as_deref(), name)
+            .await?;
         Ok(decode(&kv))
     }
 
@@ -197,7 +202,11 @@ impl Objects {
                     return Ok(attempt);
                 }
                 TxnOutcome::ConditionFailed { key: failed, .. } if failed == key => {
-                    return Err(ApiError::already_exists(resource.group, resource.plural, &name));
+                    return Err(ApiError::already_exists(
+                        resource.group,
+                        resource.plural,
+                        &name,
+                    ));
                 }
                 TxnOutcome::ConditionFailed { key: failed, .. } => {
                     // An address or port we did not choose is someone else's: the user's
@@ -244,7 +253,9 @@ impl Objects {
             .map(|rv| parse_revision(rv, "metadata.resourceVersion"))
             .transpose()?;
         for _ in 0..RETRIES {
-            let current = self.read(resource, target.namespace.as_deref(), &name).await?;
+            let current = self
+                .read(resource, target.namespace.as_deref(), &name)
+                .await?;
             if precondition.is_some_and(|rv| rv != current.mod_revision) {
                 return Err(ApiError::conflict(resource.group, resource.plural, &name));
             }
@@ -279,7 +290,9 @@ impl Objects {
             .map(|rv| parse_revision(rv, "metadata.resourceVersion"))
             .transpose()?;
         for _ in 0..RETRIES {
-            let current = self.read(resource, target.namespace.as_deref(), &name).await?;
+            let current = self
+                .read(resource, target.namespace.as_deref(), &name)
+                .await?;
             if precondition.is_some_and(|rv| rv != current.mod_revision) {
                 return Err(ApiError::conflict(resource.group, resource.plural, &name));
             }
@@ -287,14 +300,19 @@ impl Objects {
             let patched = match kind {
                 PatchType::Json => patch::json_patch(&doc, body),
                 PatchType::Merge => patch::merge_patch(&doc, body),
-                PatchType::StrategicMerge => patch::strategic_merge_patch(&doc, body, resource.kind),
+                PatchType::StrategicMerge => {
+                    patch::strategic_merge_patch(&doc, body, resource.kind)
+                }
             }
             .map_err(|e| {
                 let mut error = ApiError::invalid(resource.group, resource.kind, &name, &[]);
                 error.message = format!("{} \"{name}\" is invalid: {e}", resource.kind);
                 error
             })?;
-            if let Some(done) = self.write(target, &current, patched, options, warnings).await? {
+            if let Some(done) = self
+                .write(target, &current, patched, options, warnings)
+                .await?
+            {
                 return Ok(done);
             }
         }
@@ -312,7 +330,10 @@ impl Objects {
     ) -> Result<Option<Value>, ApiError> {
         let resource = target.resource;
         let old = decode(current);
-        let name = old["metadata"]["name"].as_str().unwrap_or_default().to_owned();
+        let name = old["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
         check_type(resource, &mut new)?;
         match target.subresource.as_deref() {
             // A status write changes the status and nothing else.
@@ -345,9 +366,19 @@ impl Objects {
             new["metadata"]["generation"] = json!(generation + 1);
         }
         self.admit(resource, &mut new, Some(&old), options, warnings)?;
-        let causes = validate::validate_update(resource.group, resource.kind, &old, &new);
+        // Status writes change nothing the update rules guard.
+        let causes = if target.subresource.as_deref() == Some("status") {
+            Vec::new()
+        } else {
+            validate::validate_update(resource.group, resource.kind, &old, &new)
+        };
         if !causes.is_empty() {
-            return Err(ApiError::invalid(resource.group, resource.kind, &name, &causes));
+            return Err(ApiError::invalid(
+                resource.group,
+                resource.kind,
+                &name,
+                &causes,
+            ));
         }
         if options.dry_run {
             return Ok(Some(new));
@@ -359,10 +390,7 @@ impl Objects {
                 .as_array()
                 .is_none_or(Vec::is_empty);
         if finalized {
-            return Ok(self
-                .remove(resource, current, &old)
-                .await?
-                .map(|_| new));
+            return Ok(self.remove(resource, current, &old).await?.map(|_| new));
         }
         let needs = self.prepare_allocations(resource, &mut new, Some(&old), &name)?;
         self.choose_allocations(&mut new, &needs).await?;
@@ -398,7 +426,10 @@ impl Objects {
         old: &Value,
     ) -> Result<Option<Revision>, ApiError> {
         let mut txn = Txn {
-            conditions: vec![(current.key.clone(), Condition::ModRevision(current.mod_revision))],
+            conditions: vec![(
+                current.key.clone(),
+                Condition::ModRevision(current.mod_revision),
+            )],
             ops: vec![Op::Delete {
                 key: current.key.clone(),
             }],
@@ -425,7 +456,9 @@ impl Objects {
         let name = target.name("delete")?.to_owned();
         let preconditions = &delete_options["preconditions"];
         for _ in 0..RETRIES {
-            let current = self.read(resource, target.namespace.as_deref(), &name).await?;
+            let current = self
+                .read(resource, target.namespace.as_deref(), &name)
+                .await?;
             let mut obj = decode(&current);
             if let Some(uid) = preconditions["uid"].as_str()
                 && obj["metadata"]["uid"].as_str() != Some(uid)
@@ -447,16 +480,19 @@ impl Objects {
             }
             if obj["metadata"]["deletionTimestamp"].is_string() {
                 // Already being deleted; a grace period of 0 on a pod forces it.
-                let force = resource.kind == "Pod" && grace_period(options, delete_options) == Some(0);
+                let force =
+                    resource.kind == "Pod" && grace_period(options, delete_options) == Some(0);
                 if !force {
                     return Ok(Deleted::Pending(obj));
                 }
-            } else if let Some(grace) = self.deletion_grace(resource, &obj, options, delete_options) {
+            } else if let Some(grace) = self.deletion_grace(resource, &obj, options, delete_options)
+            {
                 let now = jiff::Timestamp::now();
                 let at = now
                     .checked_add(jiff::SignedDuration::from_secs(grace))
                     .unwrap_or(now);
-                obj["metadata"]["deletionTimestamp"] = json!(at.strftime("%Y-%m-%dT%H:%M:%SZ").to_string());
+                obj["metadata"]["deletionTimestamp"] =
+                    json!(at.strftime("%Y-%m-%dT%H:%M:%SZ").to_string());
                 obj["metadata"]["deletionGracePeriodSeconds"] = json!(grace);
                 let generation = obj["metadata"]["generation"].as_i64().unwrap_or(1);
                 obj["metadata"]["generation"] = json!(generation + 1);
@@ -468,7 +504,10 @@ impl Objects {
                 }
                 strip_resource_version(&mut obj);
                 let txn = Txn {
-                    conditions: vec![(current.key.clone(), Condition::ModRevision(current.mod_revision))],
+                    conditions: vec![(
+                        current.key.clone(),
+                        Condition::ModRevision(current.mod_revision),
+                    )],
                     ops: vec![Op::Put {
                         key: current.key.clone(),
                         value: encode(&obj),
@@ -512,7 +551,11 @@ impl Objects {
             // The namespace lifecycle empties it, then removes it (see `namespaces`).
             return Some(0);
         }
-        if resource.kind == "Pod" && obj["spec"]["nodeName"].as_str().is_some_and(|n| !n.is_empty()) {
+        if resource.kind == "Pod"
+            && obj["spec"]["nodeName"]
+                .as_str()
+                .is_some_and(|n| !n.is_empty())
+        {
             // A pod on a node waits for its kubelet to stop the containers.
             let grace = grace_period(options, delete_options)
                 .or_else(|| obj["spec"]["terminationGracePeriodSeconds"].as_i64())
@@ -720,7 +763,9 @@ impl Objects {
     /// ReplicationController, as an autoscaling/v1 `Scale`.
     pub async fn get_scale(&self, target: &Target) -> Result<Value, ApiError> {
         let name = target.name("get")?;
-        let kv = self.read(target.resource, target.namespace.as_deref(), name).await?;
+        let kv = self
+            .read(target.resource, target.namespace.as_deref(), name)
+            .await?;
         Ok(scale_of(&decode(&kv)))
     }
 
@@ -739,12 +784,16 @@ impl Objects {
             ..target.clone()
         };
         for _ in 0..RETRIES {
-            let current = self.read(resource, target.namespace.as_deref(), &name).await?;
+            let current = self
+                .read(resource, target.namespace.as_deref(), &name)
+                .await?;
             let obj = decode(&current);
             let scale = scale_of(&obj);
             let wanted = match &change {
                 ScaleChange::Replace(body) => {
-                    if let Some(rv) = body["metadata"]["resourceVersion"].as_str().filter(|r| !r.is_empty())
+                    if let Some(rv) = body["metadata"]["resourceVersion"]
+                        .as_str()
+                        .filter(|r| !r.is_empty())
                         && parse_revision(rv, "metadata.resourceVersion")? != current.mod_revision
                     {
                         return Err(ApiError::conflict(resource.group, resource.plural, &name));
@@ -753,7 +802,9 @@ impl Objects {
                 }
                 ScaleChange::Patch(kind, body) => match kind {
                     PatchType::Json => patch::json_patch(&scale, body),
-                    PatchType::Merge | PatchType::StrategicMerge => patch::merge_patch(&scale, body),
+                    PatchType::Merge | PatchType::StrategicMerge => {
+                        patch::merge_patch(&scale, body)
+                    }
                 }
                 .map_err(|e| ApiError::bad_request(format!("scale patch: {e}")))?,
             };
@@ -766,7 +817,9 @@ impl Objects {
                     &[Cause {
                         field: "spec.replicas".to_owned(),
                         reason: CauseType::Invalid,
-                        message: format!("Invalid value: {replicas}: must be greater than or equal to 0"),
+                        message: format!(
+                            "Invalid value: {replicas}: must be greater than or equal to 0"
+                        ),
                     }],
                 ));
             }
@@ -799,12 +852,10 @@ impl Objects {
                 )
             })?
             .to_owned();
-        let main = Target {
-            subresource: None,
-            ..target.clone()
-        };
         for _ in 0..RETRIES {
-            let current = self.read(resource, target.namespace.as_deref(), &name).await?;
+            let current = self
+                .read(resource, target.namespace.as_deref(), &name)
+                .await?;
             let mut pod = decode(&current);
             if let Some(bound) = pod["spec"]["nodeName"].as_str().filter(|n| !n.is_empty()) {
                 return Err(ApiError::conflict_with(
@@ -823,7 +874,10 @@ impl Objects {
                 ));
             }
             pod["spec"]["nodeName"] = json!(node);
-            let conditions = pod["status"]["conditions"].as_array().cloned().unwrap_or_default();
+            let conditions = pod["status"]["conditions"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
             let mut conditions: Vec<Value> = conditions
                 .into_iter()
                 .filter(|c| c["type"] != "PodScheduled")
@@ -834,7 +888,10 @@ impl Objects {
             // status at once, so it is written here rather than through `write`.
             strip_resource_version(&mut pod);
             let txn = Txn {
-                conditions: vec![(current.key.clone(), Condition::ModRevision(current.mod_revision))],
+                conditions: vec![(
+                    current.key.clone(),
+                    Condition::ModRevision(current.mod_revision),
+                )],
                 ops: vec![Op::Put {
                     key: current.key.clone(),
                     value: encode(&pod),
@@ -857,20 +914,24 @@ impl Objects {
         options: &Options,
         warnings: &mut Vec<String>,
     ) -> Result<(), ApiError> {
-        let name = obj["metadata"]["name"].as_str().unwrap_or_default().to_owned();
+        let name = obj["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
         if options.field_validation != FieldValidation::Ignore {
-            let unknown = typed::unknown_fields(resource.group, resource.version, resource.kind, obj)
-                .map_err(|e| {
-                    ApiError::bad_request(format!(
-                        "{} in version \"{}\" cannot be handled as a {}: {e}",
-                        resource.kind,
-                        resource.version,
-                        resource.kind
-                    ))
-                })?;
+            let unknown =
+                typed::unknown_fields(resource.group, resource.version, resource.kind, obj)
+                    .map_err(|e| {
+                        ApiError::bad_request(format!(
+                            "{} in version \"{}\" cannot be handled as a {}: {e}",
+                            resource.kind, resource.version, resource.kind
+                        ))
+                    })?;
             if !unknown.is_empty() {
-                let messages: Vec<String> =
-                    unknown.iter().map(|f| format!("unknown field \"{f}\"")).collect();
+                let messages: Vec<String> = unknown
+                    .iter()
+                    .map(|f| format!("unknown field \"{f}\""))
+                    .collect();
                 if options.field_validation == FieldValidation::Strict {
                     return Err(ApiError::bad_request(format!(
                         "strict decoding error: {}",
@@ -893,13 +954,22 @@ impl Objects {
         }
         let causes = validate::validate(resource.group, resource.kind, obj);
         if !causes.is_empty() {
-            return Err(ApiError::invalid(resource.group, resource.kind, &name, &causes));
+            return Err(ApiError::invalid(
+                resource.group,
+                resource.kind,
+                &name,
+                &causes,
+            ));
         }
         Ok(())
     }
 
     /// The namespace the object goes in, checked against the path.
-    fn check_namespace(&self, target: &Target, obj: &mut Value) -> Result<Option<String>, ApiError> {
+    fn check_namespace(
+        &self,
+        target: &Target,
+        obj: &mut Value,
+    ) -> Result<Option<String>, ApiError> {
         let resource = target.resource;
         if !obj["metadata"].is_object() {
             obj["metadata"] = json!({});
@@ -911,7 +981,10 @@ impl Objects {
             return Ok(None);
         }
         let path_ns = target.namespace.clone().ok_or_else(|| {
-            ApiError::bad_request(format!("{} must be created in a namespace", resource.plural))
+            ApiError::bad_request(format!(
+                "{} must be created in a namespace",
+                resource.plural
+            ))
         })?;
         match obj["metadata"]["namespace"].as_str() {
             None | Some("") => obj["metadata"]["namespace"] = json!(path_ns),
@@ -952,13 +1025,22 @@ impl Objects {
 
     /// Pick free addresses and ports: free when we looked; the write's conditions make sure
     /// they still are.
-    async fn choose_allocations(&self, obj: &mut Value, needs: &alloc::Needs) -> Result<(), ApiError> {
+    async fn choose_allocations(
+        &self,
+        obj: &mut Value,
+        needs: &alloc::Needs,
+    ) -> Result<(), ApiError> {
         if needs.ip {
             let seed = self.next_seed();
             let mut chosen = None;
             for n in 0..1024 {
                 let ip = self.ranges.candidate_ip(seed, n);
-                if self.store.get(&format!("{}{ip}", alloc::IP_PREFIX)).await?.is_none() {
+                if self
+                    .store
+                    .get(&format!("{}{ip}", alloc::IP_PREFIX))
+                    .await?
+                    .is_none()
+                {
                     chosen = Some(ip);
                     break;
                 }
@@ -1044,7 +1126,11 @@ struct Filter {
 }
 
 impl Filter {
-    fn new(resource: &'static Resource, target: &Target, options: &Options) -> Result<Self, ApiError> {
+    fn new(
+        resource: &'static Resource,
+        target: &Target,
+        options: &Options,
+    ) -> Result<Self, ApiError> {
         let labels = options
             .label_selector
             .as_deref()
@@ -1060,7 +1146,9 @@ impl Filter {
                 Ok(selector)
             })
             .transpose()
-            .map_err(|e: strait_api::selector::SelectorError| ApiError::bad_request(e.to_string()))?;
+            .map_err(|e: strait_api::selector::SelectorError| {
+                ApiError::bad_request(e.to_string())
+            })?;
         Ok(Self {
             labels,
             fields,
@@ -1074,7 +1162,10 @@ impl Filter {
             .as_deref()
             .is_none_or(|n| obj["metadata"]["name"].as_str() == Some(n))
             && self.labels.as_ref().is_none_or(|l| l.matches_object(obj))
-            && self.fields.as_ref().is_none_or(|f| f.matches(obj, self.kind))
+            && self
+                .fields
+                .as_ref()
+                .is_none_or(|f| f.matches(obj, self.kind))
     }
 }
 
@@ -1114,7 +1205,9 @@ fn carry_system_metadata(old: &Value, new: &mut Value) -> Result<(), ApiError> {
     if !new["metadata"].is_object() {
         new["metadata"] = json!({});
     }
-    let meta = new["metadata"].as_object_mut().ok_or_else(|| ApiError::bad_request("metadata must be an object"))?;
+    let meta = new["metadata"]
+        .as_object_mut()
+        .ok_or_else(|| ApiError::bad_request("metadata must be an object"))?;
     for field in [
         "name",
         "namespace",
@@ -1298,13 +1391,17 @@ mod tests {
     #[test]
     fn continue_tokens_round_trip_and_bad_ones_are_refused() {
         let token = encode_continue(42, "/registry/core/pods/a/b");
-        assert_eq!(decode_continue(&token).unwrap(), (42, "/registry/core/pods/a/b".to_owned()));
+        assert_eq!(
+            decode_continue(&token).unwrap(),
+            (42, "/registry/core/pods/a/b".to_owned())
+        );
         assert_eq!(decode_continue("garbage!").unwrap_err().code, 400);
     }
 
     #[test]
     fn generation_follows_the_spec_not_metadata_or_status() {
-        let old = json!({"metadata": {"labels": {"a": "1"}}, "spec": {"replicas": 1}, "status": {}});
+        let old =
+            json!({"metadata": {"labels": {"a": "1"}}, "spec": {"replicas": 1}, "status": {}});
         let relabelled = json!({"metadata": {"labels": {"a": "2"}}, "spec": {"replicas": 1}, "status": {"x": 1}});
         let scaled = json!({"metadata": {}, "spec": {"replicas": 2}});
         assert!(!spec_changed(&old, &relabelled));
@@ -1315,6 +1412,10 @@ mod tests {
     fn generated_names_use_the_safe_alphabet() {
         let suffix = random_suffix();
         assert_eq!(suffix.len(), 5);
-        assert!(suffix.chars().all(|c| "bcdfghjklmnpqrstvwxz2456789".contains(c)));
+        assert!(
+            suffix
+                .chars()
+                .all(|c| "bcdfghjklmnpqrstvwxz2456789".contains(c))
+        );
     }
 }

@@ -53,7 +53,11 @@ pub struct Identity {
 const BUILTIN: &[(&str, &[&str], &str)] = &[
     ("admin", &["system:masters"], "admin.kubeconfig"),
     ("system:strait-agent", &["system:nodes"], "agent.kubeconfig"),
-    ("system:strait-dns", &["system:strait-components"], "dns.kubeconfig"),
+    (
+        "system:strait-dns",
+        &["system:strait-components"],
+        "dns.kubeconfig",
+    ),
     (
         "system:kube-controller-manager",
         &["system:strait-components"],
@@ -259,20 +263,18 @@ fn parse_tokens(path: &Path, text: &str) -> Result<Vec<(String, Identity)>, PkiE
         .map(|(n, line)| {
             let mut fields = line.split(',');
             match (fields.next(), fields.next(), fields.next()) {
-                (Some(token), Some(user), groups) if !token.is_empty() && !user.is_empty() => {
-                    Ok((
-                        token.to_owned(),
-                        Identity {
-                            user: user.to_owned(),
-                            groups: groups
-                                .unwrap_or("")
-                                .split('|')
-                                .filter(|g| !g.is_empty())
-                                .map(str::to_owned)
-                                .collect(),
-                        },
-                    ))
-                }
+                (Some(token), Some(user), groups) if !token.is_empty() && !user.is_empty() => Ok((
+                    token.to_owned(),
+                    Identity {
+                        user: user.to_owned(),
+                        groups: groups
+                            .unwrap_or("")
+                            .split('|')
+                            .filter(|g| !g.is_empty())
+                            .map(str::to_owned)
+                            .collect(),
+                    },
+                )),
                 _ => Err(PkiError::Malformed {
                     path: path.to_owned(),
                     why: format!("line {} is not `token,user,group|group`", n + 1),
@@ -285,7 +287,7 @@ fn parse_tokens(path: &Path, text: &str) -> Result<Vec<(String, Identity)>, PkiE
 /// 32 random bytes, hex.
 pub fn random_token() -> std::io::Result<String> {
     let mut bytes = [0u8; 32];
-    getrandom::fill(&mut bytes).map_err(std::io::Error::other)?;
+    getrandom::fill(&mut bytes).map_err(|e| std::io::Error::other(e.to_string()))?;
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 

@@ -11,7 +11,7 @@ use strait_api::registry::{self, Resource};
 use crate::error::ApiError;
 
 /// Where a request goes.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug)]
 pub enum Route {
     /// `/version`
     Version,
@@ -25,14 +25,19 @@ pub enum Route {
     Group(String),
     /// `/api/v1` or `/apis/<group>/<version>`
     ResourceList { group: String, version: String },
-    /// `/openapi/v2`, `/openapi/v3…`: not served (kubectl falls back on 404).
+    /// `/openapi/v3`: the index of OpenAPI v3 documents.
+    OpenApiIndex,
+    /// `/openapi/v3/api/v1`, `/openapi/v3/apis/<group>/<version>`.
+    OpenApiDocument { group: String, version: String },
+    /// `/openapi/v2` and anything else under `/openapi`: not served (kubectl takes a 404 as
+    /// "no OpenAPI v2" and uses what it has compiled in).
     OpenApi,
     /// A resource, a collection or a subresource.
     Object(Target),
 }
 
 /// A resource path.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug)]
 pub struct Target {
     pub resource: &'static Resource,
     /// The namespace in the path (namespaced resources), none for cluster-scoped ones and
@@ -64,6 +69,15 @@ pub fn route(path: &str) -> Result<Route, ApiError> {
     match segments.as_slice() {
         ["version"] => Ok(Route::Version),
         ["healthz" | "livez" | "readyz", ..] => Ok(Route::Health),
+        ["openapi", "v3"] => Ok(Route::OpenApiIndex),
+        ["openapi", "v3", "api", version] => Ok(Route::OpenApiDocument {
+            group: String::new(),
+            version: (*version).to_owned(),
+        }),
+        ["openapi", "v3", "apis", group, version] => Ok(Route::OpenApiDocument {
+            group: (*group).to_owned(),
+            version: (*version).to_owned(),
+        }),
         ["openapi", ..] => Ok(Route::OpenApi),
         ["api"] => Ok(Route::CoreVersions),
         ["apis"] => Ok(Route::Groups),
@@ -272,7 +286,11 @@ mod tests {
 
         let t = object_route("/api/v1/namespaces/demo/finalize");
         assert_eq!(
-            (t.resource.plural, t.name.as_deref(), t.subresource.as_deref()),
+            (
+                t.resource.plural,
+                t.name.as_deref(),
+                t.subresource.as_deref()
+            ),
             ("namespaces", Some("demo"), Some("finalize"))
         );
 
@@ -283,14 +301,20 @@ mod tests {
         assert_eq!(t.subresource.as_deref(), Some("scale"));
 
         let t = object_route("/api/v1/nodes/n1");
-        assert_eq!((t.resource.plural, t.name.as_deref()), ("nodes", Some("n1")));
+        assert_eq!(
+            (t.resource.plural, t.name.as_deref()),
+            ("nodes", Some("n1"))
+        );
 
-        assert_eq!(route("/apis/apps/v1").unwrap(), Route::ResourceList {
-            group: "apps".into(),
-            version: "v1".into()
-        });
+        assert!(matches!(
+            route("/apis/apps/v1").unwrap(),
+            Route::ResourceList { group, version } if group == "apps" && version == "v1"
+        ));
         assert!(route("/api/v1/widgets").is_err());
-        assert!(route("/api/v1/pods/web").is_err(), "a pod needs its namespace");
+        assert!(
+            route("/api/v1/pods/web").is_err(),
+            "a pod needs its namespace"
+        );
         assert!(route("/apis/apps/v1/namespaces/a/deployments/web/scale/more").is_err());
     }
 
@@ -304,7 +328,10 @@ mod tests {
         assert_eq!(o.limit, Some(5));
         assert!(o.watch);
         assert_eq!(o.field_validation, FieldValidation::Strict);
-        assert_eq!(Options::parse(None).unwrap().field_validation, FieldValidation::Warn);
+        assert_eq!(
+            Options::parse(None).unwrap().field_validation,
+            FieldValidation::Warn
+        );
         let error = Options::parse(Some("limit=ten")).unwrap_err();
         assert!(error.message.contains("limit"), "{}", error.message);
         assert!(Options::parse(Some("fieldValidation=Loud")).is_err());

@@ -21,22 +21,31 @@ use crate::{
 
 /// Run until SIGINT or SIGTERM.
 pub async fn run(config: Config) -> anyhow::Result<()> {
-    std::fs::create_dir_all(&config.data_dir)
-        .with_context(|| format!("failed to create data directory {}", config.data_dir.display()))?;
-    let ranges = Ranges::parse(&config.service_cidr, &config.node_port_range)
-        .map_err(anyhow::Error::msg)?;
+    std::fs::create_dir_all(&config.data_dir).with_context(|| {
+        format!(
+            "failed to create data directory {}",
+            config.data_dir.display()
+        )
+    })?;
+    let ranges =
+        Ranges::parse(&config.service_cidr, &config.node_port_range).map_err(anyhow::Error::msg)?;
     let store: Arc<dyn Store> = match config.store {
         StoreKind::Redb => {
             let path = config.data_dir.join("store.redb");
             Arc::new(
-                strait_store::redb::RedbStore::open(&path)
+                strait_store::RedbStore::open(&path)
                     .with_context(|| format!("failed to open the store {}", path.display()))?,
             )
         }
         StoreKind::Etcd => Arc::new(
-            strait_store::etcd::EtcdStore::connect(&config.etcd_endpoints, &config.etcd_prefix)
+            strait_store::EtcdStore::connect(&config.etcd_endpoints, &config.etcd_prefix)
                 .await
-                .with_context(|| format!("failed to connect to etcd at {}", config.etcd_endpoints.join(",")))?,
+                .with_context(|| {
+                    format!(
+                        "failed to connect to etcd at {}",
+                        config.etcd_endpoints.join(",")
+                    )
+                })?,
         ),
     };
 
@@ -80,7 +89,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .context("failed to create the default namespaces and the kubernetes Service")?;
     let (dropped, added) = bootstrap::repair_allocations(&objects).await?;
     if dropped + added > 0 {
-        tracing::warn!(dropped, added, "repaired service address and port allocations");
+        tracing::warn!(
+            dropped,
+            added,
+            "repaired service address and port allocations"
+        );
     }
     bootstrap::resume_namespace_finalizers(&objects).await?;
     tokio::spawn(compactor(Arc::clone(&store), config.compaction_interval));
@@ -93,7 +106,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         authorizer: Box::new(AllowAuthenticated),
     });
     // Tests and `netctl cluster up` wait for this line.
-    println!("strait-control: serving {url} (kubeconfig {})", pki.admin_kubeconfig().display());
+    println!(
+        "strait-control: serving {url} (kubeconfig {})",
+        pki.admin_kubeconfig().display()
+    );
 
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     loop {
@@ -118,10 +134,16 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                     return;
                 }
             };
-            let service = hyper::service::service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
-                let server = Arc::clone(&server);
-                async move { Ok::<_, std::convert::Infallible>(http::handle(server, request.map(Body::new)).await) }
-            });
+            let service = hyper::service::service_fn(
+                move |request: hyper::Request<hyper::body::Incoming>| {
+                    let server = Arc::clone(&server);
+                    async move {
+                        Ok::<_, std::convert::Infallible>(
+                            http::handle(server, request.map(Body::new)).await,
+                        )
+                    }
+                },
+            );
             if let Err(error) = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                 .serve_connection(TokioIo::new(tls), service)
                 .await

@@ -21,7 +21,12 @@ use serde_json::Value;
 /// Decode `obj` as the type of `(group, version, kind)` and return the paths of the fields
 /// the type does not know (`spec.replicaz`), or the decoding error. Kinds without a type here
 /// are accepted as they are.
-pub fn unknown_fields(group: &str, version: &str, kind: &str, obj: &Value) -> Result<Vec<String>, String> {
+pub fn unknown_fields(
+    group: &str,
+    version: &str,
+    kind: &str,
+    obj: &Value,
+) -> Result<Vec<String>, String> {
     macro_rules! kinds {
         ($( ($g:literal, $v:literal, $k:literal) => $t:ty ),* $(,)?) => {
             match (group, version, kind) {
@@ -135,7 +140,10 @@ mod tests {
         let unknown = unknown_fields("apps", "v1", "Deployment", &deployment).unwrap();
         assert_eq!(
             unknown,
-            vec!["spec.replicaz", "spec.template.spec.containers[0].imagePullPolice"]
+            vec![
+                "spec.replicaz",
+                "spec.template.spec.containers[0].imagePullPolice"
+            ]
         );
     }
 
@@ -151,6 +159,10 @@ mod tests {
     fn known_fields_and_nulls_pass() {
         let cm = json!({"apiVersion": "v1", "kind": "ConfigMap",
             "metadata": {"name": "c", "annotations": null}, "data": {"any-key": "v"}});
-        assert!(unknown_fields("", "v1", "ConfigMap", &cm).unwrap().is_empty());
+        assert!(
+            unknown_fields("", "v1", "ConfigMap", &cm)
+                .unwrap()
+                .is_empty()
+        );
     }
 }

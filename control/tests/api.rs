@@ -1,13 +1,7 @@
 //! Cluster tier: the API as the Python client and raw HTTP see it, bad input, durability
 //! across kill -9, compaction, and several control processes on one etcd.
 
-use std::{
-    io::Write as _,
-    path::Path,
-    process::Stdio,
-    sync::Arc,
-    time::Duration,
-};
+use std::{io::Write as _, path::Path, process::Stdio, sync::Arc, time::Duration};
 
 use serde_json::{Value, json};
 use strait_tests::{ControlPlane, Etcd, Netns};
@@ -50,7 +44,12 @@ fn raw_as(
         .stderr(Stdio::piped())
         .spawn()
         .expect("start raw.py");
-    child.stdin.take().expect("stdin").write_all(body).expect("write body");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(body)
+        .expect("write body");
     let out = child.wait_with_output().expect("raw.py");
     let reply: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|_| {
         panic!(
@@ -60,7 +59,12 @@ fn raw_as(
     });
     let warnings = reply["warnings"]
         .as_array()
-        .map(|w| w.iter().filter_map(Value::as_str).map(str::to_owned).collect())
+        .map(|w| {
+            w.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect()
+        })
         .unwrap_or_default();
     (
         u16::try_from(reply["status"].as_u64().unwrap_or(0)).unwrap_or(0),
@@ -69,7 +73,13 @@ fn raw_as(
     )
 }
 
-fn raw(plane: &ControlPlane, method: &str, path: &str, content_type: &str, body: &[u8]) -> (u16, Value, Vec<String>) {
+fn raw(
+    plane: &ControlPlane,
+    method: &str,
+    path: &str,
+    content_type: &str,
+    body: &[u8],
+) -> (u16, Value, Vec<String>) {
     raw_as(
         plane.netns(),
         &plane.url(),
@@ -114,12 +124,34 @@ fn requests_without_a_valid_token_are_unauthorized() {
     let plane = start(&[]);
     let ca = plane.data_dir().join("pki/ca.crt");
     for token in ["-", "not-a-token"] {
-        let (status, body, _) = raw_as(plane.netns(), "https://127.0.0.1:6443", &ca, token, "GET", CMS, "application/json", b"");
+        let (status, body, _) = raw_as(
+            plane.netns(),
+            "https://127.0.0.1:6443",
+            &ca,
+            token,
+            "GET",
+            CMS,
+            "application/json",
+            b"",
+        );
         assert_eq!(status, 401, "{body}");
         assert_eq!(body["reason"], "Unauthorized");
     }
-    let (status, body, _) = raw_as(plane.netns(), "https://127.0.0.1:6443", &ca, "-", "GET", "/version", "application/json", b"");
-    assert_eq!((status, body["major"].as_str()), (200, Some("1")), "/version is public");
+    let (status, body, _) = raw_as(
+        plane.netns(),
+        "https://127.0.0.1:6443",
+        &ca,
+        "-",
+        "GET",
+        "/version",
+        "application/json",
+        b"",
+    );
+    assert_eq!(
+        (status, body["major"].as_str()),
+        (200, Some("1")),
+        "/version is public"
+    );
 }
 
 #[test]
@@ -127,29 +159,92 @@ fn bad_input_gets_a_status_naming_what_is_wrong_and_writes_nothing() {
     let plane = start(&[]);
     let json = "application/json";
 
-    let (status, body, _) = raw(&plane, "POST", CMS, json, br#"{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x"}"#);
-    assert_eq!((status, body["reason"].as_str()), (400, Some("BadRequest")), "{body}");
-    assert!(body["message"].as_str().unwrap_or_default().contains("line 1"), "{body}");
+    let (status, body, _) = raw(
+        &plane,
+        "POST",
+        CMS,
+        json,
+        br#"{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x"}"#,
+    );
+    assert_eq!(
+        (status, body["reason"].as_str()),
+        (400, Some("BadRequest")),
+        "{body}"
+    );
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("line 1"),
+        "{body}"
+    );
 
-    let (status, body, _) = raw(&plane, "POST", CMS, "application/yaml", b"apiVersion: v1\nkind: ConfigMap\nmetadata: [oops\n");
+    let (status, body, _) = raw(
+        &plane,
+        "POST",
+        CMS,
+        "application/yaml",
+        b"apiVersion: v1\nkind: ConfigMap\nmetadata: [oops\n",
+    );
     assert_eq!(status, 400, "{body}");
-    assert!(body["message"].as_str().unwrap_or_default().contains("YAML"), "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("YAML"),
+        "{body}"
+    );
 
-    let (status, body, _) = raw(&plane, "POST", CMS, "application/yaml", b"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: from-yaml\ndata:\n  a: b\n");
+    let (status, body, _) = raw(
+        &plane,
+        "POST",
+        CMS,
+        "application/yaml",
+        b"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: from-yaml\ndata:\n  a: b\n",
+    );
     assert_eq!(status, 201, "YAML bodies are read: {body}");
 
     let pod = br#"{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}}"#;
     let (status, body, _) = raw(&plane, "POST", CMS, json, pod);
     assert_eq!(status, 400, "a Pod posted to configmaps: {body}");
-    assert!(body["message"].as_str().unwrap_or_default().contains("kind"), "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("kind"),
+        "{body}"
+    );
 
     let unknown = br#"{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "u"}, "dataz": {"a": "b"}}"#;
-    let (status, body, _) = raw(&plane, "POST", &format!("{CMS}?fieldValidation=Strict"), json, unknown);
+    let (status, body, _) = raw(
+        &plane,
+        "POST",
+        &format!("{CMS}?fieldValidation=Strict"),
+        json,
+        unknown,
+    );
     assert_eq!(status, 400, "{body}");
-    assert!(body["message"].as_str().unwrap_or_default().contains("unknown field \"dataz\""), "{body}");
-    let (status, _, warnings) = raw(&plane, "POST", &format!("{CMS}?fieldValidation=Warn"), json, unknown);
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("unknown field \"dataz\""),
+        "{body}"
+    );
+    let (status, _, warnings) = raw(
+        &plane,
+        "POST",
+        &format!("{CMS}?fieldValidation=Warn"),
+        json,
+        unknown,
+    );
     assert_eq!(status, 201);
-    assert!(warnings.iter().any(|w| w.contains("unknown field \\\"dataz\\\"") || w.contains("dataz")), "{warnings:?}");
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.contains("unknown field \\\"dataz\\\"") || w.contains("dataz")),
+        "{warnings:?}"
+    );
 
     let big = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "big"},
         "data": {"blob": "x".repeat(3 * 1024 * 1024 + 10)}});
@@ -159,25 +254,54 @@ fn bad_input_gets_a_status_naming_what_is_wrong_and_writes_nothing() {
     let large = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "large"},
         "data": {"blob": "x".repeat(1024 * 1024 + 1)}});
     let (status, body, _) = raw(&plane, "POST", CMS, json, large.to_string().as_bytes());
-    assert_eq!((status, body["reason"].as_str()), (422, Some("Invalid")), "over 1 MiB of data: {body}");
+    assert_eq!(
+        (status, body["reason"].as_str()),
+        (422, Some("Invalid")),
+        "over 1 MiB of data: {body}"
+    );
 
     let (status, body, _) = raw(&plane, "POST", CMS, json, &configmap("Bad_Name"));
     assert_eq!(status, 422, "{body}");
-    assert_eq!(body["details"]["causes"][0]["field"], "metadata.name", "{body}");
+    assert_eq!(
+        body["details"]["causes"][0]["field"], "metadata.name",
+        "{body}"
+    );
 
     let (status, created, _) = raw(&plane, "POST", CMS, json, &configmap("cas"));
     assert_eq!(status, 201);
-    let stale = created["metadata"]["resourceVersion"].as_str().expect("rv").to_owned();
+    let stale = created["metadata"]["resourceVersion"]
+        .as_str()
+        .expect("rv")
+        .to_owned();
     let mut update = created.clone();
     update["data"]["k"] = json!("v2");
-    let (status, _, _) = raw(&plane, "PUT", &format!("{CMS}/cas"), json, update.to_string().as_bytes());
+    let (status, _, _) = raw(
+        &plane,
+        "PUT",
+        &format!("{CMS}/cas"),
+        json,
+        update.to_string().as_bytes(),
+    );
     assert_eq!(status, 200);
     update["metadata"]["resourceVersion"] = json!(stale);
     update["data"]["k"] = json!("v3");
-    let (status, body, _) = raw(&plane, "PUT", &format!("{CMS}/cas"), json, update.to_string().as_bytes());
-    assert_eq!((status, body["reason"].as_str()), (409, Some("Conflict")), "{body}");
+    let (status, body, _) = raw(
+        &plane,
+        "PUT",
+        &format!("{CMS}/cas"),
+        json,
+        update.to_string().as_bytes(),
+    );
+    assert_eq!(
+        (status, body["reason"].as_str()),
+        (409, Some("Conflict")),
+        "{body}"
+    );
     let (status, again, _) = raw(&plane, "POST", CMS, json, &configmap("cas"));
-    assert_eq!((status, again["reason"].as_str()), (409, Some("AlreadyExists")));
+    assert_eq!(
+        (status, again["reason"].as_str()),
+        (409, Some("AlreadyExists"))
+    );
 
     // Nothing refused was written.
     let (_, list, _) = raw(&plane, "GET", CMS, json, b"");
@@ -192,11 +316,29 @@ fn bad_input_gets_a_status_naming_what_is_wrong_and_writes_nothing() {
     let (_, cas, _) = raw(&plane, "GET", &format!("{CMS}/cas"), json, b"");
     assert_eq!(cas["data"]["k"], "v2", "the stale write changed nothing");
 
-    let (status, body, _) = raw(&plane, "GET", "/api/v1/namespaces/nowhere/configmaps/x", json, b"");
+    let (status, body, _) = raw(
+        &plane,
+        "GET",
+        "/api/v1/namespaces/nowhere/configmaps/x",
+        json,
+        b"",
+    );
     assert_eq!((status, body["reason"].as_str()), (404, Some("NotFound")));
-    let (status, body, _) = raw(&plane, "POST", "/api/v1/namespaces/nowhere/configmaps", json, &configmap("x"));
+    let (status, body, _) = raw(
+        &plane,
+        "POST",
+        "/api/v1/namespaces/nowhere/configmaps",
+        json,
+        &configmap("x"),
+    );
     assert_eq!(status, 404, "no such namespace: {body}");
-    assert!(body["message"].as_str().unwrap_or_default().contains("namespaces \"nowhere\" not found"), "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("namespaces \"nowhere\" not found"),
+        "{body}"
+    );
 }
 
 #[test]
@@ -204,7 +346,10 @@ fn lists_page_with_continue_and_services_never_share_an_address() {
     let plane = start(&[]);
     let json = "application/json";
     for i in 0..7 {
-        assert_eq!(raw(&plane, "POST", CMS, json, &configmap(&format!("page-{i}"))).0, 201);
+        assert_eq!(
+            raw(&plane, "POST", CMS, json, &configmap(&format!("page-{i}"))).0,
+            201
+        );
     }
     let mut names = Vec::new();
     let mut path = format!("{CMS}?limit=3");
@@ -212,14 +357,21 @@ fn lists_page_with_continue_and_services_never_share_an_address() {
         let (status, page, _) = raw(&plane, "GET", &path, json, b"");
         assert_eq!(status, 200, "{page}");
         names.extend(
-            page["items"].as_array().expect("items").iter().filter_map(|i| i["metadata"]["name"].as_str().map(str::to_owned)),
+            page["items"]
+                .as_array()
+                .expect("items")
+                .iter()
+                .filter_map(|i| i["metadata"]["name"].as_str().map(str::to_owned)),
         );
         match page["metadata"]["continue"].as_str() {
             Some(token) => path = format!("{CMS}?limit=3&continue={token}"),
             None => break,
         }
     }
-    assert_eq!(names, (0..7).map(|i| format!("page-{i}")).collect::<Vec<_>>());
+    assert_eq!(
+        names,
+        (0..7).map(|i| format!("page-{i}")).collect::<Vec<_>>()
+    );
 
     let svc = |name: &str, ip: Option<&str>| {
         let mut s = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": name},
@@ -234,16 +386,28 @@ fn lists_page_with_continue_and_services_never_share_an_address() {
     for i in 0..20 {
         let (status, body, _) = raw(&plane, "POST", services, json, &svc(&format!("s{i}"), None));
         assert_eq!(status, 201, "{body}");
-        assert!(ips.insert(body["spec"]["clusterIP"].as_str().expect("ip").to_owned()), "duplicate address");
+        assert!(
+            ips.insert(body["spec"]["clusterIP"].as_str().expect("ip").to_owned()),
+            "duplicate address"
+        );
     }
     let taken = ips.iter().next().expect("one").clone();
     let (status, body, _) = raw(&plane, "POST", services, json, &svc("dup", Some(&taken)));
     assert_eq!(status, 422, "{body}");
-    assert!(body["message"].as_str().unwrap_or_default().contains("already allocated"), "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("already allocated"),
+        "{body}"
+    );
     // Deleting frees the address for the next Service that asks for it.
     let (_, s0, _) = raw(&plane, "GET", &format!("{services}/s0"), json, b"");
     let freed = s0["spec"]["clusterIP"].as_str().expect("ip").to_owned();
-    assert_eq!(raw(&plane, "DELETE", &format!("{services}/s0"), json, b"").0, 200);
+    assert_eq!(
+        raw(&plane, "DELETE", &format!("{services}/s0"), json, b"").0,
+        200
+    );
     let (status, body, _) = raw(&plane, "POST", services, json, &svc("reuse", Some(&freed)));
     assert_eq!(status, 201, "{body}");
     assert_eq!(body["spec"]["clusterIP"], freed.as_str());
@@ -254,7 +418,10 @@ fn watches_from_a_compacted_version_are_gone() {
     let plane = start(&["--compaction-interval", "0.5"]);
     let json = "application/json";
     let (_, created, _) = raw(&plane, "POST", CMS, json, &configmap("old"));
-    let old = created["metadata"]["resourceVersion"].as_str().expect("rv").to_owned();
+    let old = created["metadata"]["resourceVersion"]
+        .as_str()
+        .expect("rv")
+        .to_owned();
     for i in 0..5 {
         raw(&plane, "POST", CMS, json, &configmap(&format!("new-{i}")));
     }
@@ -273,13 +440,16 @@ fn watches_from_a_compacted_version_are_gone() {
     );
     assert_eq!(status, 200);
     let text = body.to_string();
-    assert!(text.contains("ERROR") && text.contains("410") && text.contains("Expired"), "{text}");
+    assert!(
+        text.contains("ERROR") && text.contains("410") && text.contains("Expired"),
+        "{text}"
+    );
 }
 
 /// Writes as fast as one client can, kills the control plane with SIGKILL mid-stream, starts
 /// it again and checks every write it acknowledged.
 fn no_acknowledged_write_is_lost(plane: &mut ControlPlane) {
-    let mut writer = plane
+    let writer = plane
         .netns()
         .command(&["python3", "-c", WRITER, &plane.url()])
         .arg(plane.data_dir().join("pki/ca.crt"))
@@ -291,14 +461,33 @@ fn no_acknowledged_write_is_lost(plane: &mut ControlPlane) {
     std::thread::sleep(Duration::from_millis(1500));
     plane.kill9();
     let out = writer.wait_with_output().expect("writer");
-    let acked: Vec<String> = String::from_utf8_lossy(&out.stdout).lines().map(str::to_owned).collect();
-    assert!(acked.len() > 10, "the writer got going ({} writes)", acked.len());
+    let acked: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    assert!(
+        acked.len() > 10,
+        "the writer got going ({} writes)",
+        acked.len()
+    );
     plane.restart();
     let (_, list, _) = raw(plane, "GET", CMS, "application/json", b"");
-    let stored: std::collections::BTreeSet<&str> =
-        list["items"].as_array().expect("items").iter().filter_map(|i| i["metadata"]["name"].as_str()).collect();
-    let lost: Vec<&String> = acked.iter().filter(|a| !stored.contains(a.as_str())).collect();
-    assert!(lost.is_empty(), "{} of {} acknowledged writes lost: {lost:?}", lost.len(), acked.len());
+    let stored: std::collections::BTreeSet<&str> = list["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .filter_map(|i| i["metadata"]["name"].as_str())
+        .collect();
+    let lost: Vec<&String> = acked
+        .iter()
+        .filter(|a| !stored.contains(a.as_str()))
+        .collect();
+    assert!(
+        lost.is_empty(),
+        "{} of {} acknowledged writes lost: {lost:?}",
+        lost.len(),
+        acked.len()
+    );
 }
 
 const WRITER: &str = r#"
@@ -345,6 +534,9 @@ fn control_planes_share_etcd_and_lose_no_acknowledged_write() {
     let (status, _, _) = raw(&a, "POST", CMS, json, &configmap("shared"));
     assert_eq!(status, 201);
     let (status, body, _) = raw(&b, "GET", &format!("{CMS}/shared"), json, b"");
-    assert_eq!(status, 200, "a write through one control process is read through the other: {body}");
+    assert_eq!(
+        status, 200,
+        "a write through one control process is read through the other: {body}"
+    );
     no_acknowledged_write_is_lost(&mut a);
 }

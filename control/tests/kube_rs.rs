@@ -59,7 +59,10 @@ fn watcher_follows_through_timeouts_and_compactions() {
                     },
                     ..Namespace::default()
                 };
-                namespaces.create(&PostParams::default(), &ns).await.expect("create a namespace");
+                namespaces
+                    .create(&PostParams::default(), &ns)
+                    .await
+                    .expect("create a namespace");
             }
             let watched: Api<ConfigMap> = Api::namespaced(client.clone(), "watched");
             let busy: Api<ConfigMap> = Api::namespaced(client.clone(), "busy");
@@ -89,14 +92,23 @@ fn watcher_follows_through_timeouts_and_compactions() {
                 match watched.get_opt(&name).await.expect("get") {
                     Some(mut cm) => {
                         cm.data = Some([("n".to_owned(), i.to_string())].into());
-                        watched.replace(&name, &PostParams::default(), &cm).await.expect("replace");
+                        watched
+                            .replace(&name, &PostParams::default(), &cm)
+                            .await
+                            .expect("replace");
                     }
                     None => {
-                        watched.create(&PostParams::default(), &configmap(&name, i)).await.expect("create");
+                        watched
+                            .create(&PostParams::default(), &configmap(&name, i))
+                            .await
+                            .expect("create");
                     }
                 }
                 if i % 7 == 0 {
-                    watched.delete(&format!("cm-{}", (i + 3) % 20), &DeleteParams::default()).await.ok();
+                    watched
+                        .delete(&format!("cm-{}", (i + 3) % 20), &DeleteParams::default())
+                        .await
+                        .ok();
                 }
             }
             // Phase 2: writes elsewhere only. The watcher's last version falls behind two
@@ -104,20 +116,30 @@ fn watcher_follows_through_timeouts_and_compactions() {
             let quiet_until = Instant::now() + Duration::from_secs(4);
             let mut n = 0;
             while Instant::now() < quiet_until {
-                busy.create(&PostParams::default(), &configmap(&format!("b-{n}"), n)).await.expect("busy write");
+                busy.create(&PostParams::default(), &configmap(&format!("b-{n}"), n))
+                    .await
+                    .expect("busy write");
                 n += 1;
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
             // Phase 3: more churn, then let the watcher catch up.
             for i in 0..40 {
                 let name = format!("late-{i}");
-                watched.create(&PostParams::default(), &configmap(&name, i)).await.expect("create");
+                watched
+                    .create(&PostParams::default(), &configmap(&name, i))
+                    .await
+                    .expect("create");
             }
             let list = watched.list(&Default::default()).await.expect("list");
             let mut expected: Vec<(String, Option<String>)> = list
                 .items
                 .iter()
-                .map(|cm| (cm.metadata.name.clone().unwrap_or_default(), cm.metadata.resource_version.clone()))
+                .map(|cm| {
+                    (
+                        cm.metadata.name.clone().unwrap_or_default(),
+                        cm.metadata.resource_version.clone(),
+                    )
+                })
                 .collect();
             expected.sort();
             let deadline = Instant::now() + Duration::from_secs(20);
@@ -125,7 +147,12 @@ fn watcher_follows_through_timeouts_and_compactions() {
                 let mut seen: Vec<(String, Option<String>)> = reader
                     .state()
                     .iter()
-                    .map(|cm| (cm.metadata.name.clone().unwrap_or_default(), cm.metadata.resource_version.clone()))
+                    .map(|cm| {
+                        (
+                            cm.metadata.name.clone().unwrap_or_default(),
+                            cm.metadata.resource_version.clone(),
+                        )
+                    })
                     .collect();
                 seen.sort();
                 if seen == expected {

@@ -106,36 +106,90 @@ fn kubectl_workflow(version: &str) {
 
     // Server-side printing: the columns kubectl users know.
     let table = k(&["get", "deployments"]);
-    let header: Vec<&str> = table.lines().next().unwrap_or_default().split_whitespace().collect();
-    assert_eq!(header, ["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"], "{table}");
-    assert!(table.lines().nth(1).is_some_and(|l| l.starts_with("web ")), "{table}");
+    let header: Vec<&str> = table
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
+    assert_eq!(
+        header,
+        ["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"],
+        "{table}"
+    );
+    assert!(
+        table.lines().nth(1).is_some_and(|l| l.starts_with("web ")),
+        "{table}"
+    );
     let services = k(&["get", "services", "-o", "wide"]);
     assert!(
-        services.lines().any(|l| l.starts_with("web") && l.contains("NodePort") && l.contains("10.96.")),
+        services
+            .lines()
+            .any(|l| l.starts_with("web") && l.contains("NodePort") && l.contains("10.96.")),
         "{services}"
     );
-    assert!(services.contains("kubernetes"), "the default Service is there:\n{services}");
+    assert!(
+        services.contains("kubernetes"),
+        "the default Service is there:\n{services}"
+    );
     let yaml = k(&["get", "configmap", "web-config", "-o", "yaml"]);
-    assert!(yaml.contains("greeting: hello") && yaml.contains("resourceVersion:"), "{yaml}");
+    assert!(
+        yaml.contains("greeting: hello") && yaml.contains("resourceVersion:"),
+        "{yaml}"
+    );
 
     let described = k(&["describe", "deployment", "web"]);
     assert!(
-        described.contains("Name:") && described.contains("web") && described.contains("busybox:1.37"),
+        described.contains("Name:")
+            && described.contains("web")
+            && described.contains("busybox:1.37"),
         "{described}"
     );
 
     assert!(k(&["scale", "deployment", "web", "--replicas=5"]).contains("scaled"));
-    assert_eq!(k(&["get", "deployment", "web", "-o", "jsonpath={.spec.replicas}"]), "5");
+    assert_eq!(
+        k(&[
+            "get",
+            "deployment",
+            "web",
+            "-o",
+            "jsonpath={.spec.replicas}"
+        ]),
+        "5"
+    );
     assert!(k(&["label", "deployment", "web", "tier=front"]).contains("labeled"));
     assert!(k(&["annotate", "deployment", "web", "note=hi"]).contains("annotated"));
-    assert!(k(&["patch", "deployment", "web", "-p", r#"{"spec":{"paused":true}}"#]).contains("patched"));
     assert!(
-        k(&["patch", "deployment", "web", "--type=merge", "-p", r#"{"metadata":{"labels":{"m":"1"}}}"#])
-            .contains("patched")
+        k(&[
+            "patch",
+            "deployment",
+            "web",
+            "-p",
+            r#"{"spec":{"paused":true}}"#
+        ])
+        .contains("patched")
     );
     assert!(
-        k(&["patch", "deployment", "web", "--type=json", "-p", r#"[{"op":"replace","path":"/spec/replicas","value":2}]"#])
-            .contains("patched")
+        k(&[
+            "patch",
+            "deployment",
+            "web",
+            "--type=merge",
+            "-p",
+            r#"{"metadata":{"labels":{"m":"1"}}}"#
+        ])
+        .contains("patched")
+    );
+    assert!(
+        k(&[
+            "patch",
+            "deployment",
+            "web",
+            "--type=json",
+            "-p",
+            r#"[{"op":"replace","path":"/spec/replicas","value":2}]"#
+        ])
+        .contains("patched")
     );
     let fields = k(&[
         "get",
@@ -151,9 +205,20 @@ fn kubectl_workflow(version: &str) {
     let dir = plane.data_dir().join("files");
     std::fs::create_dir_all(&dir).expect("mkdir");
     std::fs::write(dir.join("app.conf"), "port=8080\n").expect("write");
-    k(&["create", "configmap", "files", &format!("--from-file={}", dir.display())]);
+    k(&[
+        "create",
+        "configmap",
+        "files",
+        &format!("--from-file={}", dir.display()),
+    ]);
     assert_eq!(
-        k(&["get", "configmap", "files", "-o", "jsonpath={.data.app\\.conf}"]),
+        k(&[
+            "get",
+            "configmap",
+            "files",
+            "-o",
+            "jsonpath={.data.app\\.conf}"
+        ]),
         "port=8080\n"
     );
 
@@ -161,7 +226,8 @@ fn kubectl_workflow(version: &str) {
     assert!(
         resources
             .lines()
-            .any(|l| l.split_whitespace().collect::<Vec<_>>() == ["deployments", "deploy", "apps/v1", "true", "Deployment"]),
+            .any(|l| l.split_whitespace().collect::<Vec<_>>()
+                == ["deployments", "deploy", "apps/v1", "true", "Deployment"]),
         "{resources}"
     );
 
@@ -191,7 +257,10 @@ fn kubectl_1_27_manages_objects() {
 fn kubectl_watch_streams_changes() {
     let plane = ControlPlane::start(std::path::Path::new(BIN), &[]);
     let mut watch = plane
-        .kubectl_command("1.33", &["get", "configmaps", "-w", "--output-watch-events"])
+        .kubectl_command(
+            "1.33",
+            &["get", "configmaps", "-w", "--output-watch-events"],
+        )
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -206,17 +275,33 @@ fn kubectl_watch_streams_changes() {
     // The watch has started once it printed the existing objects (kube-root-ca is not there:
     // no controller yet; the header comes with the first event).
     std::thread::sleep(Duration::from_secs(2));
-    plane.kubectl_ok("1.33", &["create", "configmap", "live", "--from-literal=a=b"]);
+    plane.kubectl_ok(
+        "1.33",
+        &["create", "configmap", "live", "--from-literal=a=b"],
+    );
     plane.kubectl_ok("1.33", &["delete", "configmap", "live"]);
     let mut lines = Vec::new();
     while let Ok(line) = rx.recv_timeout(Duration::from_secs(20)) {
         lines.push(line);
-        if lines.iter().any(|l| l.starts_with("DELETED") && l.contains("live")) {
+        if lines
+            .iter()
+            .any(|l| l.starts_with("DELETED") && l.contains("live"))
+        {
             break;
         }
     }
     let _ = watch.kill();
     let _ = watch.wait();
-    assert!(lines.iter().any(|l| l.starts_with("ADDED") && l.contains("live")), "{lines:?}");
-    assert!(lines.iter().any(|l| l.starts_with("DELETED") && l.contains("live")), "{lines:?}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("ADDED") && l.contains("live")),
+        "{lines:?}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("DELETED") && l.contains("live")),
+        "{lines:?}"
+    );
 }

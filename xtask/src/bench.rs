@@ -30,7 +30,15 @@ pub(crate) fn run(suites: &[Suite], full: bool) -> anyhow::Result<()> {
             }
             Suite::Services => {
                 let mut command = cargo();
-                command.args(["run", "--release", "--package", "netctl", "--", "bench", "services"]);
+                command.args([
+                    "run",
+                    "--release",
+                    "--package",
+                    "netctl",
+                    "--",
+                    "bench",
+                    "services",
+                ]);
                 if !full {
                     command.arg("--quick");
                 }
@@ -38,7 +46,14 @@ pub(crate) fn run(suites: &[Suite], full: bool) -> anyhow::Result<()> {
             }
             Suite::Api => {
                 let mut command = cargo();
-                command.args(["bench", "--package", "strait-control", "--bench", "api", "--"]);
+                command.args([
+                    "bench",
+                    "--package",
+                    "strait-control",
+                    "--bench",
+                    "api",
+                    "--",
+                ]);
                 if !full {
                     command.arg("--quick");
                 }

@@ -142,16 +142,17 @@ fn bpf_linker() -> anyhow::Result<()> {
 }
 
 fn python_kubernetes() -> anyhow::Result<()> {
-    let version = probe(Command::new("python3").args([
-        "-c",
-        "import kubernetes; print(kubernetes.__version__)",
-    ]))
+    let version = probe(
+        Command::new("python3").args(["-c", "import kubernetes; print(kubernetes.__version__)"]),
+    )
     .unwrap_or_default();
     if version.trim() == PYTHON_KUBERNETES {
         println!("setup: Python kubernetes {PYTHON_KUBERNETES} present");
         return Ok(());
     }
-    println!("setup: installing Python kubernetes {PYTHON_KUBERNETES} (API tests with a real client)");
+    println!(
+        "setup: installing Python kubernetes {PYTHON_KUBERNETES} (API tests with a real client)"
+    );
     exec(Command::new("python3").args([
         "-m",
         "pip",
