@@ -69,6 +69,20 @@ async fn serve(
         Route::Version | Route::Health => unreachable!("answered above"),
         Route::OpenApi => Err(ApiError::no_route(uri.path())),
         Route::OpenApiIndex => Ok(json_response(StatusCode::OK, &openapi::index())),
+        Route::OpenApiV2 => {
+            static V2: std::sync::LazyLock<Bytes> =
+                std::sync::LazyLock::new(|| Bytes::from(openapi::v2_protobuf()));
+            let mut response = Response::new(Body::from(V2.clone()));
+            // The `.v1.0` spelling, not the `@v1.0` clients ask for: kubectl 1.27 cannot
+            // parse the latter back (kube-apiserver answers with this one too).
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(
+                    "application/com.github.proto-openapi.spec.v2.v1.0+protobuf",
+                ),
+            );
+            Ok(response)
+        }
         Route::OpenApiDocument { group, version } => openapi::document(&group, &version)
             .map(|d| json_response(StatusCode::OK, &d))
             .ok_or_else(|| ApiError::no_route(uri.path())),

@@ -39,11 +39,19 @@ use crate::{
 /// allocation races) before giving up with 409.
 const RETRIES: usize = 16;
 
+/// How long an Event lives (kube-apiserver's `--event-ttl` default).
+const EVENT_TTL: Duration = Duration::from_secs(3600);
+
+/// Events written within this window share one lease, so a busy cluster holds a lease per
+/// minute rather than one per event.
+const EVENT_LEASE_WINDOW: Duration = Duration::from_secs(60);
+
 /// The REST storage of every resource.
 pub struct Objects {
     store: Arc<dyn Store>,
     ranges: Ranges,
     seed: AtomicU64,
+    event_lease: tokio::sync::Mutex<Option<(std::time::Instant, strait_store::LeaseId)>>,
 }
 
 /// A list's page.
@@ -94,7 +102,24 @@ impl Objects {
             store,
             ranges,
             seed: AtomicU64::new(u64::from_le_bytes(seed)),
+            event_lease: tokio::sync::Mutex::new(None),
         }
+    }
+
+    /// The lease new Events are attached to: expired an hour after its window's last event.
+    async fn event_lease(&self) -> Result<strait_store::LeaseId, ApiError> {
+        let mut current = self.event_lease.lock().await;
+        if let Some((since, lease)) = *current
+            && since.elapsed() < EVENT_LEASE_WINDOW
+        {
+            return Ok(lease);
+        }
+        let lease = self
+            .store
+            .grant_lease(EVENT_TTL + EVENT_LEASE_WINDOW)
+            .await?;
+        *current = Some((std::time::Instant::now(), lease));
+        Ok(lease)
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {
@@ -187,12 +212,17 @@ impl Objects {
             let mut attempt = obj.clone();
             let needs = self.prepare_allocations(resource, &mut attempt, None, &name)?;
             self.choose_allocations(&mut attempt, &needs).await?;
+            let lease = if matches!(resource.kind, "Event") {
+                self.event_lease().await?
+            } else {
+                0
+            };
             let mut txn = Txn {
                 conditions: vec![(key.clone(), Condition::Absent)],
                 ops: vec![Op::Put {
                     key: key.clone(),
                     value: encode(&attempt),
-                    lease: 0,
+                    lease,
                 }],
             };
             allocation_ops(&mut txn, &key, None, &attempt, resource);
@@ -399,7 +429,9 @@ impl Objects {
             ops: vec![Op::Put {
                 key: key.clone(),
                 value: encode(&new),
-                lease: 0,
+                // A write keeps the key's lease (an Event still expires an hour after it was
+                // first written).
+                lease: current.lease,
             }],
         };
         allocation_ops(&mut txn, &key, Some(&old), &new, resource);
@@ -511,7 +543,7 @@ impl Objects {
                     ops: vec![Op::Put {
                         key: current.key.clone(),
                         value: encode(&obj),
-                        lease: 0,
+                        lease: current.lease,
                     }],
                 };
                 if let TxnOutcome::Committed { revision } = self.store.txn(txn).await? {
@@ -895,7 +927,7 @@ impl Objects {
                 ops: vec![Op::Put {
                     key: current.key.clone(),
                     value: encode(&pod),
-                    lease: 0,
+                    lease: current.lease,
                 }],
             };
             if let TxnOutcome::Committed { .. } = self.store.txn(txn).await? {

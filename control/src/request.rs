@@ -29,8 +29,9 @@ pub enum Route {
     OpenApiIndex,
     /// `/openapi/v3/api/v1`, `/openapi/v3/apis/<group>/<version>`.
     OpenApiDocument { group: String, version: String },
-    /// `/openapi/v2` and anything else under `/openapi`: not served (kubectl takes a 404 as
-    /// "no OpenAPI v2" and uses what it has compiled in).
+    /// `/openapi/v2`: the Swagger 2.0 document as gnostic protobuf (kubectl 1.27 needs it).
+    OpenApiV2,
+    /// Anything else under `/openapi`: not served.
     OpenApi,
     /// A resource, a collection or a subresource.
     Object(Target),
@@ -69,6 +70,7 @@ pub fn route(path: &str) -> Result<Route, ApiError> {
     match segments.as_slice() {
         ["version"] => Ok(Route::Version),
         ["healthz" | "livez" | "readyz", ..] => Ok(Route::Health),
+        ["openapi", "v2"] => Ok(Route::OpenApiV2),
         ["openapi", "v3"] => Ok(Route::OpenApiIndex),
         ["openapi", "v3", "api", version] => Ok(Route::OpenApiDocument {
             group: String::new(),
