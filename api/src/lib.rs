@@ -4,12 +4,14 @@
 //! version round-trip unchanged); this crate says what the resources are ([`registry`]), how
 //! clients discover them ([`discovery`]), how lists are filtered ([`selector`]), how patches
 //! apply ([`patch`]), what kubectl reads from OpenAPI ([`openapi`]), how objects are defaulted ([`defaults`]) and checked ([`validate`]), and
-//! how `kubectl get` sees them ([`table`]). Nothing here does I/O, so all of it is unit-tested.
+//! how `kubectl get` sees them ([`table`]); [`protobuf`] turns kubectl's protobuf request
+//! bodies into JSON. Nothing here does I/O, so all of it is unit-tested.
 
 pub mod defaults;
 pub mod discovery;
 pub mod openapi;
 pub mod patch;
+pub mod protobuf;
 pub mod registry;
 pub mod selector;
 pub mod table;

@@ -22,7 +22,7 @@ use kube::{
     Api, Client,
     api::{DeleteParams, ObjectMeta, PostParams},
     config::{KubeConfigOptions, Kubeconfig},
-    runtime::{watcher, watcher::watcher},
+    runtime::watcher,
 };
 use strait_tests::{ControlPlane, Etcd, Netns};
 use tokio::sync::Barrier;

@@ -236,7 +236,11 @@ pub fn taken(key: &str, service: &Value) -> Cause {
         let port = key.strip_prefix(PORT_PREFIX).unwrap_or(key);
         let index = service["spec"]["ports"]
             .as_array()
-            .and_then(|ports| ports.iter().position(|p| p["nodePort"].to_string() == port))
+            .and_then(|ports| {
+                ports.iter().position(|p| {
+                    p["nodePort"].as_u64().map(|n| n.to_string()).as_deref() == Some(port)
+                })
+            })
             .unwrap_or(0);
         Cause {
             field: format!("spec.ports[{index}].nodePort"),

@@ -19,7 +19,8 @@ pub struct ApiError {
     /// `NotFound`, `AlreadyExists`, `Conflict`, `Invalid`, `BadRequest`, `Expired`, …
     pub reason: &'static str,
     pub message: String,
-    pub details: Option<Details>,
+    /// Boxed: errors travel in every `Result` of the request path, and most have none.
+    pub details: Option<Box<Details>>,
 }
 
 /// What the failure is about.
@@ -43,12 +44,12 @@ impl ApiError {
     }
 
     fn with_details(mut self, group: &str, kind: &str, name: &str) -> Self {
-        self.details = Some(Details {
+        self.details = Some(Box::new(Details {
             name: name.to_owned(),
             group: group.to_owned(),
             kind: kind.to_owned(),
             causes: Vec::new(),
-        });
+        }));
         self
     }
 

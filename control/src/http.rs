@@ -486,6 +486,18 @@ fn parse_body(content_type: &str, bytes: &[u8]) -> Result<Value, ApiError> {
                     "the body of the request is not valid YAML: {e}{at}"
                 ))
             }),
+        // kubectl's typed commands (`create configmap`, `create secret`, …) send protobuf.
+        strait_api::protobuf::CONTENT_TYPE => {
+            strait_api::protobuf::decode(bytes).map_err(|e| match e {
+                strait_api::protobuf::ProtobufError::UnsupportedKind { .. } => ApiError {
+                    message: e.to_string(),
+                    ..ApiError::unsupported_media_type(content_type)
+                },
+                other => {
+                    ApiError::bad_request(format!("the body of the request is not valid: {other}"))
+                }
+            })
+        }
         other => Err(ApiError::unsupported_media_type(other)),
     }
 }

@@ -24,53 +24,75 @@ fn token(plane: &ControlPlane) -> String {
         .to_owned()
 }
 
-/// One raw request from inside the namespace: (status, body, warnings).
-fn raw_as(
-    netns: &Netns,
-    url: &str,
-    ca: &Path,
-    token: &str,
-    method: &str,
-    path: &str,
-    content_type: &str,
-    body: &[u8],
-) -> (u16, Value, Vec<String>) {
-    let mut child = netns
-        .command(&["python3", &format!("{PYTHON}/raw.py"), url])
-        .arg(ca)
-        .args([token, method, path, content_type])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start raw.py");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(body)
-        .expect("write body");
-    let out = child.wait_with_output().expect("raw.py");
-    let reply: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|_| {
-        panic!(
-            "raw.py {method} {path}: {}",
-            String::from_utf8_lossy(&out.stderr)
+/// Where raw requests go, and as whom.
+struct Caller<'a> {
+    netns: &'a Netns,
+    url: String,
+    ca: std::path::PathBuf,
+    token: String,
+}
+
+impl<'a> Caller<'a> {
+    /// The plane's admin.
+    fn admin(plane: &'a ControlPlane) -> Self {
+        Self::with_token(plane, &token(plane))
+    }
+
+    fn with_token(plane: &'a ControlPlane, token: &str) -> Self {
+        Self {
+            netns: plane.netns(),
+            url: plane.url(),
+            ca: plane.data_dir().join("pki/ca.crt"),
+            token: token.to_owned(),
+        }
+    }
+
+    /// One raw request from inside the namespace: (status, body, warnings).
+    fn call(
+        &self,
+        method: &str,
+        path: &str,
+        content_type: &str,
+        body: &[u8],
+    ) -> (u16, Value, Vec<String>) {
+        let mut child = self
+            .netns
+            .command(&["python3", &format!("{PYTHON}/raw.py"), &self.url])
+            .arg(&self.ca)
+            .args([self.token.as_str(), method, path, content_type])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start raw.py");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(body)
+            .expect("write body");
+        let out = child.wait_with_output().expect("raw.py");
+        let reply: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|_| {
+            panic!(
+                "raw.py {method} {path}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+        let warnings = reply["warnings"]
+            .as_array()
+            .map(|w| {
+                w.iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default();
+        (
+            u16::try_from(reply["status"].as_u64().unwrap_or(0)).unwrap_or(0),
+            reply["body"].clone(),
+            warnings,
         )
-    });
-    let warnings = reply["warnings"]
-        .as_array()
-        .map(|w| {
-            w.iter()
-                .filter_map(Value::as_str)
-                .map(str::to_owned)
-                .collect()
-        })
-        .unwrap_or_default();
-    (
-        u16::try_from(reply["status"].as_u64().unwrap_or(0)).unwrap_or(0),
-        reply["body"].clone(),
-        warnings,
-    )
+    }
 }
 
 fn raw(
@@ -80,16 +102,7 @@ fn raw(
     content_type: &str,
     body: &[u8],
 ) -> (u16, Value, Vec<String>) {
-    raw_as(
-        plane.netns(),
-        &plane.url(),
-        &plane.data_dir().join("pki/ca.crt"),
-        &token(plane),
-        method,
-        path,
-        content_type,
-        body,
-    )
+    Caller::admin(plane).call(method, path, content_type, body)
 }
 
 fn configmap(name: &str) -> Vec<u8> {
@@ -122,31 +135,14 @@ fn python_client_creates_lists_watches_patches_and_deletes() {
 #[test]
 fn requests_without_a_valid_token_are_unauthorized() {
     let plane = start(&[]);
-    let ca = plane.data_dir().join("pki/ca.crt");
     for token in ["-", "not-a-token"] {
-        let (status, body, _) = raw_as(
-            plane.netns(),
-            "https://127.0.0.1:6443",
-            &ca,
-            token,
-            "GET",
-            CMS,
-            "application/json",
-            b"",
-        );
+        let (status, body, _) =
+            Caller::with_token(&plane, token).call("GET", CMS, "application/json", b"");
         assert_eq!(status, 401, "{body}");
         assert_eq!(body["reason"], "Unauthorized");
     }
-    let (status, body, _) = raw_as(
-        plane.netns(),
-        "https://127.0.0.1:6443",
-        &ca,
-        "-",
-        "GET",
-        "/version",
-        "application/json",
-        b"",
-    );
+    let (status, body, _) =
+        Caller::with_token(&plane, "-").call("GET", "/version", "application/json", b"");
     assert_eq!(
         (status, body["major"].as_str()),
         (200, Some("1")),
