@@ -194,7 +194,71 @@ fn engine(what: &str, error: &impl std::fmt::Display) -> Error {
     Error::Engine(format!("etcd: {what}: {error}"))
 }
 
+/// Keys per request when a range asks for everything.
+const RANGE_PAGE: usize = 1000;
+
+/// The largest response accepted (etcd's own request limit is 1.5 MiB per object, so a page
+/// of 1,000 objects fits with room to spare; gRPC's default of 4 MiB does not).
+const MAX_MESSAGE: usize = 256 * 1024 * 1024;
+
 impl EtcdStore {
+    /// One etcd range request, as asked.
+    async fn range_once(&self, request: RangeRequest) -> Result<RangeResponse, Error> {
+        let what = || {
+            format!(
+                "range of {} at revision {}",
+                request.prefix, request.revision
+            )
+        };
+        let (scope_start, end) = self.keys.scope(&request.prefix);
+        let start = match &request.start_after {
+            Some(after) if after.as_str() >= request.prefix.as_str() => {
+                // The smallest key greater than `after`.
+                let mut start = self.keys.full(after);
+                start.push(0);
+                start
+            }
+            _ => scope_start,
+        };
+        let mut options = GetOptions::new().with_range(end);
+        if let Some(limit) = request.limit.filter(|limit| *limit > 0) {
+            options = options.with_limit(i64::try_from(limit).unwrap_or(i64::MAX));
+        }
+        if request.revision != 0 {
+            options = options.with_revision(request.revision);
+        }
+        let response = match self
+            .client
+            .kv_client()
+            .max_decoding_message_size(MAX_MESSAGE)
+            .get(start, Some(options))
+            .await
+        {
+            Ok(response) => response,
+            Err(error) => {
+                return Err(match classify(&error) {
+                    Failure::Compacted => self.compacted_error(request.revision).await,
+                    Failure::FutureRevision => self.future_error(request.revision).await,
+                    _ => engine(&what(), &error),
+                });
+            }
+        };
+        let revision = if request.revision == 0 {
+            header_revision(response.header(), &what())?
+        } else {
+            request.revision
+        };
+        Ok(RangeResponse {
+            kvs: response
+                .kvs()
+                .iter()
+                .map(|kv| self.keys.kv(kv))
+                .collect::<Result<_, _>>()?,
+            more: response.more(),
+            revision,
+        })
+    }
+
     /// Connects to etcd at `endpoints` (`http://host:port`), keeping every key under `prefix`,
     /// with default options. Fails if no endpoint answers.
     pub async fn connect(endpoints: &[String], prefix: &str) -> Result<Self, Error> {
@@ -323,53 +387,26 @@ impl Store for EtcdStore {
     }
 
     async fn range(&self, request: RangeRequest) -> Result<RangeResponse, Error> {
-        let what = || {
-            format!(
-                "range of {} at revision {}",
-                request.prefix, request.revision
-            )
-        };
-        let (scope_start, end) = self.keys.scope(&request.prefix);
-        let start = match &request.start_after {
-            Some(after) if after.as_str() >= request.prefix.as_str() => {
-                // The smallest key greater than `after`.
-                let mut start = self.keys.full(after);
-                start.push(0);
-                start
-            }
-            _ => scope_start,
-        };
-        let mut options = GetOptions::new().with_range(end);
-        if let Some(limit) = request.limit.filter(|limit| *limit > 0) {
-            options = options.with_limit(i64::try_from(limit).unwrap_or(i64::MAX));
+        if request.limit.is_some_and(|limit| limit > 0) {
+            return self.range_once(request).await;
         }
-        if request.revision != 0 {
-            options = options.with_revision(request.revision);
-        }
-        let response = match self.client.kv_client().get(start, Some(options)).await {
-            Ok(response) => response,
-            Err(error) => {
-                return Err(match classify(&error) {
-                    Failure::Compacted => self.compacted_error(request.revision).await,
-                    Failure::FutureRevision => self.future_error(request.revision).await,
-                    _ => engine(&what(), &error),
-                });
+        // An unlimited range is read in pages at one revision: one response for 100,000
+        // objects would be tens of megabytes in a single gRPC message.
+        let mut page = RangeRequest {
+            limit: Some(RANGE_PAGE),
+            ..request
+        };
+        let mut all = RangeResponse::default();
+        loop {
+            let response = self.range_once(page.clone()).await?;
+            all.revision = response.revision;
+            page.revision = response.revision;
+            page.start_after = response.kvs.last().map(|kv| kv.key.clone());
+            all.kvs.extend(response.kvs);
+            if !response.more {
+                return Ok(all);
             }
-        };
-        let revision = if request.revision == 0 {
-            header_revision(response.header(), &what())?
-        } else {
-            request.revision
-        };
-        Ok(RangeResponse {
-            kvs: response
-                .kvs()
-                .iter()
-                .map(|kv| self.keys.kv(kv))
-                .collect::<Result<_, _>>()?,
-            more: response.more(),
-            revision,
-        })
+        }
     }
 
     async fn count(&self, prefix: &str) -> Result<u64, Error> {

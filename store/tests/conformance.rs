@@ -93,6 +93,7 @@ conformance!(
     unknown_lease_errors,
     count_counts_a_prefix,
     revisions_increase,
+    unlimited_range_returns_every_key,
 );
 
 // --- helpers ---
@@ -1030,5 +1031,35 @@ async fn etcd_prefixes_isolate_stores() {
         summary(&event),
         ("/k".to_owned(), Some("two".to_owned()), mine, None),
         "the other prefix's write is not seen, and keys come back without the prefix"
+    );
+}
+
+/// A range without a limit returns every key, however many (etcd pages it: one gRPC message
+/// for all of them would pass the 4 MiB default), all at one revision.
+async fn unlimited_range_returns_every_key(store: &dyn Store) {
+    // 2,500 keys of 2 KiB: more than two pages, and 5 MB in all.
+    let value = "v".repeat(2048);
+    for batch in 0..25 {
+        let ops = (0..100)
+            .map(|i| put(&format!("/many/{:05}", batch * 100 + i), &value))
+            .collect();
+        commit(store, Vec::new(), ops).await;
+    }
+    let before = store.current_revision().await.expect("revision");
+    set(store, "/other", "x").await;
+    let all = store
+        .range(RangeRequest {
+            prefix: "/many/".to_owned(),
+            revision: before,
+            ..RangeRequest::default()
+        })
+        .await
+        .expect("range");
+    assert_eq!(all.kvs.len(), 2500);
+    assert!(!all.more);
+    assert_eq!(all.revision, before, "one revision for the whole read");
+    assert!(
+        all.kvs.windows(2).all(|w| w[0].key < w[1].key),
+        "in key order"
     );
 }
