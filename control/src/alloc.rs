@@ -187,7 +187,11 @@ pub fn prepare(
     }
     let node_ports = wants_node_ports(service);
     let (low, high) = ranges.node_ports;
-    if let Some(ports) = service["spec"]["ports"].as_array_mut() {
+    if let Some(ports) = service
+        .get_mut("spec")
+        .and_then(|s| s.get_mut("ports"))
+        .and_then(Value::as_array_mut)
+    {
         for (i, port) in ports.iter_mut().enumerate() {
             let asked = port["nodePort"].as_u64().unwrap_or(0);
             if !node_ports {

@@ -15,6 +15,7 @@ use strait_api::{discovery, openapi, registry::Resource, table};
 
 use crate::{
     auth::{Attributes, Authorizer},
+    convert,
     error::ApiError,
     namespaces,
     objects::{self, Deleted, Objects, PatchType, ScaleChange},
@@ -154,7 +155,15 @@ async fn object(
     body: Body,
 ) -> Result<Response, ApiError> {
     let objects = &server.objects;
-    let resource = target.resource;
+    // `view` is the version asked for; `target` from here on names the storage version,
+    // and `down`/`up` convert between them (only autoscaling/v1 differs today).
+    let view = target.resource;
+    let target = &Target {
+        resource: convert::storage_of(view),
+        ..target.clone()
+    };
+    let down = |obj: Value| convert::down(view, obj);
+    let resource = view;
     let table = discovery::table_accepted(accept);
     let mut warnings = Vec::new();
     let sub = target.subresource.as_deref();
@@ -164,12 +173,12 @@ async fn object(
         return Err(ApiError::no_route(&format!("{}/{sub}", resource.plural)));
     }
     let response = match (verb, sub) {
-        ("watch", _) => return watch(objects, target, options, table).await,
+        ("watch", _) => return watch(objects, view, target, options, table).await,
         ("list", _) => {
-            let page = objects.list(target, options).await?;
+            let mut page = objects.list(target, options).await?;
             if table {
                 let mut t = table::table(
-                    resource,
+                    target.resource,
                     &page.items,
                     jiff::Timestamp::now(),
                     include(options)?,
@@ -182,6 +191,7 @@ async fn object(
                 );
                 json_response(StatusCode::OK, &t)
             } else {
+                page.items = page.items.into_iter().map(down).collect();
                 json_response(StatusCode::OK, &list_body(resource, &page))
             }
         }
@@ -202,10 +212,15 @@ async fn object(
             if table {
                 json_response(
                     StatusCode::OK,
-                    &table::table(resource, &[obj], jiff::Timestamp::now(), include(options)?),
+                    &table::table(
+                        target.resource,
+                        &[obj],
+                        jiff::Timestamp::now(),
+                        include(options)?,
+                    ),
                 )
             } else {
-                json_response(StatusCode::OK, &obj)
+                json_response(StatusCode::OK, &down(obj))
             }
         }
         ("create", Some("binding")) => {
@@ -214,9 +229,9 @@ async fn object(
             json_response(StatusCode::CREATED, &success(resource, target, None))
         }
         ("create", None) => {
-            let body = read_body(headers, body).await?;
+            let body = convert::up(view, read_body(headers, body).await?, None);
             let created = objects.create(target, body, options, &mut warnings).await?;
-            json_response(StatusCode::CREATED, &created)
+            json_response(StatusCode::CREATED, &down(created))
         }
         ("update", Some("scale")) => {
             let body = read_body(headers, body).await?;
@@ -228,10 +243,14 @@ async fn object(
             )
         }
         ("update", None | Some("status")) => {
-            let body = read_body(headers, body).await?;
+            let mut body = read_body(headers, body).await?;
+            if !std::ptr::eq(view, target.resource) {
+                let stored = objects.get(target).await.ok();
+                body = convert::up(view, body, stored.as_ref());
+            }
             json_response(
                 StatusCode::OK,
-                &objects.update(target, body, options, &mut warnings).await?,
+                &down(objects.update(target, body, options, &mut warnings).await?),
             )
         }
         ("update", Some("finalize")) => {
@@ -255,11 +274,11 @@ async fn object(
                         )
                         .await?
                 }
-                None | Some("status") => {
+                None | Some("status") => down(
                     objects
-                        .patch(target, kind, &body, options, &mut warnings)
-                        .await?
-                }
+                        .patch(target, view, kind, &body, options, &mut warnings)
+                        .await?,
+                ),
                 Some(other) => return Err(ApiError::method_not_allowed("patch", other)),
             };
             json_response(StatusCode::OK, &result)
@@ -274,7 +293,7 @@ async fn object(
                             target.name.clone().unwrap_or_default(),
                         );
                     }
-                    json_response(StatusCode::OK, &obj)
+                    json_response(StatusCode::OK, &down(obj))
                 }
                 // kube-apiserver returns the last state of pods and services, a Status for
                 // the rest.
@@ -305,7 +324,7 @@ async fn object(
                     ..target.clone()
                 };
                 match objects.delete(&one, options, &body).await {
-                    Ok(Deleted::Now(obj) | Deleted::Pending(obj)) => items.push(obj),
+                    Ok(Deleted::Now(obj) | Deleted::Pending(obj)) => items.push(down(obj)),
                     // Deleted by someone else meanwhile: what was asked is done.
                     Err(e) if e.code == StatusCode::NOT_FOUND => {}
                     Err(e) => return Err(e),
@@ -336,6 +355,7 @@ async fn object(
 
 async fn watch(
     objects: &Arc<Objects>,
+    view: &'static Resource,
     target: &Target,
     options: &Options,
     table: bool,
@@ -347,7 +367,9 @@ async fn watch(
         .map_or_else(objects::default_watch_timeout, Duration::from_secs);
     let include_object = include(options)?;
     let lines = events.map(move |event| {
-        let object = if table && event.kind != "ERROR" && event.kind != "BOOKMARK" {
+        let object = if event.kind == "ERROR" || event.kind == "BOOKMARK" {
+            event.object
+        } else if table {
             table::table(
                 resource,
                 &[event.object],
@@ -355,7 +377,7 @@ async fn watch(
                 include_object,
             )
         } else {
-            event.object
+            convert::down(view, event.object)
         };
         let mut line = serde_json::to_vec(&json!({"type": event.kind, "object": object}))
             .expect("a JSON value always serializes");

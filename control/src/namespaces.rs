@@ -88,9 +88,8 @@ async fn finalize_once(objects: &Objects, name: &str) -> Result<bool, ApiError> 
         return Ok(false);
     }
     let mut ns = objects.get(&ns_target).await?;
-    if let Some(spec) = ns["spec"].as_object_mut() {
-        spec.remove("finalizers");
-    }
+    // Empty rather than absent: defaulting fills an absent list with "kubernetes" again.
+    ns["spec"]["finalizers"] = serde_json::json!([]);
     // With its content gone and no finalizer left, the update removes it.
     if let Some(meta) = ns["metadata"].as_object_mut() {
         meta.remove("finalizers");

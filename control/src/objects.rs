@@ -30,6 +30,7 @@ use strait_store::{
 
 use crate::{
     alloc::{self, Ranges},
+    convert,
     error::ApiError,
     request::{FieldValidation, Options, Target},
     typed,
@@ -304,9 +305,12 @@ impl Objects {
     }
 
     /// Apply a patch to an object, the main resource or its `status`.
+    /// `view` is the version the patch is written against; the object is shown to the patch
+    /// in that version and converted back (see `convert`).
     pub async fn patch(
         &self,
         target: &Target,
+        view: &'static Resource,
         kind: PatchType,
         body: &Value,
         options: &Options,
@@ -326,7 +330,8 @@ impl Objects {
             if precondition.is_some_and(|rv| rv != current.mod_revision) {
                 return Err(ApiError::conflict(resource.group, resource.plural, &name));
             }
-            let doc = decode(&current);
+            let stored = decode(&current);
+            let doc = convert::down(view, stored.clone());
             let patched = match kind {
                 PatchType::Json => patch::json_patch(&doc, body),
                 PatchType::Merge => patch::merge_patch(&doc, body),
@@ -339,6 +344,7 @@ impl Objects {
                 error.message = format!("{} \"{name}\" is invalid: {e}", resource.kind);
                 error
             })?;
+            let patched = convert::up(view, patched, Some(&stored));
             if let Some(done) = self
                 .write(target, &current, patched, options, warnings)
                 .await?
@@ -415,10 +421,16 @@ impl Objects {
         }
         let key = current.key.clone();
         // The last finalizer removed from an object being deleted: it goes now.
+        // (A Namespace also waits for its own `spec.finalizers`: the lifecycle in
+        // `namespaces` clears them once the namespace is empty.)
         let finalized = new["metadata"]["deletionTimestamp"].is_string()
             && new["metadata"]["finalizers"]
                 .as_array()
-                .is_none_or(Vec::is_empty);
+                .is_none_or(Vec::is_empty)
+            && (resource.kind != "Namespace"
+                || new["spec"]["finalizers"]
+                    .as_array()
+                    .is_none_or(Vec::is_empty));
         if finalized {
             return Ok(self.remove(resource, current, &old).await?.map(|_| new));
         }

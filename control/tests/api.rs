@@ -536,3 +536,49 @@ fn control_planes_share_etcd_and_lose_no_acknowledged_write() {
     );
     no_acknowledged_write_is_lost(&mut a);
 }
+
+#[test]
+fn autoscalers_are_one_object_in_two_versions() {
+    let plane = start(&[]);
+    let json = "application/json";
+    let v2 = "/apis/autoscaling/v2/namespaces/default/horizontalpodautoscalers";
+    let v1 = "/apis/autoscaling/v1/namespaces/default/horizontalpodautoscalers";
+    let hpa = json!({
+        "apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
+        "metadata": {"name": "web"},
+        "spec": {
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
+            "minReplicas": 1, "maxReplicas": 4,
+            "metrics": [{"type": "Resource", "resource": {"name": "cpu",
+                "target": {"type": "Utilization", "averageUtilization": 60}}}],
+        },
+    });
+    let (status, body, _) = raw(&plane, "POST", v2, json, hpa.to_string().as_bytes());
+    assert_eq!(status, 201, "{body}");
+    let (status, seen, _) = raw(&plane, "GET", &format!("{v1}/web"), json, b"");
+    assert_eq!(status, 200, "{seen}");
+    assert_eq!(seen["apiVersion"], "autoscaling/v1");
+    assert_eq!(seen["spec"]["targetCPUUtilizationPercentage"], 60);
+    assert!(seen["spec"].get("metrics").is_none(), "{seen}");
+    let patch = br#"{"spec":{"targetCPUUtilizationPercentage":75}}"#;
+    let (status, body, _) = raw(
+        &plane,
+        "PATCH",
+        &format!("{v1}/web"),
+        "application/merge-patch+json",
+        patch,
+    );
+    assert_eq!(
+        (
+            status,
+            body["spec"]["targetCPUUtilizationPercentage"].as_i64()
+        ),
+        (200, Some(75)),
+        "{body}"
+    );
+    let (_, stored, _) = raw(&plane, "GET", &format!("{v2}/web"), json, b"");
+    assert_eq!(
+        stored["spec"]["metrics"][0]["resource"]["target"]["averageUtilization"], 75,
+        "{stored}"
+    );
+}

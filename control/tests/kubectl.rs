@@ -306,3 +306,35 @@ fn kubectl_watch_streams_changes() {
         "{lines:?}"
     );
 }
+
+/// Deleting a namespace empties it, then removes it; `kubectl delete` waits for that.
+#[test]
+fn kubectl_deletes_a_namespace_with_its_content() {
+    let plane = ControlPlane::start(std::path::Path::new(BIN), &[]);
+    let k = |args: &[&str]| plane.kubectl_ok("1.33", args);
+    k(&["create", "namespace", "doomed"]);
+    k(&[
+        "create",
+        "configmap",
+        "a",
+        "-n",
+        "doomed",
+        "--from-literal=k=v",
+    ]);
+    k(&[
+        "create",
+        "secret",
+        "generic",
+        "b",
+        "-n",
+        "doomed",
+        "--from-literal=k=v",
+    ]);
+    k(&["label", "namespace", "doomed", "team=x"]);
+    let out = k(&["delete", "namespace", "doomed", "--timeout=60s"]);
+    assert!(out.contains("namespace \"doomed\" deleted"), "{out}");
+    let gone = plane.kubectl("1.33", &["get", "namespace", "doomed"]);
+    assert!(!gone.status.success(), "the namespace is gone");
+    let left = k(&["get", "configmaps,secrets", "-n", "doomed", "-o", "name"]);
+    assert!(left.trim().is_empty(), "its content is gone: {left}");
+}

@@ -91,6 +91,7 @@ fn main() -> anyhow::Result<()> {
                 warmup: if quick { 100 } else { 200 },
                 rounds: 3,
                 nft_transaction_max: 10_000,
+                nft_budget: std::time::Duration::from_secs(600),
                 report_dir,
             })
         }

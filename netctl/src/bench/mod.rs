@@ -44,6 +44,8 @@ pub(crate) struct Options {
     /// Services per `nft -f` transaction above which the nftables table is loaded in
     /// transactions of this many services (see `kube_proxy::nft_scripts`).
     pub(crate) nft_transaction_max: usize,
+    /// How long loading the nftables table may take before the row is given up.
+    pub(crate) nft_budget: Duration,
     pub(crate) report_dir: PathBuf,
 }
 
@@ -353,16 +355,25 @@ pub(crate) fn services(options: &Options) -> anyhow::Result<()> {
             let row = measure(&topo, options, mode, &all, &mut seed)
                 .with_context(|| format!("{} at {n} services", mode.name()))?;
             rows.push(row);
+            // Written after every row: a long run that is interrupted keeps what it measured.
+            write_report(&rows, options)?;
         }
     }
-    let report = render(&rows, options);
-    fs::create_dir_all(&options.report_dir)?;
-    let path = options.report_dir.join("services.md");
-    fs::write(&path, &report)?;
-    write_charts(&rows, &options.report_dir)?;
-    print!("{report}");
-    eprintln!("bench: report written to {}", path.display());
+    print!("{}", render(&rows, options));
+    eprintln!(
+        "bench: report written to {}",
+        options.report_dir.join("services.md").display()
+    );
     Ok(())
+}
+
+fn write_report(rows: &[Row], options: &Options) -> anyhow::Result<()> {
+    fs::create_dir_all(&options.report_dir)?;
+    fs::write(
+        options.report_dir.join("services.md"),
+        render(rows, options),
+    )?;
+    write_charts(rows, &options.report_dir)
 }
 
 fn measure(
@@ -414,6 +425,7 @@ fn measure(
                 all.len()
             };
             let scripts = kube_proxy::nft_scripts(all, per_transaction);
+            let mut last = Duration::ZERO;
             if scripts.len() > 1 {
                 row.note = format!(
                     "loaded in {} transactions of {per_transaction} services; kube-proxy's one \
@@ -422,8 +434,23 @@ fn measure(
                 );
             }
             let mut total = Duration::ZERO;
-            for script in &scripts {
-                total += router_exec(&topo.router, &["nft", "-f", "-"], script)?;
+            for (done, script) in scripts.iter().enumerate() {
+                if total > options.nft_budget {
+                    // The kernel names each new anonymous verdict map by scanning every set
+                    // of the table, so each transaction costs more than the last.
+                    row.note = format!(
+                        "not measured: {} of {n} services loaded in {:.0} min ({} transactions of \
+                         {per_transaction}), the last took {:.0} s; each new anonymous verdict \
+                         map costs a scan of every set in the table",
+                        done * per_transaction,
+                        total.as_secs_f64() / 60.0,
+                        done,
+                        last.as_secs_f64()
+                    );
+                    return Ok(row);
+                }
+                last = router_exec(&topo.router, &["nft", "-f", "-"], script)?;
+                total += last;
             }
             row.program = Some(total);
             row.change = Some(router_exec(
