@@ -10,6 +10,9 @@
 //!  connect(10.96.0.10:80) ──[cgroup connect4: service map]──▶ a ready backend
 //! ```
 //!
+//! `strait-control` runs on its embedded store and kubectl applies the app (a Service and
+//! its EndpointSlice); what the API then holds is handed to the agent as a file, until the
+//! agent watches the API itself (issue 10).
 //! The agent compiles a Service and its EndpointSlice (kube-proxy's semantics: ready
 //! endpoints only, named target port), programs the maps and attaches to the demo's cgroup.
 //! A busybox `nc` client in the client namespace fetches the service address. The agent then
@@ -28,16 +31,17 @@ use std::{
 };
 
 use anyhow::{Context as _, bail};
-use strait_tests::{Cgroup, HttpServer, Netns, PinDir, VethPair, http_get};
+use strait_tests::{Cgroup, ControlPlane, HttpServer, Netns, PinDir, VethPair, http_get};
 
 use crate::exec::{cargo_build, exec, render, require_root, target_dir};
 
 const VIP: &str = "10.96.0.10:80";
 
-/// What `kubectl get service,endpointslices -n shop -o json` would print for the demo app.
-const MANIFEST: &str = r#"{
+/// The demo app, as `kubectl apply -f` takes it.
+const APP: &str = r#"{
   "apiVersion": "v1", "kind": "List",
   "items": [
+    {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "shop"}},
     {"apiVersion": "v1", "kind": "Service",
      "metadata": {"name": "web", "namespace": "shop"},
      "spec": {"clusterIP": "10.96.0.10", "clusterIPs": ["10.96.0.10"],
@@ -78,8 +82,27 @@ pub(crate) fn run() -> anyhow::Result<()> {
     let cgroup = Cgroup::new("strait-demo-");
     let pins = PinDir::new("strait-demo-");
     let manifest = std::env::temp_dir().join(format!("strait-demo-{}.json", std::process::id()));
-    fs::write(&manifest, MANIFEST).context("write the demo manifest")?;
     let _manifest = RemoveOnDrop(&manifest);
+
+    println!("\n-- strait-control on the embedded store (a redb file); kubectl applies the app --");
+    let plane = ControlPlane::start(&bin.join("strait-control"), &[]);
+    let app = plane.data_dir().join("app.json");
+    fs::write(&app, APP).context("write the demo app")?;
+    let app = app.to_str().context("a UTF-8 path")?;
+    print!("{}", plane.kubectl_ok("1.33", &["apply", "-f", app]));
+    print!(
+        "{}",
+        plane.kubectl_ok("1.33", &["get", "services,endpointslices", "-n", "shop"])
+    );
+    // Until the agent watches the API (issue 10), it reads what the API holds from a file.
+    let listed = plane.kubectl_ok(
+        "1.33",
+        &["get", "services,endpointslices", "-n", "shop", "-o", "json"],
+    );
+    fs::write(&manifest, listed).context("write the agent's manifest")?;
+    println!(
+        "   (kubectl get … -o json → the agent's --manifest, until the agent watches the API)"
+    );
     println!(
         "client netns {}, backend netns {}, cgroup {}, maps pinned in {}",
         client.name(),
@@ -138,10 +161,12 @@ pub(crate) fn run() -> anyhow::Result<()> {
          (connect, sendmsg, recvmsg, getpeername) with random choice and ClientIP affinity; the \
          per-packet path on a node's uplink for IPv4 and IPv6 (NodePort, SNAT to remote \
          backends, conntrack, reverse NAT, Maglev, ICMP errors); pinned maps and programs \
-         adopted across agent restarts; `netctl bpf dump`.\n\
-         Not built yet: the API server and store (issue 5), the agent running pods with runc and \
-         strait-cni (issue 10), the kube-proxy benchmark (issue 4), controllers (issue 6), \
-         NetworkPolicy (issue 7), cluster DNS (issue 8), `netctl cluster up` (issue 9)."
+         adopted across agent restarts; `netctl bpf dump`; the Kubernetes API server on redb or \
+         etcd that kubectl and client libraries use unchanged; `netctl bench services` against \
+         kube-proxy.\n\
+         Not built yet: the agent running pods with runc and strait-cni and watching the API \
+         (issue 10), controllers and scheduler (issue 6), NetworkPolicy (issue 7), cluster DNS \
+         (issue 8), `netctl cluster up` (issue 9)."
     );
     Ok(())
 }
