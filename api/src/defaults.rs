@@ -13,42 +13,7 @@
 
 use serde_json::{Map, Value, json};
 
-use crate::validate::{Quantity, encode_base64, parse_quantity};
-
-/// Every volume source a pod volume may name; a volume with none of them becomes an
-/// `emptyDir`.
-const VOLUME_SOURCES: &[&str] = &[
-    "emptyDir",
-    "hostPath",
-    "gitRepo",
-    "gcePersistentDisk",
-    "awsElasticBlockStore",
-    "secret",
-    "nfs",
-    "iscsi",
-    "glusterfs",
-    "flocker",
-    "persistentVolumeClaim",
-    "rbd",
-    "cinder",
-    "cephfs",
-    "quobyte",
-    "downwardAPI",
-    "fc",
-    "flexVolume",
-    "configMap",
-    "azureFile",
-    "vsphereVolume",
-    "photonPersistentDisk",
-    "portworxVolume",
-    "azureDisk",
-    "storageos",
-    "projected",
-    "scaleIO",
-    "csi",
-    "ephemeral",
-    "image",
-];
+use crate::validate::{Quantity, VOLUME_SOURCES, encode_base64, parse_quantity};
 
 /// The file mode (0644) that projected and mounted files get unless the pod says otherwise.
 const DEFAULT_FILE_MODE: i64 = 0o644;

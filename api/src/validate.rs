@@ -40,6 +40,7 @@ use std::fmt;
 use serde_json::Value;
 
 pub(crate) use config::encode_base64;
+pub(crate) use pod::VOLUME_SOURCES;
 pub use quantity::{Quantity, QuantityError, QuantityFormat, parse_quantity};
 
 /// One reason an object is invalid, as it appears in `Status.details.causes`.

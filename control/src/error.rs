@@ -162,15 +162,7 @@ impl ApiError {
 
     /// 422 with a cause per invalid field, worded as kube-apiserver words it.
     pub fn invalid(group: &str, kind: &str, name: &str, causes: &[Cause]) -> Self {
-        let parts: Vec<String> = causes
-            .iter()
-            .map(|c| format!("{}: {}", c.field, c.message))
-            .collect();
-        let message = match parts.len() {
-            0 => format!("{kind} \"{name}\" is invalid"),
-            1 => format!("{kind} \"{name}\" is invalid: {}", parts[0]),
-            _ => format!("{kind} \"{name}\" is invalid: [{}]", parts.join(", ")),
-        };
+        let message = strait_api::validate::invalid_message(group, kind, name, causes);
         let mut error = Self::new(StatusCode::UNPROCESSABLE_ENTITY, "Invalid", message)
             .with_details(group, kind, name);
         if let Some(details) = &mut error.details {

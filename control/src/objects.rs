@@ -1067,6 +1067,25 @@ impl Objects {
             .map_err(|causes| ApiError::invalid(resource.group, resource.kind, name, &causes))
     }
 
+    /// The first candidate whose allocation key under `prefix` is absent.
+    async fn first_free<T: std::fmt::Display>(
+        &self,
+        prefix: &str,
+        candidates: impl Iterator<Item = T>,
+    ) -> Result<Option<T>, ApiError> {
+        for candidate in candidates {
+            if self
+                .store
+                .get(&format!("{prefix}{candidate}"))
+                .await?
+                .is_none()
+            {
+                return Ok(Some(candidate));
+            }
+        }
+        Ok(None)
+    }
+
     /// Pick free addresses and ports: free when we looked; the write's conditions make sure
     /// they still are.
     async fn choose_allocations(
@@ -1076,44 +1095,27 @@ impl Objects {
     ) -> Result<(), ApiError> {
         if needs.ip {
             let seed = self.next_seed();
-            let mut chosen = None;
-            for n in 0..1024 {
-                let ip = self.ranges.candidate_ip(seed, n);
-                if self
-                    .store
-                    .get(&format!("{}{ip}", alloc::IP_PREFIX))
-                    .await?
-                    .is_none()
-                {
-                    chosen = Some(ip);
-                    break;
-                }
-            }
-            let ip = chosen.ok_or_else(|| {
-                ApiError::internal("failed to allocate a service IP: the range looks full")
-            })?;
+            let candidates = (0..1024).map(|n| self.ranges.candidate_ip(seed, n));
+            let ip = self
+                .first_free(alloc::IP_PREFIX, candidates)
+                .await?
+                .ok_or_else(|| {
+                    ApiError::internal("failed to allocate a service IP: the range looks full")
+                })?;
             alloc::set_cluster_ip(obj, ip);
         }
         let mut taken: Vec<u16> = Vec::new();
         for &index in &needs.ports {
             let seed = self.next_seed();
-            let mut chosen = None;
-            for n in 0..4096 {
-                let port = self.ranges.candidate_port(seed, n);
-                if !taken.contains(&port)
-                    && self
-                        .store
-                        .get(&format!("{}{port}", alloc::PORT_PREFIX))
-                        .await?
-                        .is_none()
-                {
-                    chosen = Some(port);
-                    break;
-                }
-            }
-            let port = chosen.ok_or_else(|| {
-                ApiError::internal("failed to allocate a node port: the range looks full")
-            })?;
+            let candidates = (0..4096)
+                .map(|n| self.ranges.candidate_port(seed, n))
+                .filter(|port| !taken.contains(port));
+            let port = self
+                .first_free(alloc::PORT_PREFIX, candidates)
+                .await?
+                .ok_or_else(|| {
+                    ApiError::internal("failed to allocate a node port: the range looks full")
+                })?;
             taken.push(port);
             obj["spec"]["ports"][index]["nodePort"] = json!(port);
         }

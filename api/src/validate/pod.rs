@@ -15,8 +15,8 @@ use super::meta::{self, NameRule};
 use super::names;
 
 /// The volume sources, in the order upstream checks them (the second one found is the one
-/// reported as "more than 1 volume type").
-const VOLUME_SOURCES: &[&str] = &[
+/// reported as "more than 1 volume type"); defaulting makes a volume with none an `emptyDir`.
+pub(crate) const VOLUME_SOURCES: &[&str] = &[
     "emptyDir",
     "hostPath",
     "gitRepo",
