@@ -1,0 +1,1 @@
+//! The node image store (skeleton; being written).

@@ -1,0 +1,1 @@
+//! Containers through runc (skeleton; being written).
