@@ -1,8 +1,9 @@
-//! ClusterIP and NodePort allocation.
+//! ClusterIP, NodePort and node pod CIDR allocation.
 //!
-//! Each allocated address or port is a key in the store (`/registry/ranges/serviceips/<ip>`,
-//! `/registry/ranges/servicenodeports/<port>`) written in the same transaction as the Service
-//! that holds it, with the condition that the key is absent. So two Services can never hold
+//! Each allocated address, port or range is a key in the store
+//! (`/registry/ranges/serviceips/<ip>`, `/registry/ranges/servicenodeports/<port>`,
+//! `/registry/ranges/podcidrs/<net>/<len>`) written in the same transaction as the Service or
+//! Node that holds it, with the condition that the key is absent. So two Services can never hold
 //! the same address, even across several control processes on one etcd; deleting the Service
 //! frees it in the same transaction; and a crash can leave nothing half-allocated. A repair
 //! pass at start-up still reconciles the keys with the Services, for stores written by older
@@ -17,6 +18,15 @@ use strait_api::validate::{Cause, CauseType};
 pub const IP_PREFIX: &str = "/registry/ranges/serviceips/";
 /// The prefix of allocated NodePorts.
 pub const PORT_PREFIX: &str = "/registry/ranges/servicenodeports/";
+/// The prefix of node pod CIDRs. kube-controller-manager's node IPAM sets `spec.podCIDR` after
+/// the Node is created; assigning it on create instead means an agent never sees its Node
+/// without one, and the key makes two nodes' ranges disjoint even across control processes.
+pub const POD_CIDR_PREFIX: &str = "/registry/ranges/podcidrs/";
+
+/// The kinds that hold allocations.
+pub fn allocates(kind: &str) -> bool {
+    matches!(kind, "Service" | "Node")
+}
 
 /// The ranges Services are given addresses and ports from.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -24,6 +34,10 @@ pub struct Ranges {
     pub service_net: Ipv4Addr,
     pub service_prefix: u8,
     pub node_ports: (u16, u16),
+    /// The cluster's pod range, cut into one `/node_mask` per node.
+    pub pod_net: Ipv4Addr,
+    pub pod_prefix: u8,
+    pub node_mask: u8,
 }
 
 impl Ranges {
@@ -52,7 +66,54 @@ impl Ranges {
             service_net: Ipv4Addr::from(u32::from(net) & mask),
             service_prefix: prefix,
             node_ports: (low, high),
+            pod_net: Ipv4Addr::new(10, 244, 0, 0),
+            pod_prefix: 16,
+            node_mask: 24,
         })
+    }
+
+    /// Set the cluster's pod range (`10.244.0.0/16`) and the size of each node's share.
+    pub fn with_cluster_cidr(mut self, cidr: &str, node_mask: u8) -> Result<Self, String> {
+        let (net, prefix) = cidr
+            .split_once('/')
+            .and_then(|(n, p)| Some((n.parse::<Ipv4Addr>().ok()?, p.parse::<u8>().ok()?)))
+            .ok_or_else(|| format!("cluster CIDR {cidr:?} is not an IPv4 network"))?;
+        if !(8..=28).contains(&prefix) || !(prefix..=30).contains(&node_mask) {
+            return Err(format!(
+                "cluster CIDR {cidr:?} with /{node_mask} per node: need a prefix from /8 to /28 \
+                 and a node mask from the prefix to /30"
+            ));
+        }
+        self.pod_net = Ipv4Addr::from(u32::from(net) & (u32::MAX << (32 - prefix)));
+        self.pod_prefix = prefix;
+        self.node_mask = node_mask;
+        Ok(self)
+    }
+
+    /// How many node ranges the cluster range holds.
+    pub fn node_cidr_count(&self) -> u32 {
+        1 << (self.node_mask - self.pod_prefix)
+    }
+
+    /// The `n`th node range, in order: node IPAM hands out the lowest free one.
+    pub fn node_cidr(&self, n: u32) -> String {
+        let size = 1u32 << (32 - self.node_mask);
+        let net = Ipv4Addr::from(u32::from(self.pod_net) + n * size);
+        format!("{net}/{}", self.node_mask)
+    }
+
+    /// Whether `cidr` is one of the node ranges.
+    fn is_node_cidr(&self, cidr: &str) -> bool {
+        let Some((net, len)) = cidr
+            .split_once('/')
+            .and_then(|(n, l)| Some((n.parse::<Ipv4Addr>().ok()?, l.parse::<u8>().ok()?)))
+        else {
+            return false;
+        };
+        let offset = u32::from(net).wrapping_sub(u32::from(self.pod_net));
+        len == self.node_mask
+            && offset < (1u64 << (32 - self.pod_prefix)) as u32
+            && offset.is_multiple_of(1 << (32 - self.node_mask))
     }
 
     fn size(&self) -> u32 {
@@ -105,9 +166,18 @@ fn wants_node_ports(service: &Value) -> bool {
     }
 }
 
-/// The allocation keys a Service holds.
+/// The allocation keys a Service or Node holds.
 pub fn held(service: &Value) -> Vec<String> {
     let mut keys = Vec::new();
+    if service["kind"] == "Node" {
+        if let Some(cidr) = service["spec"]["podCIDR"]
+            .as_str()
+            .filter(|c| !c.is_empty())
+        {
+            keys.push(format!("{POD_CIDR_PREFIX}{cidr}"));
+        }
+        return keys;
+    }
     if let Some(ip) = service["spec"]["clusterIP"].as_str()
         && !ip.is_empty()
         && ip != "None"
@@ -131,6 +201,57 @@ pub struct Needs {
     pub ip: bool,
     /// Indexes of ports whose node port must be chosen.
     pub ports: Vec<usize>,
+    /// A Node's pod CIDR must be chosen.
+    pub pod_cidr: bool,
+}
+
+/// Check a Node's pod CIDR, or say one must be chosen. Once set it never changes (as
+/// kube-apiserver's validation says: `spec.podCIDR` is immutable once set), so an update that
+/// leaves it out keeps the stored one.
+pub fn prepare_node(
+    ranges: &Ranges,
+    node: &mut Value,
+    old: Option<&Value>,
+) -> Result<Needs, Vec<Cause>> {
+    let mut needs = Needs::default();
+    let asked = node["spec"]["podCIDR"].as_str().unwrap_or("").to_owned();
+    let kept = old
+        .and_then(|o| o["spec"]["podCIDR"].as_str())
+        .filter(|c| !c.is_empty())
+        .map(str::to_owned);
+    let invalid = |message: String| {
+        vec![Cause {
+            field: "spec.podCIDR".to_owned(),
+            reason: CauseType::Invalid,
+            message,
+        }]
+    };
+    match (asked.as_str(), kept) {
+        ("", Some(kept)) => set_pod_cidr(node, &kept),
+        ("", None) => needs.pod_cidr = true,
+        (asked, Some(kept)) if asked != kept => {
+            return Err(invalid(format!(
+                "Invalid value: \"{asked}\": may not be changed once set (it is {kept})"
+            )));
+        }
+        (asked, _) if !ranges.is_node_cidr(asked) => {
+            return Err(invalid(format!(
+                "Invalid value: \"{asked}\": not a /{} range inside the cluster CIDR {}/{}",
+                ranges.node_mask, ranges.pod_net, ranges.pod_prefix
+            )));
+        }
+        (asked, _) => set_pod_cidr(node, &asked.to_owned()),
+    }
+    Ok(needs)
+}
+
+/// Write the node's pod CIDR in both fields.
+pub fn set_pod_cidr(node: &mut Value, cidr: &str) {
+    if !node["spec"].is_object() {
+        node["spec"] = json!({});
+    }
+    node["spec"]["podCIDR"] = json!(cidr);
+    node["spec"]["podCIDRs"] = json!([cidr]);
 }
 
 /// Check what the user asked for against the ranges, clear what the type does not have, and
@@ -226,9 +347,15 @@ pub fn set_cluster_ip(service: &mut Value, ip: Ipv4Addr) {
     spec["ipFamilies"] = json!(["IPv4"]);
 }
 
-/// The cause for an address or port someone else holds.
+/// The cause for an address, port or range someone else holds.
 pub fn taken(key: &str, service: &Value) -> Cause {
-    if let Some(ip) = key.strip_prefix(IP_PREFIX) {
+    if let Some(cidr) = key.strip_prefix(POD_CIDR_PREFIX) {
+        Cause {
+            field: "spec.podCIDR".to_owned(),
+            reason: CauseType::Invalid,
+            message: format!("Invalid value: \"{cidr}\": the range is another node's"),
+        }
+    } else if let Some(ip) = key.strip_prefix(IP_PREFIX) {
         Cause {
             field: "spec.clusterIPs".to_owned(),
             reason: CauseType::Invalid,
@@ -263,6 +390,38 @@ mod tests {
     }
 
     #[test]
+    fn nodes_get_a_range_of_the_cluster_cidr_and_keep_it() {
+        let r = ranges().with_cluster_cidr("10.244.0.0/16", 24).unwrap();
+        assert_eq!(r.node_cidr_count(), 256);
+        assert_eq!(r.node_cidr(0), "10.244.0.0/24");
+        assert_eq!(r.node_cidr(255), "10.244.255.0/24");
+        let mut node = json!({"kind": "Node", "metadata": {"name": "n1"}});
+        assert!(prepare_node(&r, &mut node, None).unwrap().pod_cidr);
+        set_pod_cidr(&mut node, "10.244.3.0/24");
+        assert_eq!(held(&node), ["/registry/ranges/podcidrs/10.244.3.0/24"]);
+        assert_eq!(node["spec"]["podCIDRs"], json!(["10.244.3.0/24"]));
+
+        // An update without it keeps it; one that changes it is refused, naming the field.
+        let mut update = json!({"kind": "Node", "spec": {}});
+        assert!(!prepare_node(&r, &mut update, Some(&node)).unwrap().pod_cidr);
+        assert_eq!(update["spec"]["podCIDR"], "10.244.3.0/24");
+        let mut moved = json!({"kind": "Node", "spec": {"podCIDR": "10.244.4.0/24"}});
+        let causes = prepare_node(&r, &mut moved, Some(&node)).unwrap_err();
+        assert_eq!(causes[0].field, "spec.podCIDR");
+        for bad in [
+            "10.245.0.0/24",
+            "10.244.3.128/24",
+            "10.244.3.0/25",
+            "nonsense",
+        ] {
+            let mut asked = json!({"kind": "Node", "spec": {"podCIDR": bad}});
+            let causes = prepare_node(&r, &mut asked, None).unwrap_err();
+            assert!(causes[0].message.contains(bad), "{bad}: {causes:?}");
+        }
+        assert!(ranges().with_cluster_cidr("10.244.0.0/16", 8).is_err());
+    }
+
+    #[test]
     fn ranges_parse_and_exclude_network_and_broadcast() {
         let r = ranges();
         assert_eq!(r.first_ip(), Ipv4Addr::new(10, 96, 0, 1));
@@ -289,7 +448,8 @@ mod tests {
             needs,
             Needs {
                 ip: true,
-                ports: vec![0]
+                ports: vec![0],
+                pod_cidr: false,
             }
         );
         set_cluster_ip(&mut svc, Ipv4Addr::new(10, 96, 3, 4));

@@ -141,27 +141,33 @@ pub async fn defaults(
 /// Service holds but that are missing. Returns (dropped, added).
 pub async fn repair_allocations(objects: &Objects) -> Result<(usize, usize), ApiError> {
     let store = objects.store();
-    let services = registry::find("", "v1", "services").expect("services are registered");
-    let listed = store
-        .range(RangeRequest {
-            prefix: services.storage_prefix(),
-            ..RangeRequest::default()
-        })
-        .await?;
     let mut holders: BTreeMap<String, String> = BTreeMap::new();
-    for kv in &listed.kvs {
-        for key in alloc::held(&objects::decode(kv)) {
-            holders.insert(key, kv.key.clone());
+    let mut revision = 0;
+    for plural in ["services", "nodes"] {
+        let resource = registry::find("", "v1", plural).expect("registered");
+        let listed = store
+            .range(RangeRequest {
+                prefix: resource.storage_prefix(),
+                // Nodes are read at the Services' revision: one snapshot for both.
+                revision,
+                ..RangeRequest::default()
+            })
+            .await?;
+        revision = listed.revision;
+        for kv in &listed.kvs {
+            for key in alloc::held(&objects::decode(kv)) {
+                holders.insert(key, kv.key.clone());
+            }
         }
     }
     let mut dropped = 0;
-    for prefix in [alloc::IP_PREFIX, alloc::PORT_PREFIX] {
-        // Read at the Services' revision: a Service and its keys are written together, so
+    for prefix in [alloc::IP_PREFIX, alloc::PORT_PREFIX, alloc::POD_CIDR_PREFIX] {
+        // Read at the holders' revision: an object and its keys are written together, so
         // at one revision a key without a holder is an orphan, whatever is written since.
         let keys = store
             .range(RangeRequest {
                 prefix: prefix.to_owned(),
-                revision: listed.revision,
+                revision,
                 ..RangeRequest::default()
             })
             .await?;

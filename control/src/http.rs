@@ -63,11 +63,20 @@ async fn serve(
     match &route {
         Route::Version => return Ok(json_response(StatusCode::OK, &discovery::version_info())),
         Route::Health => return Ok((StatusCode::OK, "ok").into_response()),
+        // Public: the CA is no secret, and a joining agent checks its hash against its token.
+        Route::CaCerts => {
+            return Ok((
+                StatusCode::OK,
+                [(header::CONTENT_TYPE, "application/x-pem-file")],
+                server.pki.ca_pem.clone(),
+            )
+                .into_response());
+        }
         _ => {}
     }
     let identity = authenticate(&server.pki, headers)?;
     match route {
-        Route::Version | Route::Health => unreachable!("answered above"),
+        Route::Version | Route::Health | Route::CaCerts => unreachable!("answered above"),
         Route::OpenApi => Err(ApiError::no_route(uri.path())),
         Route::OpenApiIndex => Ok(json_response(StatusCode::OK, &openapi::index())),
         Route::OpenApiV2 => {

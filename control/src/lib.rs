@@ -68,6 +68,10 @@ pub struct Config {
     #[arg(long, default_value = "10.244.0.0/16")]
     pub cluster_cidr: String,
 
+    /// Prefix length of each node's pod CIDR, cut from the cluster CIDR.
+    #[arg(long, default_value_t = 24)]
+    pub node_cidr_mask_size: u8,
+
     /// Extra names and addresses for the serving certificate.
     #[arg(long, value_delimiter = ',')]
     pub tls_san: Vec<String>,

@@ -478,7 +478,7 @@ impl Objects {
                 key: current.key.clone(),
             }],
         };
-        if resource.kind == "Service" {
+        if alloc::allocates(resource.kind) {
             for held in alloc::held(old) {
                 txn.ops.push(Op::Delete { key: held });
             }
@@ -1060,11 +1060,12 @@ impl Objects {
         old: Option<&Value>,
         name: &str,
     ) -> Result<alloc::Needs, ApiError> {
-        if resource.kind != "Service" {
-            return Ok(alloc::Needs::default());
-        }
-        alloc::prepare(&self.ranges, obj, old)
-            .map_err(|causes| ApiError::invalid(resource.group, resource.kind, name, &causes))
+        let prepared = match resource.kind {
+            "Service" => alloc::prepare(&self.ranges, obj, old),
+            "Node" => alloc::prepare_node(&self.ranges, obj, old),
+            _ => return Ok(alloc::Needs::default()),
+        };
+        prepared.map_err(|causes| ApiError::invalid(resource.group, resource.kind, name, &causes))
     }
 
     /// The first candidate whose allocation key under `prefix` is absent.
@@ -1093,6 +1094,21 @@ impl Objects {
         obj: &mut Value,
         needs: &alloc::Needs,
     ) -> Result<(), ApiError> {
+        if needs.pod_cidr {
+            let candidates = (0..self.ranges.node_cidr_count()).map(|n| self.ranges.node_cidr(n));
+            let cidr = self
+                .first_free(alloc::POD_CIDR_PREFIX, candidates)
+                .await?
+                .ok_or_else(|| {
+                    ApiError::internal(format!(
+                        "failed to allocate a pod CIDR: all {} node ranges of {}/{} are taken",
+                        self.ranges.node_cidr_count(),
+                        self.ranges.pod_net,
+                        self.ranges.pod_prefix
+                    ))
+                })?;
+            alloc::set_pod_cidr(obj, &cidr);
+        }
         if needs.ip {
             let seed = self.next_seed();
             let candidates = (0..1024).map(|n| self.ranges.candidate_ip(seed, n));
@@ -1315,7 +1331,7 @@ fn grace_period(options: &Options, delete_options: &Value) -> Option<i64> {
 
 /// The store writes a Service's allocations with it: new ones must be free, dropped ones go.
 fn allocation_ops(txn: &mut Txn, key: &str, old: Option<&Value>, new: &Value, resource: &Resource) {
-    if resource.kind != "Service" {
+    if !alloc::allocates(resource.kind) {
         return;
     }
     let before = old.map(alloc::held).unwrap_or_default();

@@ -7,7 +7,8 @@
 //! - `pki/server.crt`, `pki/server.key`: the serving certificate, signed by the CA, with the
 //!   names clients dial (localhost, the `kubernetes` Service names, its ClusterIP, extra SANs);
 //! - `tokens`: one `token,user,group1|group2` line per identity, readable by root only;
-//! - `admin.kubeconfig`: the admin's kubeconfig (group `system:masters`).
+//! - `admin.kubeconfig`: the admin's kubeconfig (group `system:masters`);
+//! - `node-token`: the join token agents are given (`K10<CA hash>::node:<agent token>`).
 
 use std::{
     fs,
@@ -49,10 +50,13 @@ pub struct Identity {
     pub groups: Vec<String>,
 }
 
+/// The identity node agents act as.
+pub const AGENT_USER: &str = "system:strait-agent";
+
 /// The identities created at first start: (user, groups, kubeconfig file name).
 const BUILTIN: &[(&str, &[&str], &str)] = &[
     ("admin", &["system:masters"], "admin.kubeconfig"),
-    ("system:strait-agent", &["system:nodes"], "agent.kubeconfig"),
+    (AGENT_USER, &["system:nodes"], "agent.kubeconfig"),
     (
         "system:strait-dns",
         &["system:strait-components"],
@@ -173,13 +177,30 @@ impl Pki {
                 &kubeconfig(server_url, &ca_pem, user, &token),
             )?;
         }
-        Ok(Self {
+        let pki = Self {
             dir: data_dir.to_owned(),
             ca_pem,
             server_cert_pem,
             server_key_pem,
             tokens,
-        })
+        };
+        if let Some(token) = pki.node_token() {
+            write_private(&pki.node_token_file(), &format!("{token}\n"))?;
+        }
+        Ok(pki)
+    }
+
+    /// The join token file: agents joining with it pin this CA and act as the agent identity.
+    pub fn node_token_file(&self) -> PathBuf {
+        self.dir.join("node-token")
+    }
+
+    /// The join token of this control plane.
+    pub fn node_token(&self) -> Option<strait_api::join::JoinToken> {
+        self.tokens
+            .iter()
+            .find(|(_, id)| id.user == AGENT_USER)
+            .map(|(token, _)| strait_api::join::JoinToken::new(&self.ca_pem, token))
     }
 
     /// The admin kubeconfig's path.

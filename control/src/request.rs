@@ -17,6 +17,9 @@ pub enum Route {
     Version,
     /// `/healthz`, `/livez`, `/readyz`
     Health,
+    /// `/cacerts`: the CA bundle, unauthenticated, for agents joining with a token that pins
+    /// its hash (see `strait_api::join`).
+    CaCerts,
     /// `/api`
     CoreVersions,
     /// `/apis`
@@ -70,6 +73,7 @@ pub fn route(path: &str) -> Result<Route, ApiError> {
     match segments.as_slice() {
         ["version"] => Ok(Route::Version),
         ["healthz" | "livez" | "readyz", ..] => Ok(Route::Health),
+        ["cacerts"] => Ok(Route::CaCerts),
         ["openapi", "v2"] => Ok(Route::OpenApiV2),
         ["openapi", "v3"] => Ok(Route::OpenApiIndex),
         ["openapi", "v3", "api", version] => Ok(Route::OpenApiDocument {

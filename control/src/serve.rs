@@ -27,8 +27,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             config.data_dir.display()
         )
     })?;
-    let ranges =
-        Ranges::parse(&config.service_cidr, &config.node_port_range).map_err(anyhow::Error::msg)?;
+    let ranges = Ranges::parse(&config.service_cidr, &config.node_port_range)
+        .and_then(|r| r.with_cluster_cidr(&config.cluster_cidr, config.node_cidr_mask_size))
+        .map_err(anyhow::Error::msg)?;
     let store: Arc<dyn Store> = match config.store {
         StoreKind::Redb => {
             let path = config.data_dir.join("store.redb");
@@ -107,8 +108,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     });
     // Tests and `netctl cluster up` wait for this line.
     println!(
-        "strait-control: serving {url} (kubeconfig {})",
-        pki.admin_kubeconfig().display()
+        "strait-control: serving {url} (kubeconfig {}, node join token in {})",
+        pki.admin_kubeconfig().display(),
+        pki.node_token_file().display()
     );
 
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;

@@ -5,9 +5,10 @@
 //! - [`config`]: the agent's configuration and the parsers behind its flags.
 //! - [`manifest`]: desired services from a file of Services and EndpointSlices.
 //!
-//! Kubelet duties (Node registration, pods through runc and strait-cni) and the watch-driven
-//! dataplane manager arrive with issue 10 (P5).
+//! - [`kubelet`]: joining a cluster, the Node and its Lease, pods through runc and strait-cni,
+//!   and the watch-driven dataplane manager.
 
 pub mod config;
 pub mod dataplane;
+pub mod kubelet;
 pub mod manifest;

@@ -11,20 +11,49 @@ use clap::Parser;
 use strait_agent::{
     config::parse_service,
     dataplane::{Dataplane, DataplaneConfig, PodCidr, ServiceSpec, compile::NodeFacts, maglev},
-    manifest,
+    kubelet, manifest,
 };
 use tracing::{info, warn};
 
 /// Strait's node agent: runs the node's pods and keeps its eBPF dataplane equal to the
 /// cluster's Services, EndpointSlices and NetworkPolicies.
 ///
-/// Today it loads (or adopts) the pinned dataplane, attaches socket-level service translation to
-/// a cgroup and the per-packet path to the uplink, and programs the services given on the
-/// command line or in a manifest of Services and EndpointSlices; joining a cluster and running
-/// pods arrive with issue 10.
+/// With `--server`, it joins the cluster (with `--token` the first time), registers its Node,
+/// runs the pods bound to it and keeps the dataplane equal to the API's Services and
+/// EndpointSlices. Without it, it programs the services given on the command line or in a
+/// manifest file, and exits the dataplane untouched when stopped.
 #[derive(Debug, Parser)]
 #[command(name = "strait-agent", version)]
 struct Args {
+    /// The API server to join, `https://HOST:PORT`.
+    #[arg(long, env = "STRAIT_SERVER")]
+    server: Option<String>,
+
+    /// The join token (`K10<CA hash>::node:<secret>`, in strait-control's `node-token` file);
+    /// needed the first time only.
+    #[arg(long, env = "STRAIT_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+
+    /// The agent's state directory: kubeconfig, IP allocations, pods.
+    #[arg(
+        long,
+        env = "STRAIT_STATE_DIR",
+        default_value = "/var/lib/strait/agent"
+    )]
+    state_dir: PathBuf,
+
+    /// The port of the agent's HTTPS endpoint (logs and exec, through the API server).
+    #[arg(long, default_value_t = 10250)]
+    agent_port: u16,
+
+    /// Where the CNI plugins are (strait-cni, and any chained after it).
+    #[arg(long, env = "STRAIT_CNI_BIN_DIR", default_value = "/opt/cni/bin")]
+    cni_bin_dir: PathBuf,
+
+    /// A label for the Node, KEY=VALUE; may be repeated.
+    #[arg(long = "node-label", value_parser = parse_label)]
+    node_labels: Vec<(String, String)>,
+
     /// Directory on bpffs for this node's pinned maps.
     #[arg(long, env = "STRAIT_PIN_DIR", default_value = strait_host::paths::PIN_DIR)]
     pin_dir: PathBuf,
@@ -81,6 +110,12 @@ struct Args {
     report_interval: u64,
 }
 
+fn parse_label(text: &str) -> Result<(String, String), String> {
+    text.split_once('=')
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .ok_or_else(|| format!("`{text}`: expected KEY=VALUE"))
+}
+
 fn parse_maglev_size(text: &str) -> Result<u32, String> {
     let size: u32 = text.parse().map_err(|e| format!("`{text}`: {e}"))?;
     if maglev::is_valid_table_size(size) {
@@ -107,15 +142,44 @@ async fn main() -> anyhow::Result<()> {
         Some(path) => path,
         None => strait_host::mounts::cgroup2_mount()?,
     };
-    let mut dataplane = Dataplane::load(DataplaneConfig {
+    let dataplane_config = DataplaneConfig {
         pin_dir: args.pin_dir.clone(),
         node_ipv4: args.node_ip,
         node_ipv6: args.node_ipv6,
-        pod_cidrs: args.pod_cidrs,
+        pod_cidrs: args.pod_cidrs.clone(),
         ct_entries: args.ct_entries,
         maglev_size: args.maglev_table_size,
         maglev_tables: args.maglev_tables,
-    })?;
+    };
+    if let Some(server) = args.server.clone() {
+        let node_ip = args
+            .node_ip
+            .map(IpAddr::V4)
+            .or(args.node_ipv6.map(IpAddr::V6))
+            .context("--node-ip is required with --server: the Node's InternalIP")?;
+        let config = kubelet::ClusterConfig {
+            server,
+            token: args.token.clone(),
+            node_name: args.node_name.clone(),
+            node_ip,
+            node_labels: args.node_labels.clone(),
+            state_dir: args.state_dir.clone(),
+            cgroup,
+            uplink: args.uplink.clone(),
+            agent_port: args.agent_port,
+            cni_bin_dir: args.cni_bin_dir.clone(),
+            dataplane: dataplane_config,
+        };
+        let shutdown = async {
+            if let Err(error) = shutdown_signal().await {
+                warn!(%error, "signal handling failed");
+                std::future::pending::<()>().await;
+            }
+        };
+        kubelet::run(config, shutdown).await?;
+        return Ok(());
+    }
+    let mut dataplane = Dataplane::load(dataplane_config)?;
     info!(adoption = ?dataplane.adoption(), "dataplane loaded");
     let mut desired = args.services.clone();
     if let Some(path) = &args.manifest {

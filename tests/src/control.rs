@@ -24,7 +24,8 @@ pub struct ControlPlane {
     binary: PathBuf,
     args: Vec<String>,
     data: tempfile::TempDir,
-    port: u16,
+    /// `ADDRESS:PORT` it listens on inside its namespace.
+    listen: String,
     child: Option<Child>,
     // Dropped last: the process must be gone before its namespace.
     netns: Arc<Netns>,
@@ -40,6 +41,12 @@ impl ControlPlane {
     /// Start in a namespace shared with other processes (an etcd, another control plane),
     /// on 127.0.0.1:`port`.
     pub fn start_in(binary: &Path, netns: Arc<Netns>, port: u16, extra: &[&str]) -> Self {
+        Self::start_listening(binary, netns, &format!("127.0.0.1:{port}"), extra)
+    }
+
+    /// Start in `netns` listening on `listen` (`ADDRESS:PORT`), e.g. an address other
+    /// namespaces reach over a bridge.
+    pub fn start_listening(binary: &Path, netns: Arc<Netns>, listen: &str, extra: &[&str]) -> Self {
         let data = tempfile::Builder::new()
             .prefix("strait-control-test-")
             .tempdir()
@@ -48,7 +55,7 @@ impl ControlPlane {
             binary: binary.to_owned(),
             args: extra.iter().map(|s| (*s).to_owned()).collect(),
             data,
-            port,
+            listen: listen.to_owned(),
             child: None,
             netns,
         };
@@ -66,7 +73,7 @@ impl ControlPlane {
             .netns
             .command(&[self.binary.to_str().expect("a UTF-8 path")])
             .arg("--listen")
-            .arg(format!("127.0.0.1:{}", self.port))
+            .arg(&self.listen)
             .arg("--data-dir")
             .arg(self.data.path())
             .args(&self.args)
@@ -97,12 +104,20 @@ impl ControlPlane {
 
     /// The API's URL (reachable from inside [`Self::netns`]).
     pub fn url(&self) -> String {
-        format!("https://127.0.0.1:{}", self.port)
+        format!("https://{}", self.listen)
     }
 
     /// The data directory.
     pub fn data_dir(&self) -> &Path {
         self.data.path()
+    }
+
+    /// The join token agents are given.
+    pub fn node_token(&self) -> String {
+        std::fs::read_to_string(self.data.path().join("node-token"))
+            .expect("read the node-token file")
+            .trim()
+            .to_owned()
     }
 
     /// The admin kubeconfig.

@@ -12,10 +12,12 @@
 
 pub mod cgroup;
 pub mod cleanup;
+pub mod cluster;
 pub mod cmd;
 pub mod control;
 pub mod etcd;
 pub mod http;
+pub mod image;
 pub mod names;
 pub mod netns;
 pub mod packet;
@@ -23,6 +25,7 @@ pub mod pin;
 
 pub use cgroup::Cgroup;
 pub use cleanup::clean_up_on_signal;
+pub use cluster::Cluster;
 pub use control::ControlPlane;
 pub use etcd::Etcd;
 pub use http::{EchoServer, HttpServer, UdpEchoServer, http_get};

@@ -26,6 +26,10 @@ const PACKAGES: &[(&str, &str)] = &[
         "test and demo images, HTTP client in namespaces",
     ),
     ("umoci", "building OCI image layouts"),
+    (
+        "containernetworking-plugins",
+        "the reference CNI plugins strait-cni's results are compared with",
+    ),
     ("iptables", "kube-proxy iptables baseline in benchmarks"),
     ("nftables", "kube-proxy nftables baseline in benchmarks"),
     ("etcd-server", "the distributed store"),

@@ -1,0 +1,217 @@
+//! The agent's kubelet duties and its watch-driven dataplane manager.
+//!
+//! - [`join`]: a join token pinned to the CA becomes a kubeconfig.
+//! - [`node`]: the Node object, its status and its Lease.
+//! - [`services`]: Services and EndpointSlices compiled into the dataplane.
+//! - [`routes`]: routes to the other nodes' pod ranges.
+//! - [`pods`]: pods bound to this node, run with runc and wired with strait-cni.
+
+pub mod join;
+pub mod node;
+pub mod routes;
+pub mod services;
+
+use std::{
+    net::IpAddr,
+    path::PathBuf,
+    sync::{Arc, Mutex},
+};
+
+use kube::{
+    Client,
+    config::{KubeConfigOptions, Kubeconfig},
+};
+use tracing::{info, warn};
+
+use crate::dataplane::{Dataplane, DataplaneConfig, DataplaneError, PodCidr, compile::NodeFacts};
+
+/// What the agent needs to join a cluster and run its node.
+#[derive(Clone, Debug)]
+pub struct ClusterConfig {
+    /// The API server, `https://HOST:PORT`.
+    pub server: String,
+    /// A join token (`K10<CA hash>::node:<secret>`); without one, the kubeconfig a previous
+    /// join wrote under `state_dir` is used.
+    pub token: Option<String>,
+    pub node_name: String,
+    pub node_ip: IpAddr,
+    pub node_labels: Vec<(String, String)>,
+    /// The agent's state: kubeconfig, IP allocations, pod directories.
+    pub state_dir: PathBuf,
+    /// The cgroup2 directory pods run under and socket-level translation is attached to.
+    pub cgroup: PathBuf,
+    /// The uplink, where NodePort traffic arrives.
+    pub uplink: Option<String>,
+    /// The port of the agent's HTTPS endpoint (logs, exec).
+    pub agent_port: u16,
+    /// Where strait-cni is.
+    pub cni_bin_dir: PathBuf,
+    /// The dataplane's settings; `pod_cidrs` and the node address are filled in from the Node.
+    pub dataplane: DataplaneConfig,
+}
+
+/// Why the agent could not start or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error("failed to join {server}: {source}")]
+    Join {
+        server: String,
+        #[source]
+        source: join::JoinError,
+    },
+    #[error(
+        "no join token was given and {0} does not exist: pass --token (see `strait-control`'s node-token file)"
+    )]
+    NotJoined(PathBuf),
+    #[error("failed to read the kubeconfig {path}: {source}")]
+    Kubeconfig {
+        path: PathBuf,
+        #[source]
+        source: kube::config::KubeconfigError,
+    },
+    #[error("failed to reach the API server: {0}")]
+    Api(#[from] kube::Error),
+    #[error("node {node} has no pod CIDR: is the control plane's --cluster-cidr full?")]
+    NoPodCidr { node: String },
+    #[error("node {node} has pod CIDR {cidr}, which is not a network: {why}")]
+    PodCidr {
+        node: String,
+        cidr: String,
+        why: String,
+    },
+    #[error(transparent)]
+    Dataplane(#[from] DataplaneError),
+}
+
+/// A client from a kubeconfig file.
+pub async fn client(kubeconfig: &std::path::Path) -> Result<Client, AgentError> {
+    let error = |source| AgentError::Kubeconfig {
+        path: kubeconfig.to_owned(),
+        source,
+    };
+    let file = Kubeconfig::read_from(kubeconfig).map_err(error)?;
+    let config = kube::Config::from_custom_kubeconfig(file, &KubeConfigOptions::default())
+        .await
+        .map_err(error)?;
+    Ok(Client::try_from(config)?)
+}
+
+/// Joins (or rejoins), registers the Node, loads the dataplane for its pod CIDR and runs the
+/// node until `shutdown` resolves.
+pub async fn run(
+    config: ClusterConfig,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), AgentError> {
+    let kubeconfig = config.state_dir.join("kubeconfig");
+    if let Some(token) = &config.token {
+        join::join(&config.server, token, &kubeconfig)
+            .await
+            .map_err(|source| AgentError::Join {
+                server: config.server.clone(),
+                source,
+            })?;
+        info!(server = %config.server, "joined: the server's CA matches the token");
+    } else if !kubeconfig.exists() {
+        return Err(AgentError::NotJoined(kubeconfig));
+    }
+    let client = client(&kubeconfig).await?;
+
+    let info = node::NodeInfo::from_host(
+        &config.node_name,
+        config.node_ip,
+        config.agent_port,
+        config.node_labels.clone(),
+    );
+    let health = node::Health {
+        ready: true,
+        ..node::Health::default()
+    };
+    let registered = node::register(&client, &info, &health).await?;
+    let cidr = registered
+        .spec
+        .as_ref()
+        .and_then(|s| s.pod_cidr.clone())
+        .ok_or_else(|| AgentError::NoPodCidr {
+            node: config.node_name.clone(),
+        })?;
+    let pod_cidr: PodCidr = cidr.parse().map_err(|why| AgentError::PodCidr {
+        node: config.node_name.clone(),
+        cidr: cidr.clone(),
+        why,
+    })?;
+    info!(node = %config.node_name, pod_cidr = %cidr, "node registered");
+
+    let mut dataplane_config = config.dataplane.clone();
+    dataplane_config.pod_cidrs = vec![pod_cidr];
+    match config.node_ip {
+        IpAddr::V4(ip) => dataplane_config.node_ipv4 = Some(ip),
+        IpAddr::V6(ip) => dataplane_config.node_ipv6 = Some(ip),
+    }
+    let mut dataplane = Dataplane::load(dataplane_config)?;
+    info!(adoption = ?dataplane.adoption(), "dataplane loaded");
+    dataplane.attach_cgroup(&config.cgroup)?;
+    if let Some(uplink) = &config.uplink {
+        dataplane.attach_netdev(uplink)?;
+    }
+    dataplane.release_previous();
+    let dataplane = Arc::new(Mutex::new(dataplane));
+
+    let facts = NodeFacts {
+        name: config.node_name.clone(),
+        addresses: vec![config.node_ip],
+    };
+    let heartbeat = heartbeat(client.clone(), info, health, registered);
+    let services = services::run(client.clone(), facts, Arc::clone(&dataplane));
+    let routes = routes::run(client.clone(), config.node_name.clone(), Arc::new(run_ip));
+    tokio::select! {
+        () = shutdown => info!("shutting down; pods and pinned maps stay for the next agent"),
+        () = heartbeat => {}
+        () = services => {}
+        () = routes => {}
+    }
+    Ok(())
+}
+
+/// Renews the Lease every 10 s and rewrites the Node's status every minute.
+async fn heartbeat(
+    client: Client,
+    info: node::NodeInfo,
+    health: node::Health,
+    mut registered: k8s_openapi::api::core::v1::Node,
+) {
+    let mut ticker = tokio::time::interval(node::LEASE_RENEW);
+    let mut beats = 0u32;
+    loop {
+        ticker.tick().await;
+        if let Err(error) = node::renew_lease(&client, &registered).await {
+            warn!(%error, "failed to renew the node lease");
+        }
+        beats += 1;
+        if beats.is_multiple_of(6) {
+            let previous = serde_json::to_value(&registered.status)
+                .map(|s| s["conditions"].clone())
+                .unwrap_or_default();
+            match node::patch_status(&client, &info, &health, &previous).await {
+                Ok(node) => registered = node,
+                Err(error) => warn!(%error, "failed to update the node status"),
+            }
+        }
+    }
+}
+
+/// Runs `ip ARGS…` and returns its stdout, or its stderr as the error.
+fn run_ip(args: &[&str]) -> Result<String, String> {
+    let output = std::process::Command::new("ip")
+        .args(args)
+        .output()
+        .map_err(|e| format!("failed to run ip: {e}"))?;
+    if output.status.success() {
+        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    } else {
+        Err(format!(
+            "ip {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&output.stderr).trim()
+        ))
+    }
+}
