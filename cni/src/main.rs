@@ -9,7 +9,7 @@ fn main() {
         println!(
             "strait-cni: Strait's CNI 1.0 plugin.\n\n\
              Run by a container runtime with CNI_COMMAND=ADD|DEL|CHECK|VERSION, CNI_CONTAINERID,\n\
-             CNI_NETNS, CNI_IFNAME, CNI_PATH and the network configuration on stdin.\n\
+             CNI_NETNS, CNI_IFNAME, CNI_ARGS and the network configuration on stdin.\n\
              Supported versions: {}",
             strait_cni::SUPPORTED_VERSIONS.join(", ")
         );
@@ -20,7 +20,8 @@ fn main() {
         // A failed read leaves stdin empty, which the decoder reports as code 6.
         let _ignored = std::io::stdin().read_to_string(&mut stdin);
     }
-    match strait_cni::run(command.as_deref(), &stdin) {
+    match strait_cni::run(&|name| std::env::var(name).ok(), &stdin) {
+        Ok(result) if result.is_empty() => {}
         Ok(result) => println!("{result}"),
         Err(error) => {
             println!(

@@ -240,7 +240,7 @@ pub fn prepare_node(
                 ranges.node_mask, ranges.pod_net, ranges.pod_prefix
             )));
         }
-        (asked, _) => set_pod_cidr(node, &asked.to_owned()),
+        (asked, _) => set_pod_cidr(node, asked),
     }
     Ok(needs)
 }

@@ -11,3 +11,5 @@ pub const RUN_DIR: &str = "/run/strait";
 pub const BPFFS: &str = "/sys/fs/bpf";
 /// Pinned maps and links of the node's dataplane.
 pub const PIN_DIR: &str = "/sys/fs/bpf/strait";
+/// The node's image store: unpacked layers and image records (`strait-image`).
+pub const IMAGE_DIR: &str = "/var/lib/strait/images";

@@ -6,6 +6,7 @@ use clap::{Parser, Subcommand};
 
 mod bench;
 mod bpf;
+mod image;
 
 /// netctl: Strait's networking view of a cluster: eBPF maps, flows, policy verdicts and
 /// service-routing benchmarks.
@@ -28,6 +29,30 @@ enum Command {
     Bpf {
         #[command(subcommand)]
         command: BpfCommand,
+    },
+    /// The node's image store: import image files, list what is stored.
+    Image {
+        #[command(subcommand)]
+        command: ImageCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ImageCommand {
+    /// Import docker-archive or OCI archive tarballs (gzip or not) and OCI layout directories.
+    Import {
+        /// The files (or OCI layout directories) to import.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// The image store directory.
+        #[arg(long, env = "STRAIT_IMAGE_DIR", default_value = strait_host::paths::IMAGE_DIR)]
+        store: PathBuf,
+    },
+    /// List the stored images.
+    List {
+        /// The image store directory.
+        #[arg(long, env = "STRAIT_IMAGE_DIR", default_value = strait_host::paths::IMAGE_DIR)]
+        store: PathBuf,
     },
 }
 
@@ -103,5 +128,11 @@ fn main() -> anyhow::Result<()> {
                     pin_dir,
                 },
         } => bpf::dump(&pin_dir, table, json),
+        Command::Image {
+            command: ImageCommand::Import { files, store },
+        } => image::import(&store, &files),
+        Command::Image {
+            command: ImageCommand::List { store },
+        } => image::list(&store),
     }
 }

@@ -50,6 +50,26 @@ struct Args {
     #[arg(long, env = "STRAIT_CNI_BIN_DIR", default_value = "/opt/cni/bin")]
     cni_bin_dir: PathBuf,
 
+    /// The node's image store.
+    #[arg(long, env = "STRAIT_IMAGE_DIR", default_value = strait_host::paths::IMAGE_DIR)]
+    image_dir: PathBuf,
+
+    /// An image tarball or OCI layout to import at start; may be repeated.
+    #[arg(long = "import-image")]
+    import_images: Vec<PathBuf>,
+
+    /// The cluster DNS Service's address, for pods' resolv.conf.
+    #[arg(long, default_value = "10.96.0.10")]
+    cluster_dns: String,
+
+    /// The cluster's DNS domain.
+    #[arg(long, default_value = "cluster.local")]
+    cluster_domain: String,
+
+    /// The runc binary.
+    #[arg(long, default_value = "runc")]
+    runc: PathBuf,
+
     /// A label for the Node, KEY=VALUE; may be repeated.
     #[arg(long = "node-label", value_parser = parse_label)]
     node_labels: Vec<(String, String)>,
@@ -137,6 +157,11 @@ async fn main() -> anyhow::Result<()> {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
         .init();
     let args = Args::parse();
+    if args.server.is_some() {
+        // Before anything spawns a child: the reaper owns every child's exit (see
+        // strait_runtime::reaper), and the agent must be the subreaper of its containers.
+        strait_runtime::Reaper::install().context("failed to install the child reaper")?;
+    }
 
     let cgroup = match args.cgroup {
         Some(path) => path,
@@ -168,6 +193,11 @@ async fn main() -> anyhow::Result<()> {
             uplink: args.uplink.clone(),
             agent_port: args.agent_port,
             cni_bin_dir: args.cni_bin_dir.clone(),
+            image_dir: args.image_dir.clone(),
+            import_images: args.import_images.clone(),
+            cluster_dns: args.cluster_dns.clone(),
+            cluster_domain: args.cluster_domain.clone(),
+            runc: args.runc.clone(),
             dataplane: dataplane_config,
         };
         let shutdown = async {

@@ -166,6 +166,7 @@ impl Cluster {
                 format!("--cgroup={}", cgroup.path().display()),
                 format!("--uplink={}", link.a.ifname),
                 format!("--cni-bin-dir={}", bins.cni_dir.display()),
+                format!("--image-dir={}", state_dir.join("images").display()),
             ];
             args.extend(agent_extra.iter().map(|s| (*s).to_owned()));
             let mut full = vec![bins.agent.display().to_string()];

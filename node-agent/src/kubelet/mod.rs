@@ -8,6 +8,7 @@
 
 pub mod join;
 pub mod node;
+pub mod pods;
 pub mod routes;
 pub mod services;
 
@@ -46,6 +47,15 @@ pub struct ClusterConfig {
     pub agent_port: u16,
     /// Where strait-cni is.
     pub cni_bin_dir: PathBuf,
+    /// The image store.
+    pub image_dir: PathBuf,
+    /// Image tarballs or layouts imported at start.
+    pub import_images: Vec<PathBuf>,
+    /// The cluster DNS Service's address and the cluster domain, for pods' resolv.conf.
+    pub cluster_dns: String,
+    pub cluster_domain: String,
+    /// The runc binary.
+    pub runc: PathBuf,
     /// The dataplane's settings; `pod_cidrs` and the node address are filled in from the Node.
     pub dataplane: DataplaneConfig,
 }
@@ -80,7 +90,14 @@ pub enum AgentError {
         why: String,
     },
     #[error(transparent)]
-    Dataplane(#[from] DataplaneError),
+    Dataplane(#[from] Box<DataplaneError>),
+    #[error("failed to set up {what}: {why}")]
+    Setup { what: String, why: String },
+}
+
+fn setup(what: impl Into<String>) -> impl FnOnce(String) -> AgentError {
+    let what = what.into();
+    move |why| AgentError::Setup { what, why }
 }
 
 /// A client from a kubeconfig file.
@@ -147,14 +164,18 @@ pub async fn run(
         IpAddr::V4(ip) => dataplane_config.node_ipv4 = Some(ip),
         IpAddr::V6(ip) => dataplane_config.node_ipv6 = Some(ip),
     }
-    let mut dataplane = Dataplane::load(dataplane_config)?;
+    let mut dataplane = Dataplane::load(dataplane_config).map_err(Box::new)?;
     info!(adoption = ?dataplane.adoption(), "dataplane loaded");
-    dataplane.attach_cgroup(&config.cgroup)?;
+    dataplane.attach_cgroup(&config.cgroup).map_err(Box::new)?;
     if let Some(uplink) = &config.uplink {
-        dataplane.attach_netdev(uplink)?;
+        dataplane.attach_netdev(uplink).map_err(Box::new)?;
     }
     dataplane.release_previous();
     let dataplane = Arc::new(Mutex::new(dataplane));
+
+    let reaper =
+        strait_runtime::Reaper::install().map_err(|e| setup("the child reaper")(e.to_string()))?;
+    let pods = pod_context(&config, &client, &cidr, reaper.clone())?;
 
     let facts = NodeFacts {
         name: config.node_name.clone(),
@@ -162,8 +183,12 @@ pub async fn run(
     };
     let heartbeat = heartbeat(client.clone(), info, health, registered);
     let services = services::run(client.clone(), facts, Arc::clone(&dataplane));
-    let routes = routes::run(client.clone(), config.node_name.clone(), Arc::new(run_ip));
+    let ip_reaper = reaper.clone();
+    let ip: routes::IpRunner = Arc::new(move |args: &[&str]| run_ip(&ip_reaper, args));
+    let routes = routes::run(client.clone(), config.node_name.clone(), ip);
+    let pods = pods::run(pods);
     tokio::select! {
+        () = pods => {}
         () = shutdown => info!("shutting down; pods and pinned maps stay for the next agent"),
         () = heartbeat => {}
         () = services => {}
@@ -199,11 +224,91 @@ async fn heartbeat(
     }
 }
 
-/// Runs `ip ARGS…` and returns its stdout, or its stderr as the error.
-fn run_ip(args: &[&str]) -> Result<String, String> {
-    let output = std::process::Command::new("ip")
-        .args(args)
-        .output()
+/// Everything pods need: IPAM serving strait-cni, the conflist, images, runc, cgroups.
+fn pod_context(
+    config: &ClusterConfig,
+    client: &Client,
+    pod_cidr: &str,
+    reaper: strait_runtime::Reaper,
+) -> Result<Arc<pods::Context>, AgentError> {
+    let state = &config.state_dir;
+    std::fs::create_dir_all(state.join("pods"))
+        .map_err(|e| setup(state.display().to_string())(e.to_string()))?;
+    let cidr: strait_cni::ipam::PodCidr = pod_cidr
+        .parse()
+        .map_err(|e: strait_cni::ipam::IpamError| setup("IPAM")(e.to_string()))?;
+    let ipam = strait_cni::ipam::Ipam::open(cidr, state.join("ipam.json"))
+        .map_err(|e| setup("IPAM")(e.to_string()))?;
+    let socket = state.join("ipam.sock");
+    let _ = std::fs::remove_file(&socket);
+    let listener = std::os::unix::net::UnixListener::bind(&socket)
+        .map_err(|e| setup(socket.display().to_string())(e.to_string()))?;
+    std::thread::Builder::new()
+        .name("ipam".into())
+        .spawn(move || {
+            if let Err(error) = strait_cni::ipam::serve(listener, Arc::new(Mutex::new(ipam))) {
+                warn!(%error, "the IPAM server stopped");
+            }
+        })
+        .map_err(|e| setup("the IPAM thread")(e.to_string()))?;
+    let conflist_path = pods::sandbox::write_conflist(&state.join("cni"), &socket)
+        .map_err(|e| setup("the CNI configuration")(e.to_string()))?;
+    let conflist: serde_json::Value = std::fs::read(&conflist_path)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .ok_or_else(|| setup("the CNI configuration")("unreadable conflist".to_owned()))?;
+
+    let images = strait_image::ImageStore::open(&config.image_dir)
+        .map_err(|e| setup("the image store")(e.to_string()))?;
+    for path in &config.import_images {
+        match images.import(path) {
+            Ok(imported) => {
+                for image in imported {
+                    info!(image = %image.reference, "image imported");
+                }
+            }
+            Err(error) => warn!(path = %path.display(), %error, "image import failed"),
+        }
+    }
+    let cgroups =
+        strait_runtime::Hierarchies::detect().map_err(|e| setup("cgroups")(e.to_string()))?;
+    let cgroup2 =
+        strait_host::mounts::cgroup2_mount().map_err(|e| setup("cgroups")(e.to_string()))?;
+    let parent = config
+        .cgroup
+        .strip_prefix(&cgroup2)
+        .map(|p| format!("/{}", p.display()))
+        .map_err(|_| {
+            setup("cgroups")(format!(
+                "{} is not under the cgroup2 mount {}",
+                config.cgroup.display(),
+                cgroup2.display()
+            ))
+        })?;
+    let runc = strait_runtime::Runc::new(&config.runc, state.join("runc"), reaper.clone());
+    Ok(Arc::new(pods::Context {
+        client: client.clone(),
+        node_name: config.node_name.clone(),
+        node_ip: config.node_ip.to_string(),
+        pods_dir: state.join("pods"),
+        reaper,
+        runc: Arc::new(runc),
+        images,
+        cgroups,
+        cgroup_parent: parent.trim_end_matches('/').to_owned(),
+        cni_dir: config.cni_bin_dir.clone(),
+        conflist,
+        cluster_dns: config.cluster_dns.clone(),
+        cluster_domain: config.cluster_domain.clone(),
+        host_resolv: std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
+    }))
+}
+
+/// Runs `ip ARGS…` (through the reaper, which owns every child) and returns its stdout, or
+/// its stderr as the error.
+fn run_ip(reaper: &strait_runtime::Reaper, args: &[&str]) -> Result<String, String> {
+    let output = reaper
+        .output(std::process::Command::new("ip").args(args))
         .map_err(|e| format!("failed to run ip: {e}"))?;
     if output.status.success() {
         Ok(String::from_utf8_lossy(&output.stdout).into_owned())

@@ -1,0 +1,293 @@
+//! Cluster tier: pods on real agents: runc containers from imported images, wired by
+//! strait-cni, probed, restarted, reported, and reachable across nodes and through Services.
+
+use std::{
+    path::Path,
+    time::{Duration, Instant},
+};
+
+use serde_json::Value;
+use strait_tests::{Cluster, cluster::Binaries, http_get};
+
+const IMAGE: &str = "strait.test/busybox:1";
+
+fn start(nodes: usize) -> (Cluster, tempfile::TempDir) {
+    let images = tempfile::tempdir().unwrap();
+    let archive = strait_tests::image::busybox_archive(images.path(), IMAGE, &[]);
+    let import = format!("--import-image={}", archive.display());
+    let bins = Binaries::beside(Path::new(env!("CARGO_BIN_EXE_strait-agent")));
+    (Cluster::start(&bins, nodes, &[&import]), images)
+}
+
+fn apply(cluster: &Cluster, manifest: &str) {
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), manifest).unwrap();
+    cluster.kubectl(&["apply", "-f", file.path().to_str().unwrap()]);
+}
+
+fn pod_json(cluster: &Cluster, name: &str) -> Value {
+    let out = cluster
+        .control
+        .kubectl("1.33", &["get", "pod", name, "-o", "json"]);
+    serde_json::from_slice(&out.stdout).unwrap_or(Value::Null)
+}
+
+/// Polls the pod until `check` accepts it, or panics with the pod and the agents' logs.
+fn wait_pod(
+    cluster: &Cluster,
+    name: &str,
+    timeout: Duration,
+    check: impl Fn(&Value) -> bool,
+) -> Value {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let pod = pod_json(cluster, name);
+        if check(&pod) {
+            return pod;
+        }
+        if Instant::now() > deadline {
+            panic!(
+                "pod {name} did not get there in {timeout:?}: {}\n{}",
+                serde_json::to_string_pretty(&pod["status"]).unwrap_or_default(),
+                cluster.logs()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn ready(pod: &Value) -> bool {
+    pod["status"]["conditions"].as_array().is_some_and(|c| {
+        c.iter()
+            .any(|c| c["type"] == "Ready" && c["status"] == "True")
+    })
+}
+
+fn web_pod(name: &str, node: &str) -> String {
+    format!(
+        r#"{{"apiVersion": "v1", "kind": "Pod",
+  "metadata": {{"name": "{name}", "namespace": "default", "labels": {{"app": "web"}}}},
+  "spec": {{"nodeName": "{node}", "terminationGracePeriodSeconds": 2, "containers": [{{
+    "name": "web", "image": "{IMAGE}", "imagePullPolicy": "Never",
+    "command": ["sh", "-c", "mkdir -p /www && echo \"hello from $POD_NAME\" > /www/index.html && exec httpd -f -p 8080 -h /www"],
+    "env": [{{"name": "POD_NAME", "valueFrom": {{"fieldRef": {{"fieldPath": "metadata.name"}}}}}}],
+    "ports": [{{"name": "http", "containerPort": 8080}}],
+    "readinessProbe": {{"httpGet": {{"path": "/", "port": "http"}}, "periodSeconds": 1}}
+  }}]}}}}"#
+    )
+}
+
+#[test]
+fn a_pod_runs_becomes_ready_and_is_reached_by_ip_and_through_a_service() {
+    let (cluster, _images) = start(2);
+    apply(&cluster, &web_pod("web-1", "node-1"));
+    let pod = wait_pod(&cluster, "web-1", Duration::from_secs(30), ready);
+    let ip = pod["status"]["podIP"]
+        .as_str()
+        .expect("a pod IP")
+        .to_owned();
+    let node_cidr = cluster.kubectl(&["get", "node", "node-1", "-o", "jsonpath={.spec.podCIDR}"]);
+    let prefix = node_cidr.rsplit_once('.').unwrap().0;
+    assert!(
+        ip.starts_with(&format!("{prefix}.")),
+        "{ip} is outside {node_cidr}"
+    );
+    assert_eq!(pod["status"]["phase"], "Running");
+    assert_eq!(pod["status"]["hostIP"], cluster.nodes[1].ip);
+    let status = &pod["status"]["containerStatuses"][0];
+    assert_eq!(status["ready"], true);
+    assert_eq!(status["restartCount"], 0);
+    assert!(
+        status["state"]["running"]["startedAt"].is_string(),
+        "{status}"
+    );
+
+    // From the other node, by pod IP: routed node to node by the agents' routes.
+    let other = &cluster.nodes[0];
+    let body = http_get(&other.netns, None, &format!("{ip}:8080")).expect("the pod answers by IP");
+    assert_eq!(body, "hello from web-1\n");
+
+    // Through a ClusterIP Service whose EndpointSlice names the pod.
+    apply(
+        &cluster,
+        &format!(
+            r#"{{"apiVersion": "v1", "kind": "List", "items": [
+        {{"apiVersion": "v1", "kind": "Service", "metadata": {{"name": "web", "namespace": "default"}},
+          "spec": {{"clusterIP": "10.96.8.8", "selector": {{"app": "web"}}, "ports": [{{"port": 80, "targetPort": 8080}}]}}}},
+        {{"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+          "metadata": {{"name": "web-1", "namespace": "default", "labels": {{"kubernetes.io/service-name": "web"}}}},
+          "addressType": "IPv4", "ports": [{{"port": 8080, "protocol": "TCP"}}],
+          "endpoints": [{{"addresses": ["{ip}"], "conditions": {{"ready": true}}, "nodeName": "node-1"}}]}}]}}"#
+        ),
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let body = loop {
+        match http_get(&other.netns, Some(other.cgroup.path()), "10.96.8.8:80") {
+            Ok(body) => break body,
+            Err(error) if Instant::now() > deadline => {
+                panic!("the Service does not answer: {error}")
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(100)),
+        }
+    };
+    assert_eq!(body, "hello from web-1\n");
+
+    // Deleting the pod stops it within its grace period and removes it.
+    cluster.kubectl(&["delete", "pod", "web-1", "--wait=true", "--timeout=30s"]);
+    assert!(http_get(&other.netns, None, &format!("{ip}:8080")).is_err());
+    let leftover = cluster.nodes[1].exec(&["ip", "-o", "link", "show"]);
+    assert!(
+        !String::from_utf8_lossy(&leftover.stdout).contains("lxc"),
+        "the pod's veth is gone"
+    );
+}
+
+#[test]
+fn crash_loops_back_off_and_memory_hogs_are_oom_killed() {
+    let (cluster, _images) = start(1);
+    apply(
+        &cluster,
+        &format!(
+            r#"{{"apiVersion": "v1", "kind": "List", "items": [
+    {{"apiVersion": "v1", "kind": "Pod", "metadata": {{"name": "crasher", "namespace": "default"}},
+      "spec": {{"nodeName": "node-0", "containers": [{{"name": "c", "image": "{IMAGE}",
+        "command": ["sh", "-c", "echo crashing; exit 3"]}}]}}}},
+    {{"apiVersion": "v1", "kind": "Pod", "metadata": {{"name": "hog", "namespace": "default"}},
+      "spec": {{"nodeName": "node-0", "restartPolicy": "Never", "containers": [{{"name": "c", "image": "{IMAGE}",
+        "command": ["dd", "if=/dev/zero", "of=/dev/null", "bs=64M", "count=1"],
+        "resources": {{"limits": {{"memory": "16Mi"}}}}}}]}}}}]}}"#
+        ),
+    );
+    let crasher = wait_pod(&cluster, "crasher", Duration::from_secs(30), |p| {
+        let s = &p["status"]["containerStatuses"][0];
+        s["restartCount"].as_u64() >= Some(1)
+            && s["state"]["waiting"]["reason"] == "CrashLoopBackOff"
+    });
+    let status = &crasher["status"]["containerStatuses"][0];
+    assert_eq!(status["lastState"]["terminated"]["exitCode"], 3, "{status}");
+    assert_eq!(status["lastState"]["terminated"]["reason"], "Error");
+    assert_eq!(crasher["status"]["phase"], "Running");
+
+    let hog = wait_pod(&cluster, "hog", Duration::from_secs(30), |p| {
+        p["status"]["phase"] == "Failed"
+    });
+    let terminated = &hog["status"]["containerStatuses"][0]["state"]["terminated"];
+    assert_eq!(terminated["reason"], "OOMKilled", "{terminated}");
+    assert_eq!(terminated["exitCode"], 137);
+}
+
+#[test]
+fn bad_pods_get_a_clear_reason_and_the_node_stays_ready() {
+    let (cluster, _images) = start(1);
+    apply(
+        &cluster,
+        &format!(
+            r#"{{"apiVersion": "v1", "kind": "List", "items": [
+    {{"apiVersion": "v1", "kind": "Pod", "metadata": {{"name": "no-image", "namespace": "default"}},
+      "spec": {{"nodeName": "node-0", "containers": [{{"name": "c", "image": "strait.test/absent:1",
+        "imagePullPolicy": "Never"}}]}}}},
+    {{"apiVersion": "v1", "kind": "Pod", "metadata": {{"name": "bad-command", "namespace": "default"}},
+      "spec": {{"nodeName": "node-0", "containers": [{{"name": "c", "image": "{IMAGE}",
+        "command": ["/no/such/binary"]}}]}}}},
+    {{"apiVersion": "v1", "kind": "Pod", "metadata": {{"name": "no-config", "namespace": "default"}},
+      "spec": {{"nodeName": "node-0", "containers": [{{"name": "c", "image": "{IMAGE}", "command": ["sleep", "100"],
+        "env": [{{"name": "X", "valueFrom": {{"configMapKeyRef": {{"name": "missing", "key": "k"}}}}}}]}}]}}}}]}}"#
+        ),
+    );
+    let waiting = |name: &str, reason: &str| {
+        let pod = wait_pod(&cluster, name, Duration::from_secs(30), |p| {
+            p["status"]["containerStatuses"][0]["state"]["waiting"]["reason"] == reason
+                || p["status"]["containerStatuses"][0]["lastState"]["terminated"]["reason"]
+                    == reason
+        });
+        pod["status"]["containerStatuses"][0].clone()
+    };
+    let status = waiting("no-image", "ErrImageNeverPull");
+    let message = status["state"]["waiting"]["message"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(message.contains("strait.test/absent:1"), "{status}");
+    let status = waiting("bad-command", "StartError");
+    assert!(status.to_string().contains("/no/such/binary"), "{status}");
+    let status = waiting("no-config", "CreateContainerConfigError");
+    assert!(status.to_string().contains("missing"), "{status}");
+    cluster.wait_ready(Duration::from_secs(5));
+}
+
+#[test]
+fn config_map_updates_reach_the_file_and_an_agent_restart_restarts_nothing() {
+    let (mut cluster, _images) = start(1);
+    apply(
+        &cluster,
+        &format!(
+            r#"{{"apiVersion": "v1", "kind": "List", "items": [
+    {{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {{"name": "settings", "namespace": "default"}},
+      "data": {{"greeting": "first"}}}},
+    {{"apiVersion": "v1", "kind": "Pod", "metadata": {{"name": "reader", "namespace": "default"}},
+      "spec": {{"nodeName": "node-0", "terminationGracePeriodSeconds": 1, "volumes": [{{"name": "cfg", "configMap": {{"name": "settings"}}}}],
+        "containers": [{{"name": "c", "image": "{IMAGE}",
+          "command": ["sh", "-c", "mkdir -p /www && while true; do cp /cfg/greeting /www/index.html; sleep 0.1; done & exec httpd -f -p 8080 -h /www"],
+          "volumeMounts": [{{"name": "cfg", "mountPath": "/cfg"}}]}}]}}}}]}}"#
+        ),
+    );
+    let pod = wait_pod(&cluster, "reader", Duration::from_secs(30), ready);
+    let ip = pod["status"]["podIP"].as_str().unwrap().to_owned();
+    let node = &cluster.nodes[0];
+    let get =
+        |node: &strait_tests::cluster::Node| http_get(&node.netns, None, &format!("{ip}:8080"));
+    let read_until = |node: &strait_tests::cluster::Node, want: &str| {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let got = get(node);
+            if got.as_deref() == Ok(want) {
+                return;
+            }
+            assert!(Instant::now() < deadline, "wanted {want:?}, got {got:?}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    read_until(node, "first");
+    cluster.kubectl(&[
+        "patch",
+        "configmap",
+        "settings",
+        "--type=merge",
+        "-p",
+        r#"{"data":{"greeting":"second"}}"#,
+    ]);
+    read_until(node, "second");
+
+    // kill -9 the agent and start it again: the container keeps running, unrestarted.
+    let before = pod["status"]["containerStatuses"][0]["state"]["running"]["startedAt"].clone();
+    cluster.nodes[0].restart_agent();
+    let node = &cluster.nodes[0];
+    for _ in 0..20 {
+        assert_eq!(
+            get(node).as_deref(),
+            Ok("second"),
+            "the pod answers while the agent restarts"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    cluster.wait_ready(Duration::from_secs(30));
+    std::thread::sleep(Duration::from_secs(2));
+    let after = pod_json(&cluster, "reader");
+    let status = &after["status"]["containerStatuses"][0];
+    assert_eq!(status["restartCount"], 0, "{status}");
+    assert_eq!(status["state"]["running"]["startedAt"], before);
+    assert!(
+        node.log().contains("adopted a running container"),
+        "{}",
+        node.log()
+    );
+    // And it still follows the API after the restart.
+    cluster.kubectl(&[
+        "patch",
+        "configmap",
+        "settings",
+        "--type=merge",
+        "-p",
+        r#"{"data":{"greeting":"third"}}"#,
+    ]);
+    read_until(node, "third");
+}
