@@ -226,7 +226,7 @@ fn config_map_updates_reach_the_file_and_an_agent_restart_restarts_nothing() {
     {{"apiVersion": "v1", "kind": "Pod", "metadata": {{"name": "reader", "namespace": "default"}},
       "spec": {{"nodeName": "node-0", "terminationGracePeriodSeconds": 1, "volumes": [{{"name": "cfg", "configMap": {{"name": "settings"}}}}],
         "containers": [{{"name": "c", "image": "{IMAGE}",
-          "command": ["sh", "-c", "mkdir -p /www && while true; do cp /cfg/greeting /www/index.html; sleep 0.1; done & exec httpd -f -p 8080 -h /www"],
+          "command": ["sh", "-c", "mkdir -p /www && while true; do cp /cfg/greeting /www/next && mv /www/next /www/index.html; sleep 0.1; done & exec httpd -f -p 8080 -h /www"],
           "volumeMounts": [{{"name": "cfg", "mountPath": "/cfg"}}]}}]}}}}]}}"#
         ),
     );
