@@ -17,7 +17,7 @@ use crate::{
     auth::{Attributes, Authorizer},
     convert,
     error::ApiError,
-    namespaces,
+    namespaces, nodes,
     objects::{self, Deleted, Objects, PatchType, ScaleChange},
     pki::{Identity, Pki},
     request::{self, Options, Route, Target},
@@ -35,11 +35,22 @@ pub struct Server {
 
 /// The one handler: every path of the API goes through here.
 pub async fn handle(server: Arc<Server>, request: Request<Body>) -> Response {
-    let (parts, body) = request.into_parts();
+    let (mut parts, body) = request.into_parts();
     let path = parts.uri.path().to_owned();
     let started = std::time::Instant::now();
     let method = parts.method.clone();
-    let response = match serve(&server, parts.method, &parts.uri, &parts.headers, body).await {
+    // Present when the client asked to upgrade the connection (exec over WebSocket).
+    let upgrade = parts.extensions.remove::<hyper::upgrade::OnUpgrade>();
+    let response = match serve(
+        &server,
+        parts.method,
+        &parts.uri,
+        &parts.headers,
+        body,
+        upgrade,
+    )
+    .await
+    {
         Ok(response) => response,
         Err(error) => error.into_response(),
     };
@@ -53,6 +64,7 @@ async fn serve(
     uri: &axum::http::Uri,
     headers: &HeaderMap,
     body: Body,
+    upgrade: Option<hyper::upgrade::OnUpgrade>,
 ) -> Result<Response, ApiError> {
     let route = request::route(uri.path())?;
     let accept = headers
@@ -104,6 +116,29 @@ async fn serve(
         Route::ResourceList { group, version } => discovery::resource_list(&group, &version)
             .map(|l| json_response(StatusCode::OK, &l))
             .ok_or_else(|| ApiError::no_route(uri.path())),
+        Route::Object(target)
+            if target.resource.kind == "Pod"
+                && matches!(target.subresource.as_deref(), Some("log" | "exec")) =>
+        {
+            let verb = if target.subresource.as_deref() == Some("log") {
+                "get"
+            } else {
+                "create"
+            };
+            server.authorizer.authorize(
+                &identity,
+                &Attributes {
+                    verb,
+                    group: target.resource.group,
+                    resource: target.resource.plural,
+                    subresource: target.subresource.as_deref(),
+                    namespace: target.namespace.as_deref(),
+                    name: target.name.as_deref(),
+                },
+            )?;
+            let upgrade = upgrade.filter(|_| headers.contains_key(header::UPGRADE));
+            nodes::proxy(server, &target, &method, uri.query(), headers, upgrade).await
+        }
         Route::Object(target) => {
             let options = Options::parse(uri.query())?;
             let verb = verb(&method, &target, &options)?;
@@ -205,17 +240,6 @@ async fn object(
             }
         }
         ("get", Some("scale")) => json_response(StatusCode::OK, &objects.get_scale(target).await?),
-        ("get", Some("log")) => {
-            return Err(ApiError {
-                code: StatusCode::SERVICE_UNAVAILABLE,
-                reason: "ServiceUnavailable",
-                message: format!(
-                    "pods \"{}\": logs come from the pod's node agent, and no agent serves this pod yet",
-                    target.name.as_deref().unwrap_or_default()
-                ),
-                details: None,
-            });
-        }
         ("get", _) => {
             let obj = objects.get(target).await?;
             if table {

@@ -12,6 +12,7 @@ pub mod convert;
 pub mod error;
 pub mod http;
 pub mod namespaces;
+pub mod nodes;
 pub mod objects;
 pub mod pki;
 pub mod request;

@@ -147,7 +147,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                 },
             );
             if let Err(error) = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                .serve_connection(TokioIo::new(tls), service)
+                .serve_connection_with_upgrades(TokioIo::new(tls), service)
                 .await
             {
                 tracing::debug!(%peer, %error, "connection ended with an error");

@@ -23,8 +23,11 @@ use tracing::{info, warn};
 /// EndpointSlices. Without it, it programs the services given on the command line or in a
 /// manifest file, and exits the dataplane untouched when stopped.
 #[derive(Debug, Parser)]
-#[command(name = "strait-agent", version)]
+#[command(name = "strait-agent", version, args_conflicts_with_subcommands = true)]
 struct Args {
+    #[command(subcommand)]
+    command: Option<Subcommand>,
+
     /// The API server to join, `https://HOST:PORT`.
     #[arg(long, env = "STRAIT_SERVER")]
     server: Option<String>,
@@ -130,6 +133,22 @@ struct Args {
     report_interval: u64,
 }
 
+/// Helper processes the agent runs.
+#[derive(Debug, clap::Subcommand)]
+enum Subcommand {
+    /// A container's log writer: reads its stdout (fd 0) and stderr (fd 3) and writes CRI log
+    /// records to PATH, rotating it. Started by the agent for every container.
+    #[command(hide = true)]
+    LogShim {
+        #[arg(long)]
+        path: PathBuf,
+        #[arg(long, default_value_t = kubelet::logs::DEFAULT_MAX_SIZE)]
+        max_size: u64,
+        #[arg(long, default_value_t = kubelet::logs::DEFAULT_MAX_FILES)]
+        max_files: u32,
+    },
+}
+
 fn parse_label(text: &str) -> Result<(String, String), String> {
     text.split_once('=')
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
@@ -148,15 +167,32 @@ fn parse_maglev_size(text: &str) -> Result<u32, String> {
     }
 }
 
-#[tokio::main(flavor = "current_thread")]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    if let Some(Subcommand::LogShim {
+        path,
+        max_size,
+        max_files,
+    }) = &args.command
+    {
+        // No runtime, no logging: this process lives as long as its container.
+        return kubelet::logs::run_shim(path, *max_size, *max_files)
+            .with_context(|| format!("log shim for {}", path.display()));
+    }
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("failed to start the runtime")?
+        .block_on(agent(args))
+}
+
+async fn agent(args: Args) -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
         .init();
-    let args = Args::parse();
     if args.server.is_some() {
         // Before anything spawns a child: the reaper owns every child's exit (see
         // strait_runtime::reaper), and the agent must be the subreaper of its containers.

@@ -291,3 +291,126 @@ fn config_map_updates_reach_the_file_and_an_agent_restart_restarts_nothing() {
     ]);
     read_until(node, "third");
 }
+
+#[test]
+fn kubectl_logs_follow_previous_and_exec_go_through_the_agent() {
+    let (cluster, _images) = start(1);
+    apply(
+        &cluster,
+        &format!(
+            r#"{{"apiVersion": "v1", "kind": "List", "items": [
+    {{"apiVersion": "v1", "kind": "Pod", "metadata": {{"name": "talker", "namespace": "default"}},
+      "spec": {{"nodeName": "node-0", "terminationGracePeriodSeconds": 1, "containers": [{{"name": "c", "image": "{IMAGE}",
+        "command": ["sh", "-c", "i=0; while true; do echo line $i; echo oops $i >&2; i=$((i+1)); sleep 0.2; done"]}}]}}}},
+    {{"apiVersion": "v1", "kind": "Pod", "metadata": {{"name": "once", "namespace": "default"}},
+      "spec": {{"nodeName": "node-0", "containers": [{{"name": "c", "image": "{IMAGE}",
+        "command": ["sh", "-c", "echo run at $(date +%s%N); exit 1"]}}]}}}}]}}"#
+        ),
+    );
+    wait_pod(&cluster, "talker", Duration::from_secs(30), |p| {
+        p["status"]["phase"] == "Running"
+    });
+    std::thread::sleep(Duration::from_millis(800));
+    let logs = cluster.kubectl(&["logs", "talker"]);
+    assert!(logs.starts_with("line 0\noops 0\n"), "{logs}");
+    let tail = cluster.kubectl(&["logs", "talker", "--tail=1", "--timestamps"]);
+    assert_eq!(tail.lines().count(), 1, "{tail}");
+    assert!(tail.starts_with("20") && tail.contains("Z "), "{tail}");
+
+    // -f streams lines written after it started.
+    let mut follow = cluster
+        .control
+        .kubectl_command("1.33", &["logs", "-f", "talker"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = follow.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead as _;
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let already = logs.lines().filter(|l| l.starts_with("line ")).count();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut newest = 0;
+    while Instant::now() < deadline && newest < already + 5 {
+        if let Ok(line) = rx.recv_timeout(Duration::from_millis(500))
+            && let Some(n) = line
+                .strip_prefix("line ")
+                .and_then(|n| n.parse::<usize>().ok())
+        {
+            newest = newest.max(n);
+        }
+    }
+    let _ = follow.kill();
+    let _ = follow.wait();
+    assert!(
+        newest >= already + 5,
+        "follow stopped at line {newest} (had {already})"
+    );
+
+    // --previous shows the run before the current one.
+    wait_pod(&cluster, "once", Duration::from_secs(40), |p| {
+        p["status"]["containerStatuses"][0]["restartCount"].as_u64() >= Some(2)
+    });
+    let previous = cluster.kubectl(&["logs", "once", "--previous"]);
+    let current = cluster.kubectl(&["logs", "once"]);
+    assert!(previous.starts_with("run at "), "{previous}");
+    assert_ne!(previous, current);
+
+    // exec: output, stderr and the exit code come back.
+    let out = cluster.control.kubectl(
+        "1.33",
+        &[
+            "exec",
+            "talker",
+            "--",
+            "sh",
+            "-c",
+            "echo out; echo err >&2; exit 3",
+        ],
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "out\n");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("err"),
+        "{out:?}"
+    );
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    let hostname = cluster.kubectl(&["exec", "talker", "--", "hostname"]);
+    assert_eq!(hostname, "talker\n");
+    // With stdin.
+    let mut cat = cluster
+        .control
+        .kubectl_command("1.33", &["exec", "-i", "talker", "--", "cat"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write as _;
+        let mut stdin = cat.stdin.take().unwrap();
+        stdin.write_all(b"hello through the agent\n").unwrap();
+    }
+    let out = cat.wait_with_output().unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "hello through the agent\n"
+    );
+    assert!(out.status.success());
+
+    // A container the pod does not have is named in the error.
+    let bad = cluster
+        .control
+        .kubectl("1.33", &["logs", "talker", "-c", "nope"]);
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("container nope is not valid"),
+        "{bad:?}"
+    );
+}

@@ -7,9 +7,11 @@
 //! - [`pods`]: pods bound to this node, run with runc and wired with strait-cni.
 
 pub mod join;
+pub mod logs;
 pub mod node;
 pub mod pods;
 pub mod routes;
+pub mod server;
 pub mod services;
 
 use std::{
@@ -186,9 +188,36 @@ pub async fn run(
     let ip_reaper = reaper.clone();
     let ip: routes::IpRunner = Arc::new(move |args: &[&str]| run_ip(&ip_reaper, args));
     let routes = routes::run(client.clone(), config.node_name.clone(), ip);
-    let pods = pods::run(pods);
+    let (pod_store, pod_writer) =
+        kube::runtime::reflector::store::<k8s_openapi::api::core::v1::Pod>();
+    let listen = std::net::SocketAddr::new(config.node_ip, config.agent_port);
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|e| setup(format!("the agent endpoint on {listen}"))(e.to_string()))?;
+    let tls = server::tls_config(vec![config.node_ip.to_string(), config.node_name.clone()])
+        .map_err(setup("the agent's serving certificate"))?;
+    let token = std::fs::read_to_string(&kubeconfig)
+        .ok()
+        .and_then(|text| {
+            text.lines()
+                .find_map(|l| l.trim().strip_prefix("token: ").map(str::to_owned))
+        })
+        .ok_or_else(|| {
+            setup("the agent endpoint")(format!("no token in {}", kubeconfig.display()))
+        })?;
+    let endpoint = server::serve(
+        listener,
+        tls,
+        Arc::new(server::Endpoint {
+            token,
+            pods: pod_store.clone(),
+            ctx: Arc::clone(&pods),
+        }),
+    );
+    let pods = pods::run(pods, pod_store, pod_writer);
     tokio::select! {
         () = pods => {}
+        () = endpoint => {}
         () = shutdown => info!("shutting down; pods and pinned maps stay for the next agent"),
         () = heartbeat => {}
         () = services => {}
@@ -297,6 +326,8 @@ fn pod_context(
         cgroups,
         cgroup_parent: parent.trim_end_matches('/').to_owned(),
         cni_dir: config.cni_bin_dir.clone(),
+        agent_binary: std::env::current_exe()
+            .map_err(|e| setup("the agent's own path")(e.to_string()))?,
         conflist,
         cluster_dns: config.cluster_dns.clone(),
         cluster_domain: config.cluster_domain.clone(),

@@ -224,21 +224,13 @@ pub fn start(
     if let Some(parent) = log.parent() {
         let _ = fs::create_dir_all(parent);
     }
-    let out: OwnedFd = fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&log)
-        .map_err(|e| {
-            fail(
-                "CreateContainerError",
-                format!("{}: {e}", log.display()),
-                false,
-            )
-        })?
-        .into();
-    let err = out
-        .try_clone()
-        .map_err(|e| fail("CreateContainerError", e.to_string(), false))?;
+    let (out, err) = spawn_log_shim(ctx, &log).map_err(|e| {
+        fail(
+            "CreateContainerError",
+            format!("log shim for {}: {e}", log.display()),
+            false,
+        )
+    })?;
     let started_at = super::super::node::now();
     let created = ctx
         .runc
@@ -264,6 +256,39 @@ pub fn start(
         started_at,
         image_id: image.id.clone(),
     })
+}
+
+/// Starts the container's log shim (`strait-agent log-shim`, see `kubelet::logs`) on two new
+/// pipes and returns their write ends, for runc to give the container as stdout and stderr.
+fn spawn_log_shim(ctx: &Context, log: &Path) -> std::io::Result<(OwnedFd, OwnedFd)> {
+    use std::os::{fd::AsRawFd as _, unix::process::CommandExt as _};
+    let (out_read, out_write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
+    let (err_read, err_write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
+    let err_raw = err_read.as_raw_fd();
+    let mut command = std::process::Command::new(&ctx.agent_binary);
+    command
+        .arg("log-shim")
+        .arg("--path")
+        .arg(log)
+        .stdin(std::process::Stdio::from(out_read))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    // SAFETY: between fork and exec only dup2 runs, which is async-signal-safe; it puts the
+    // stderr pipe's read end at fd 3 (clearing close-on-exec on the copy), where the shim
+    // expects it.
+    unsafe {
+        command.pre_exec(move || {
+            if libc::dup2(err_raw, 3) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    ctx.reaper.spawn(&mut command)?;
+    // Our copies of the read ends close with `command` and `err_read`: only the shim reads.
+    drop(command);
+    drop(err_read);
+    Ok((out_write, err_write))
 }
 
 /// Adopts a container an earlier agent started, if runc says it still runs.

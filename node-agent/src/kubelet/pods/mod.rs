@@ -46,6 +46,8 @@ pub struct Context {
     /// The absolute cgroupsPath under which pods run (the node's subtree).
     pub cgroup_parent: String,
     pub cni_dir: PathBuf,
+    /// This binary, run as `log-shim` for every container.
+    pub agent_binary: PathBuf,
     pub conflist: Value,
     pub cluster_dns: String,
     pub cluster_domain: String,
@@ -149,10 +151,14 @@ fn collect_names(value: &Value, config_maps: &mut Vec<String>, secrets: &mut Vec
     }
 }
 
-/// Watches this node's pods and runs a worker per pod until the task is dropped.
-pub async fn run(ctx: Arc<Context>) {
+/// Watches this node's pods into `pods` (through `writer`) and runs a worker per pod until
+/// the task is dropped.
+pub async fn run(
+    ctx: Arc<Context>,
+    pods: reflector::Store<Pod>,
+    writer: reflector::store::Writer<Pod>,
+) {
     let changed = Arc::new(Notify::new());
-    let (pods, writer) = reflector::store::<Pod>();
     let config = watcher::Config::default().fields(&format!("spec.nodeName={}", ctx.node_name));
     let watch = {
         let changed = Arc::clone(&changed);

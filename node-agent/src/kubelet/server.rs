@@ -1,0 +1,534 @@
+//! The agent's HTTPS endpoint, what the kubelet's port 10250 is: container logs and exec, for
+//! the API server to proxy `pods/log` and `pods/exec` to. Every request must carry the node's
+//! bearer token (the one in the agent's kubeconfig, which the control plane also holds); the
+//! serving certificate is self-signed per node (kube-apiserver does not verify kubelets'
+//! certificates unless told a CA either).
+
+use std::{
+    collections::BTreeMap,
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::Duration,
+};
+
+use axum::{
+    Router,
+    body::{Body, Bytes},
+    extract::{
+        Path as UrlPath, RawQuery, State,
+        ws::{Message, WebSocket, WebSocketUpgrade},
+    },
+    http::{HeaderMap, StatusCode, header},
+    response::{IntoResponse, Response},
+    routing::get,
+};
+use futures::{SinkExt as _, StreamExt as _};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use k8s_openapi::api::core::v1::Pod;
+use kube::runtime::reflector::{ObjectRef, Store};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject as _};
+use serde_json::json;
+use tokio::{io::AsyncWriteExt as _, net::TcpListener, sync::mpsc};
+use tracing::{debug, warn};
+
+use super::{logs, pods};
+
+/// What the handlers share.
+pub struct Endpoint {
+    pub token: String,
+    pub pods: Store<Pod>,
+    pub ctx: Arc<pods::Context>,
+}
+
+/// The WebSocket subprotocols of remote command, newest first.
+pub const EXEC_PROTOCOLS: [&str; 2] = ["v5.channel.k8s.io", "v4.channel.k8s.io"];
+
+/// Serves until the task is dropped.
+pub async fn serve(listener: TcpListener, tls: rustls::ServerConfig, endpoint: Arc<Endpoint>) {
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
+    let router = Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route(
+            "/containerLogs/{namespace}/{pod}/{container}",
+            get(container_logs),
+        )
+        .route("/exec/{namespace}/{pod}/{container}", get(exec).post(exec))
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&endpoint),
+            require_token,
+        ))
+        .with_state(Arc::clone(&endpoint));
+    loop {
+        let Ok((stream, peer)) = listener.accept().await else {
+            continue;
+        };
+        let acceptor = acceptor.clone();
+        let router = router.clone();
+        tokio::spawn(async move {
+            let Ok(tls) = acceptor.accept(stream).await else {
+                debug!(%peer, "TLS handshake failed");
+                return;
+            };
+            let service = hyper_util::service::TowerToHyperService::new(router);
+            let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                .serve_connection_with_upgrades(TokioIo::new(tls), service)
+                .await;
+        });
+    }
+}
+
+/// A self-signed serving certificate for `names`, and the TLS config around it.
+pub fn tls_config(names: Vec<String>) -> Result<rustls::ServerConfig, String> {
+    let cert = rcgen::generate_simple_self_signed(names).map_err(|e| e.to_string())?;
+    let certs = vec![CertificateDer::from(cert.cert.der().to_vec())];
+    let key = PrivateKeyDer::from_pem_slice(cert.signing_key.serialize_pem().as_bytes())
+        .map_err(|e| e.to_string())?;
+    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| e.to_string())?
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .map_err(|e| e.to_string())?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(config)
+}
+
+async fn require_token(
+    State(endpoint): State<Arc<Endpoint>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if authorized(&endpoint.token, request.headers()) {
+        next.run(request).await
+    } else {
+        status_error(
+            StatusCode::UNAUTHORIZED,
+            "Unauthorized",
+            "Unauthorized".to_owned(),
+        )
+    }
+}
+
+fn authorized(token: &str, headers: &HeaderMap) -> bool {
+    let presented = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or_default();
+    // Constant time: how long the comparison takes says nothing about the token.
+    presented.len() == token.len()
+        && presented
+            .bytes()
+            .zip(token.bytes())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
+}
+
+/// Decodes a query string into (key, value) pairs, repeated keys kept in order (exec's
+/// `command` is one value per argument).
+pub fn query_pairs(query: &str) -> Vec<(String, String)> {
+    query
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|pair| {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            (percent_decode(k), percent_decode(v))
+        })
+        .collect()
+}
+
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len() => {
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok();
+                match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                    Some(b) => {
+                        out.push(b);
+                        i += 2;
+                    }
+                    None => out.push(b'%'),
+                }
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn status_error(code: StatusCode, reason: &str, message: String) -> Response {
+    let body = json!({
+        "kind": "Status", "apiVersion": "v1", "metadata": {},
+        "status": "Failure", "message": message, "reason": reason, "code": code.as_u16(),
+    });
+    (
+        code,
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+/// An error answer: status, reason and message.
+type Refusal = (StatusCode, &'static str, String);
+
+/// The pod and the container's log directory, or the error kubectl shows.
+fn locate(
+    endpoint: &Endpoint,
+    namespace: &str,
+    name: &str,
+    container: &str,
+) -> Result<(Arc<Pod>, PathBuf), Refusal> {
+    let pod = endpoint
+        .pods
+        .get(&ObjectRef::new(name).within(namespace))
+        .ok_or_else(|| {
+            (
+                StatusCode::NOT_FOUND,
+                "NotFound",
+                format!("pods \"{name}\" not found on this node"),
+            )
+        })?;
+    let spec = pod.spec.as_ref();
+    let known = spec.is_some_and(|s| {
+        s.containers
+            .iter()
+            .chain(s.init_containers.iter().flatten())
+            .any(|c| c.name == container)
+    });
+    if !known {
+        return Err((
+            StatusCode::BAD_REQUEST,
+            "BadRequest",
+            format!("container {container} is not valid for pod {name}"),
+        ));
+    }
+    let uid = pod.metadata.uid.clone().unwrap_or_default();
+    let dir = endpoint.ctx.pods_dir.join(uid).join("logs").join(container);
+    Ok((pod, dir))
+}
+
+/// The numbered log files of a container's runs, oldest first.
+fn runs(dir: &Path) -> Vec<(u32, PathBuf)> {
+    let mut runs: Vec<(u32, PathBuf)> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            Some((name.strip_suffix(".log")?.parse().ok()?, e.path()))
+        })
+        .collect();
+    runs.sort();
+    runs
+}
+
+async fn container_logs(
+    State(endpoint): State<Arc<Endpoint>>,
+    UrlPath((namespace, name, container)): UrlPath<(String, String, String)>,
+    RawQuery(query): RawQuery,
+) -> Response {
+    let (pod, dir) = match locate(&endpoint, &namespace, &name, &container) {
+        Ok(found) => found,
+        Err((code, reason, message)) => return status_error(code, reason, message),
+    };
+    let params: BTreeMap<String, String> = query_pairs(query.as_deref().unwrap_or_default())
+        .into_iter()
+        .collect();
+    let flag = |k: &str| params.get(k).is_some_and(|v| v == "true" || v == "1");
+    let previous = flag("previous");
+    let all = runs(&dir);
+    let chosen = if previous {
+        all.len().checked_sub(2).map(|i| all[i].clone())
+    } else {
+        all.last().cloned()
+    };
+    let Some((run, path)) = chosen else {
+        let message = if previous {
+            format!("previous terminated container \"{container}\" in pod \"{name}\" not found")
+        } else {
+            format!("container \"{container}\" in pod \"{name}\" is waiting to start")
+        };
+        return status_error(StatusCode::BAD_REQUEST, "BadRequest", message);
+    };
+    let since = params
+        .get("sinceTime")
+        .and_then(|t| t.parse::<jiff::Timestamp>().ok())
+        .or_else(|| {
+            let seconds: i64 = params.get("sinceSeconds")?.parse().ok()?;
+            jiff::Timestamp::now()
+                .checked_sub(jiff::SignedDuration::from_secs(seconds))
+                .ok()
+        });
+    let query = logs::Query {
+        tail_lines: params.get("tailLines").and_then(|n| n.parse().ok()),
+        timestamps: flag("timestamps"),
+        since,
+        limit_bytes: params.get("limitBytes").and_then(|n| n.parse().ok()),
+    };
+    let first = logs::render(&logs::read_all(&path), &query);
+    let plain = [(header::CONTENT_TYPE, "text/plain")];
+    if !flag("follow") || previous {
+        return (plain, first).into_response();
+    }
+    // Follow: what is there, then what is appended, until this run is over.
+    let (_, offset) = logs::read_from(&path, 0);
+    let timestamps = query.timestamps;
+    let pods = endpoint.pods.clone();
+    let key = ObjectRef::new(&name).within(&namespace);
+    let uid = pod.metadata.uid.clone();
+    let stream = futures::stream::unfold(
+        (Some(first), offset, 0u32),
+        move |(pending, offset, idle)| {
+            let path = path.clone();
+            let dir = dir.clone();
+            let pods = pods.clone();
+            let key = key.clone();
+            let uid = uid.clone();
+            let container = container.clone();
+            async move {
+                if let Some(text) = pending {
+                    return Some((
+                        Ok::<_, std::io::Error>(Bytes::from(text)),
+                        (None, offset, 0),
+                    ));
+                }
+                let (text, next) = logs::read_from(&path, offset);
+                if !text.is_empty() {
+                    let query = logs::Query {
+                        timestamps,
+                        ..logs::Query::default()
+                    };
+                    return Some((
+                        Ok(Bytes::from(logs::render(&text, &query))),
+                        (None, next, 0),
+                    ));
+                }
+                let current = pods.get(&key).filter(|p| p.metadata.uid == uid);
+                let running = current.as_ref().is_some_and(|p| running(p, &container));
+                let superseded = runs(&dir).last().is_some_and(|(n, _)| *n > run);
+                // A run that ended (and was read to the end) ends the stream, after a
+                // grace for the shim's last writes.
+                if (current.is_none() || superseded || !running) && idle >= 5 {
+                    return None;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                Some((
+                    Ok(Bytes::new()),
+                    (None, offset, idle + u32::from(!running || superseded)),
+                ))
+            }
+        },
+    );
+    (plain, Body::from_stream(stream)).into_response()
+}
+
+/// Whether the container is running, by the pod's status.
+fn running(pod: &Pod, container: &str) -> bool {
+    pod.status
+        .as_ref()
+        .into_iter()
+        .flat_map(|s| {
+            s.container_statuses
+                .iter()
+                .flatten()
+                .chain(s.init_container_statuses.iter().flatten())
+        })
+        .any(|s| s.name == container && s.state.as_ref().is_some_and(|st| st.running.is_some()))
+}
+
+async fn exec(
+    State(endpoint): State<Arc<Endpoint>>,
+    UrlPath((namespace, name, container)): UrlPath<(String, String, String)>,
+    RawQuery(query): RawQuery,
+    upgrade: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
+) -> Response {
+    let (pod, _) = match locate(&endpoint, &namespace, &name, &container) {
+        Ok(found) => found,
+        Err((code, reason, message)) => return status_error(code, reason, message),
+    };
+    let Ok(upgrade) = upgrade else {
+        return status_error(
+            StatusCode::BAD_REQUEST,
+            "BadRequest",
+            "exec needs a WebSocket upgrade (v5.channel.k8s.io or v4.channel.k8s.io); SPDY is not served".to_owned(),
+        );
+    };
+    let pairs = query_pairs(query.as_deref().unwrap_or_default());
+    let command: Vec<String> = pairs
+        .iter()
+        .filter(|(k, _)| k == "command")
+        .map(|(_, v)| v.clone())
+        .collect();
+    let flag = |k: &str| {
+        pairs
+            .iter()
+            .any(|(key, v)| key == k && (v == "true" || v == "1"))
+    };
+    let stdin = flag("stdin");
+    let tty = flag("tty");
+    if command.is_empty() {
+        return status_error(
+            StatusCode::BAD_REQUEST,
+            "BadRequest",
+            "you must specify at least one command for the container".to_owned(),
+        );
+    }
+    let id = pods::container::runc_id(pod.metadata.uid.as_deref().unwrap_or_default(), &container);
+    let ctx = Arc::clone(&endpoint.ctx);
+    upgrade
+        .protocols(EXEC_PROTOCOLS)
+        .on_upgrade(move |socket| async move {
+            if let Err(error) = run_exec(socket, &ctx, &id, command, stdin, tty).await {
+                warn!(container = %id, %error, "exec ended with an error");
+            }
+        })
+}
+
+/// Runs `runc exec` and carries its streams over the channel protocol: every binary message
+/// starts with its channel (0 stdin, 1 stdout, 2 stderr, 3 error/status, 4 resize; v5's 255
+/// closes a channel), and the status is a `metav1.Status` on channel 3.
+async fn run_exec(
+    socket: WebSocket,
+    ctx: &pods::Context,
+    id: &str,
+    command: Vec<String>,
+    stdin: bool,
+    tty: bool,
+) -> std::io::Result<()> {
+    use std::process::{Command, Stdio};
+    let mut cmd = Command::new(&ctx.runc.binary);
+    cmd.arg("--root").arg(&ctx.runc.root).arg("exec");
+    if tty {
+        // Without a console socket there is no terminal; the command runs without one.
+        debug!(container = %id, "tty requested: running without a terminal");
+    }
+    cmd.arg(id)
+        .args(&command)
+        .stdin(if stdin { Stdio::piped() } else { Stdio::null() })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = ctx.reaper.spawn(&mut cmd)?;
+    let (mut sink, mut source) = socket.split();
+    let (tx, mut rx) = mpsc::channel::<Message>(16);
+    let pipe = |channel: u8, fd: Option<std::os::fd::OwnedFd>, tx: mpsc::Sender<Message>| async move {
+        let Some(fd) = fd else { return };
+        let Ok(mut reader) = tokio::net::unix::pipe::Receiver::from_owned_fd(fd) else {
+            return;
+        };
+        let mut buffer = vec![0u8; 32 * 1024];
+        loop {
+            use tokio::io::AsyncReadExt as _;
+            match reader.read(&mut buffer).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => {
+                    let mut frame = Vec::with_capacity(n + 1);
+                    frame.push(channel);
+                    frame.extend_from_slice(&buffer[..n]);
+                    if tx.send(Message::Binary(frame.into())).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    };
+    let out = tokio::spawn(pipe(1, child.stdout.take().map(Into::into), tx.clone()));
+    let err = tokio::spawn(pipe(2, child.stderr.take().map(Into::into), tx.clone()));
+    let mut input = child
+        .stdin
+        .take()
+        .and_then(|s| tokio::net::unix::pipe::Sender::from_owned_fd(s.into()).ok());
+    let reader = tokio::spawn(async move {
+        while let Some(Ok(message)) = source.next().await {
+            let Message::Binary(data) = message else {
+                if matches!(message, Message::Close(_)) {
+                    break;
+                }
+                continue;
+            };
+            match data.first() {
+                Some(0) => {
+                    if let Some(stdin) = input.as_mut()
+                        && stdin.write_all(&data[1..]).await.is_err()
+                    {
+                        input = None;
+                    }
+                }
+                // v5: [255, channel] closes that channel; only stdin can be closed by a client.
+                Some(255) if data.get(1) == Some(&0) => input = None,
+                _ => {}
+            }
+        }
+    });
+    let writer = tokio::spawn(async move {
+        while let Some(message) = rx.recv().await {
+            if sink.send(message).await.is_err() {
+                break;
+            }
+        }
+        // A normal closure (1000): client-go reads it as the end of every stream, where a
+        // close without a status (1005) is an error.
+        let _ = sink
+            .send(Message::Close(Some(axum::extract::ws::CloseFrame {
+                code: 1000,
+                reason: "".into(),
+            })))
+            .await;
+    });
+    let status = child.wait_async().await;
+    let _ = out.await;
+    let _ = err.await;
+    let code = status.code();
+    let body = if code == 0 {
+        json!({"metadata": {}, "status": "Success"})
+    } else {
+        json!({
+            "metadata": {}, "status": "Failure",
+            "message": format!("command terminated with non-zero exit code: error executing command {command:?}, exit code {code}"),
+            "reason": "NonZeroExitCode",
+            "details": {"causes": [{"reason": "ExitCode", "message": code.to_string()}]},
+        })
+    };
+    let mut frame = vec![3u8];
+    frame.extend_from_slice(body.to_string().as_bytes());
+    let _ = tx.send(Message::Binary(frame.into())).await;
+    drop(tx);
+    let _ = writer.await;
+    reader.abort();
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queries_decode_with_repeated_keys() {
+        let pairs = query_pairs("command=sh&command=-c&command=echo+hi%3B+exit+3&stdout=true");
+        let commands: Vec<&str> = pairs
+            .iter()
+            .filter(|(k, _)| k == "command")
+            .map(|(_, v)| v.as_str())
+            .collect();
+        assert_eq!(commands, ["sh", "-c", "echo hi; exit 3"]);
+        assert_eq!(percent_decode("100%"), "100%");
+        assert_eq!(percent_decode("%zz"), "%zz");
+    }
+
+    #[test]
+    fn only_the_node_token_is_let_in() {
+        let mut headers = HeaderMap::new();
+        assert!(!authorized("secret", &headers));
+        headers.insert(header::AUTHORIZATION, "Bearer secret".parse().unwrap());
+        assert!(authorized("secret", &headers));
+        headers.insert(header::AUTHORIZATION, "Bearer secreT".parse().unwrap());
+        assert!(!authorized("secret", &headers));
+    }
+}
