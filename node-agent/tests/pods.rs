@@ -46,9 +46,13 @@ fn wait_pod(
             return pod;
         }
         if Instant::now() > deadline {
+            let previous = cluster
+                .control
+                .kubectl("1.33", &["logs", name, "--previous"]);
             panic!(
-                "pod {name} did not get there in {timeout:?}: {}\n{}",
+                "pod {name} did not get there in {timeout:?}: {}\nits previous run's log: {}\n{}",
                 serde_json::to_string_pretty(&pod["status"]).unwrap_or_default(),
+                String::from_utf8_lossy(&previous.stdout),
                 cluster.logs()
             );
         }
@@ -226,7 +230,7 @@ fn config_map_updates_reach_the_file_and_an_agent_restart_restarts_nothing() {
     {{"apiVersion": "v1", "kind": "Pod", "metadata": {{"name": "reader", "namespace": "default"}},
       "spec": {{"nodeName": "node-0", "terminationGracePeriodSeconds": 1, "volumes": [{{"name": "cfg", "configMap": {{"name": "settings"}}}}],
         "containers": [{{"name": "c", "image": "{IMAGE}",
-          "command": ["sh", "-c", "mkdir -p /www && while true; do cp /cfg/greeting /www/next && mv /www/next /www/index.html; sleep 0.1; done & exec httpd -f -p 8080 -h /www"],
+          "command": ["sh", "-c", "mkdir -p /www; (while true; do cp /cfg/greeting /www/next && mv /www/next /www/index.html; sleep 0.1; done) & exec httpd -f -p 8080 -h /www"],
           "volumeMounts": [{{"name": "cfg", "mountPath": "/cfg"}}]}}]}}}}]}}"#
         ),
     );
@@ -290,6 +294,30 @@ fn config_map_updates_reach_the_file_and_an_agent_restart_restarts_nothing() {
         r#"{"data":{"greeting":"third"}}"#,
     ]);
     read_until(node, "third");
+
+    // Deleted (forced) while the agent is down: the restarted agent removes what is left.
+    cluster.nodes[0].kill_agent();
+    cluster.kubectl(&["delete", "pod", "reader", "--force", "--grace-period=0"]);
+    cluster.nodes[0].restart_agent();
+    let node = &cluster.nodes[0];
+    let runc_root = node.state_dir.join("runc");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let listed = node.exec(&["runc", "--root", runc_root.to_str().unwrap(), "list", "-q"]);
+        let links = node.exec(&["ip", "-o", "link", "show"]);
+        let containers = String::from_utf8_lossy(&listed.stdout).trim().to_owned();
+        let veths = String::from_utf8_lossy(&links.stdout).contains("lxc");
+        if containers.is_empty() && !veths {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "left behind: containers {containers:?}, veth {veths}\n{}",
+            node.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(get(node).is_err(), "the orphaned pod no longer answers");
 }
 
 #[test]

@@ -1,4 +1,4 @@
-//! `cargo xtask bench [dataplane|services|api]`: runs the benchmarks; they print figures and
+//! `cargo xtask bench [dataplane|services|api|pods]`: runs the benchmarks; they print figures and
 //! write reports under `report/`, and never fail on time.
 
 use clap::ValueEnum;
@@ -14,12 +14,14 @@ pub(crate) enum Suite {
     Services,
     /// The API server: mutating latency, watch delivery, memory, on redb and etcd.
     Api,
+    /// Pod startup latency on real agents, and the agents' memory and CPU.
+    Pods,
 }
 
 pub(crate) fn run(suites: &[Suite], full: bool) -> anyhow::Result<()> {
     require_root("bench")?;
     crate::setup::run()?;
-    let all = [Suite::Dataplane, Suite::Services, Suite::Api];
+    let all = [Suite::Dataplane, Suite::Services, Suite::Api, Suite::Pods];
     let suites = if suites.is_empty() { &all[..] } else { suites };
     for suite in suites {
         match suite {
@@ -38,6 +40,23 @@ pub(crate) fn run(suites: &[Suite], full: bool) -> anyhow::Result<()> {
                     "--",
                     "bench",
                     "services",
+                ]);
+                if !full {
+                    command.arg("--quick");
+                }
+                exec(&mut command)?;
+            }
+            Suite::Pods => {
+                // The cluster tier needs every binary beside the agent's, in release.
+                exec(cargo().args(["build", "--release", "--bins"]))?;
+                let mut command = cargo();
+                command.args([
+                    "bench",
+                    "--package",
+                    "strait-agent",
+                    "--bench",
+                    "pod_startup",
+                    "--",
                 ]);
                 if !full {
                     command.arg("--quick");

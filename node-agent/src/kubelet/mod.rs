@@ -13,6 +13,7 @@ pub mod pods;
 pub mod routes;
 pub mod server;
 pub mod services;
+pub mod spdy;
 
 use std::{
     net::IpAddr,
