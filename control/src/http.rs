@@ -118,7 +118,10 @@ async fn serve(
             .ok_or_else(|| ApiError::no_route(uri.path())),
         Route::Object(target)
             if target.resource.kind == "Pod"
-                && matches!(target.subresource.as_deref(), Some("log" | "exec")) =>
+                && matches!(
+                    target.subresource.as_deref(),
+                    Some("log" | "exec" | "portforward")
+                ) =>
         {
             let verb = if target.subresource.as_deref() == Some("log") {
                 "get"

@@ -1,4 +1,4 @@
-//! Proxying `pods/log` and `pods/exec` to the agent of the pod's node, as kube-apiserver does
+//! Proxying `pods/log`, `pods/exec` and `pods/portforward` to the agent of the pod's node, as kube-apiserver does
 //! with kubelets: the agent's address and port come from the Node's status (InternalIP,
 //! `daemonEndpoints.kubeletEndpoint.Port`), the server presents the node token, log bodies
 //! stream through, and an exec upgrade (WebSocket) is answered with the agent's 101 and then
@@ -32,9 +32,10 @@ const UPGRADE_HEADERS: &[&str] = &[
     "sec-websocket-version",
     "sec-websocket-protocol",
     "sec-websocket-extensions",
+    "x-stream-protocol-version",
 ];
 
-/// Serves `pods/log` or `pods/exec` for `target` through the pod's node agent.
+/// Serves `pods/log`, `pods/exec` or `pods/portforward` for `target` through the pod's node agent.
 pub async fn proxy(
     server: &Server,
     target: &Target,
@@ -64,6 +65,7 @@ pub async fn proxy(
         .collect();
     let container = match pairs.iter().position(|(k, _)| k == "container") {
         Some(i) => pairs.remove(i).1,
+        None if subresource == "portforward" => String::new(),
         None => default_container(&pod, name)?,
     };
     let node = server
@@ -83,12 +85,13 @@ pub async fn proxy(
     let port = node["status"]["daemonEndpoints"]["kubeletEndpoint"]["Port"]
         .as_u64()
         .unwrap_or(10250);
-    let path = match subresource {
-        "log" => "containerLogs",
-        _ => "exec",
-    };
     let rest: Vec<String> = pairs.iter().map(|(k, v)| format!("{k}={v}")).collect();
-    let uri = format!("/{path}/{namespace}/{name}/{container}?{}", rest.join("&"));
+    let query = rest.join("&");
+    let uri = match subresource {
+        "log" => format!("/containerLogs/{namespace}/{name}/{container}?{query}"),
+        "portforward" => format!("/portForward/{namespace}/{name}?{query}"),
+        _ => format!("/exec/{namespace}/{name}/{container}?{query}"),
+    };
     let token = server
         .pki
         .node_token()

@@ -433,6 +433,63 @@ fn kubectl_logs_follow_previous_and_exec_go_through_the_agent() {
     );
     assert!(out.status.success());
 
+    // kubectl 1.27 speaks SPDY/3.1 for exec.
+    let old = cluster.control.kubectl(
+        "1.27",
+        &[
+            "exec",
+            "talker",
+            "--",
+            "sh",
+            "-c",
+            "echo spdy; echo spdy-err >&2; exit 4",
+        ],
+    );
+    assert_eq!(String::from_utf8_lossy(&old.stdout), "spdy\n", "{old:?}");
+    assert!(
+        String::from_utf8_lossy(&old.stderr).contains("spdy-err"),
+        "{old:?}"
+    );
+    assert_eq!(old.status.code(), Some(4), "{old:?}");
+
+    // port-forward (SPDY; kubectl 1.33 falls back to it from the WebSocket tunnel) reaches a
+    // port inside the pod's namespace.
+    apply(&cluster, &web_pod("web-pf", "node-0"));
+    wait_pod(&cluster, "web-pf", Duration::from_secs(30), ready);
+    for (version, port) in [("1.33", "18080"), ("1.27", "18081")] {
+        let mut forward = cluster
+            .control
+            .kubectl_command(
+                version,
+                &["port-forward", "pod/web-pf", &format!("{port}:8080")],
+            )
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdout = forward.stdout.take().unwrap();
+        let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stdout));
+        let first = lines.next().and_then(Result::ok).unwrap_or_default();
+        if !first.starts_with("Forwarding from 127.0.0.1") {
+            let _ = forward.kill();
+            let out = forward.wait_with_output().unwrap();
+            panic!(
+                "kubectl {version} port-forward: {first} {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        for _ in 0..3 {
+            let body = http_get(cluster.control.netns(), None, &format!("127.0.0.1:{port}"));
+            assert_eq!(
+                body.as_deref(),
+                Ok("hello from web-pf\n"),
+                "kubectl {version}"
+            );
+        }
+        let _ = forward.kill();
+        let _ = forward.wait();
+    }
+
     // A container the pod does not have is named in the error.
     let bad = cluster
         .control

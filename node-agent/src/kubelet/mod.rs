@@ -14,6 +14,7 @@ pub mod routes;
 pub mod server;
 pub mod services;
 pub mod spdy;
+pub mod streaming;
 
 use std::{
     net::IpAddr,

@@ -31,7 +31,7 @@ use serde_json::json;
 use tokio::{io::AsyncWriteExt as _, net::TcpListener, sync::mpsc};
 use tracing::{debug, warn};
 
-use super::{logs, pods};
+use super::{logs, pods, spdy, streaming};
 
 /// What the handlers share.
 pub struct Endpoint {
@@ -53,6 +53,10 @@ pub async fn serve(listener: TcpListener, tls: rustls::ServerConfig, endpoint: A
             get(container_logs),
         )
         .route("/exec/{namespace}/{pod}/{container}", get(exec).post(exec))
+        .route(
+            "/portForward/{namespace}/{pod}",
+            get(port_forward).post(port_forward),
+        )
         .layer(axum::middleware::from_fn_with_state(
             Arc::clone(&endpoint),
             require_token,
@@ -349,17 +353,11 @@ async fn exec(
     UrlPath((namespace, name, container)): UrlPath<(String, String, String)>,
     RawQuery(query): RawQuery,
     upgrade: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
+    request: axum::extract::Request,
 ) -> Response {
     let (pod, _) = match locate(&endpoint, &namespace, &name, &container) {
         Ok(found) => found,
         Err((code, reason, message)) => return status_error(code, reason, message),
-    };
-    let Ok(upgrade) = upgrade else {
-        return status_error(
-            StatusCode::BAD_REQUEST,
-            "BadRequest",
-            "exec needs a WebSocket upgrade (v5.channel.k8s.io or v4.channel.k8s.io); SPDY is not served".to_owned(),
-        );
     };
     let pairs = query_pairs(query.as_deref().unwrap_or_default());
     let command: Vec<String> = pairs
@@ -383,6 +381,35 @@ async fn exec(
     }
     let id = pods::container::runc_id(pod.metadata.uid.as_deref().unwrap_or_default(), &container);
     let ctx = Arc::clone(&endpoint.ctx);
+    let upgrade = match upgrade {
+        Ok(upgrade) => upgrade,
+        Err(_) if streaming::wants_spdy(request.headers()) => {
+            let exec = streaming::ExecRequest {
+                runc_id: id,
+                command,
+                stdin,
+                stdout: flag("stdout"),
+                stderr: flag("stderr"),
+                tty,
+                protocol: "",
+            };
+            return spdy_upgrade(
+                request,
+                streaming::EXEC_PROTOCOLS.as_slice(),
+                move |session, protocol| async move {
+                    let exec = streaming::ExecRequest { protocol, ..exec };
+                    streaming::exec(session, &ctx, exec).await;
+                },
+            );
+        }
+        Err(_) => {
+            return status_error(
+                StatusCode::BAD_REQUEST,
+                "BadRequest",
+                "exec needs an upgrade: WebSocket (v5.channel.k8s.io, v4.channel.k8s.io) or SPDY/3.1".to_owned(),
+            );
+        }
+    };
     upgrade
         .protocols(EXEC_PROTOCOLS)
         .on_upgrade(move |socket| async move {
@@ -390,6 +417,96 @@ async fn exec(
                 warn!(container = %id, %error, "exec ended with an error");
             }
         })
+}
+
+/// Answers an `Upgrade: SPDY/3.1` request with 101 and the negotiated protocol, then runs
+/// `serve` on the SPDY session once the connection is handed over.
+fn spdy_upgrade<F, Fut>(
+    request: axum::extract::Request,
+    served: &[&'static str],
+    serve: F,
+) -> Response
+where
+    F: FnOnce(spdy::Session, &'static str) -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send,
+{
+    let Some(protocol) = streaming::negotiate(request.headers(), served) else {
+        return status_error(
+            StatusCode::FORBIDDEN,
+            "Forbidden",
+            format!(
+                "no protocol in common: this node serves {}",
+                served.join(", ")
+            ),
+        );
+    };
+    let mut request = request;
+    let Some(on_upgrade) = request
+        .extensions_mut()
+        .remove::<hyper::upgrade::OnUpgrade>()
+    else {
+        return status_error(
+            StatusCode::BAD_REQUEST,
+            "BadRequest",
+            "the connection cannot be upgraded".to_owned(),
+        );
+    };
+    tokio::spawn(async move {
+        match on_upgrade.await {
+            Ok(upgraded) => serve(spdy::Session::new(TokioIo::new(upgraded)), protocol).await,
+            Err(error) => warn!(%error, "SPDY upgrade failed"),
+        }
+    });
+    Response::builder()
+        .status(StatusCode::SWITCHING_PROTOCOLS)
+        .header(header::CONNECTION, "Upgrade")
+        .header(header::UPGRADE, "SPDY/3.1")
+        .header("X-Stream-Protocol-Version", protocol)
+        .body(Body::empty())
+        .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
+}
+
+async fn port_forward(
+    State(endpoint): State<Arc<Endpoint>>,
+    UrlPath((namespace, name)): UrlPath<(String, String)>,
+    request: axum::extract::Request,
+) -> Response {
+    let Some(pod) = endpoint.pods.get(&ObjectRef::new(&name).within(&namespace)) else {
+        return status_error(
+            StatusCode::NOT_FOUND,
+            "NotFound",
+            format!("pods \"{name}\" not found on this node"),
+        );
+    };
+    if !streaming::wants_spdy(request.headers()) {
+        // kubectl 1.31+ tries SPDY tunnelled in a WebSocket first; refusing the upgrade makes
+        // it fall back to plain SPDY.
+        return status_error(
+            StatusCode::BAD_REQUEST,
+            "BadRequest",
+            "port-forward is served over SPDY/3.1 (portforward.k8s.io)".to_owned(),
+        );
+    }
+    let host_network = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.host_network)
+        .unwrap_or(false);
+    let netns = (!host_network).then(|| {
+        endpoint
+            .ctx
+            .pods_dir
+            .join(pod.metadata.uid.as_deref().unwrap_or_default())
+            .join("netns")
+    });
+    let key = format!("{namespace}/{name}");
+    spdy_upgrade(
+        request,
+        &[streaming::PORT_FORWARD_PROTOCOL],
+        move |session, _| async move {
+            streaming::port_forward(session, netns, key).await;
+        },
+    )
 }
 
 /// Runs `runc exec` and carries its streams over the channel protocol: every binary message
