@@ -274,8 +274,7 @@ fn main() -> anyhow::Result<()> {
         "  agent at rest:        {rest_rss:.1} MiB PSS, {rest_cpu:.2} % of a core (mean of 2 agents, 10 s)"
     );
     println!(
-        "  agent with {} pods: {busy_rss:.1} MiB PSS, {busy_cpu:.2} % of a core (mean of 2 agents, 10 s)",
-        pods
+        "  agent with {pods} pods per node: {busy_rss:.1} MiB PSS, {busy_cpu:.2} % of a core (mean of 2 agents, 10 s)"
     );
     println!("  log shims: {shim_count}, {shim_rss:.1} MiB PSS in all");
     Ok(())
