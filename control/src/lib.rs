@@ -8,6 +8,7 @@
 pub mod alloc;
 pub mod auth;
 pub mod bootstrap;
+pub mod controllers;
 pub mod convert;
 pub mod error;
 pub mod http;

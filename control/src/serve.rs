@@ -113,6 +113,13 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         pki.node_token_file().display()
     );
 
+    let controllers = pki.dir.join("controller-manager.kubeconfig");
+    tokio::spawn(async move {
+        if let Err(error) = crate::controllers::run(&controllers).await {
+            tracing::error!(%error, "the controllers stopped");
+        }
+    });
+
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     loop {
         let (stream, peer) = tokio::select! {

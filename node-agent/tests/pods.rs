@@ -499,3 +499,90 @@ fn kubectl_logs_follow_previous_and_exec_go_through_the_agent() {
         "{bad:?}"
     );
 }
+
+#[test]
+fn a_pod_failing_readiness_leaves_its_service_and_comes_back() {
+    let (cluster, _images) = start(2);
+    let pod = |name: &str, node: &str| {
+        format!(
+            r#"{{"apiVersion": "v1", "kind": "Pod",
+  "metadata": {{"name": "{name}", "namespace": "default", "labels": {{"app": "flaky"}}}},
+  "spec": {{"nodeName": "{node}", "terminationGracePeriodSeconds": 1, "containers": [{{
+    "name": "web", "image": "{IMAGE}",
+    "command": ["sh", "-c", "mkdir -p /www && echo {name} > /www/index.html && touch /www/healthz && exec httpd -f -p 8080 -h /www"],
+    "ports": [{{"name": "http", "containerPort": 8080}}],
+    "readinessProbe": {{"httpGet": {{"path": "/healthz", "port": "http"}}, "periodSeconds": 1, "failureThreshold": 1}}
+  }}]}}}}"#
+        )
+    };
+    apply(&cluster, &pod("steady", "node-1"));
+    apply(&cluster, &pod("flaky", "node-1"));
+    // The EndpointSlice controller in strait-control fills the Service from its selector.
+    apply(
+        &cluster,
+        r#"{"apiVersion": "v1", "kind": "Service", "metadata": {"name": "flaky", "namespace": "default"},
+            "spec": {"clusterIP": "10.96.9.9", "selector": {"app": "flaky"}, "ports": [{"port": 80, "targetPort": "http"}]}}"#,
+    );
+    wait_pod(&cluster, "steady", Duration::from_secs(30), ready);
+    wait_pod(&cluster, "flaky", Duration::from_secs(30), ready);
+    let client = &cluster.nodes[0];
+    let answers = |n: usize| -> Vec<String> {
+        (0..n)
+            .filter_map(|_| {
+                http_get(&client.netns, Some(client.cgroup.path()), "10.96.9.9:80").ok()
+            })
+            .collect()
+    };
+    let both =
+        |got: &[String]| got.iter().any(|b| b == "steady\n") && got.iter().any(|b| b == "flaky\n");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !both(&answers(20)) {
+        assert!(
+            Instant::now() < deadline,
+            "both pods never answered through the Service"
+        );
+    }
+
+    // Readiness fails: the pod leaves the Service (and the slice says so), the other stays.
+    cluster.kubectl(&["exec", "flaky", "--", "rm", "/www/healthz"]);
+    wait_pod(&cluster, "flaky", Duration::from_secs(10), |p| !ready(p));
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let got = answers(20);
+        if !got.is_empty() && got.iter().all(|b| b == "steady\n") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the unready pod still answers: {got:?}"
+        );
+    }
+    let slices = cluster.kubectl(&[
+        "get",
+        "endpointslices",
+        "-l",
+        "kubernetes.io/service-name=flaky",
+        "-o",
+        "json",
+    ]);
+    let slices: Value = serde_json::from_str(&slices).unwrap();
+    let endpoints = slices["items"][0]["endpoints"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let flaky = endpoints
+        .iter()
+        .find(|e| e["targetRef"]["name"] == "flaky")
+        .expect("the unready pod is still listed");
+    assert_eq!(flaky["conditions"]["ready"], false, "{flaky}");
+
+    // Ready again: back in the Service.
+    cluster.kubectl(&["exec", "flaky", "--", "touch", "/www/healthz"]);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !both(&answers(20)) {
+        assert!(
+            Instant::now() < deadline,
+            "the pod never came back into the Service"
+        );
+    }
+}
