@@ -8,7 +8,8 @@
 //! - create → Ready (the API's Ready condition, seen through a watch);
 //! - create → reachable through its Service from a client on the other node (socket-level
 //!   translation), counting the EndpointSlice write: the benchmark writes each pod's slice the
-//!   moment the pod is Ready, as the EndpointSlice controller (issue 6) will.
+//!   moment the pod is Ready (the Services have no selector, so the controller in
+//!   strait-control stays out of the figures).
 //!
 //! It also reports the agent's proportional memory (PSS) and CPU at rest and with the pods running, and
 //! the log shims' memory. Figures only: nothing here passes or fails on time. `--quick` uses
