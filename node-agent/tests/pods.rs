@@ -586,3 +586,63 @@ fn a_pod_failing_readiness_leaves_its_service_and_comes_back() {
         );
     }
 }
+
+#[test]
+fn pods_without_a_node_are_scheduled_and_ones_that_fit_nowhere_say_why() {
+    let (cluster, _images) = start(2);
+    apply(
+        &cluster,
+        &format!(
+            r#"{{"apiVersion": "v1", "kind": "List", "items": [
+    {{"apiVersion": "v1", "kind": "Pod", "metadata": {{"name": "anywhere", "namespace": "default"}},
+      "spec": {{"containers": [{{"name": "c", "image": "{IMAGE}", "command": ["sleep", "1000"],
+        "resources": {{"requests": {{"cpu": "100m", "memory": "16Mi"}}}}}}]}}}},
+    {{"apiVersion": "v1", "kind": "Pod", "metadata": {{"name": "pinned", "namespace": "default"}},
+      "spec": {{"nodeSelector": {{"kubernetes.io/hostname": "node-1"}},
+        "containers": [{{"name": "c", "image": "{IMAGE}", "command": ["sleep", "1000"]}}]}}}},
+    {{"apiVersion": "v1", "kind": "Pod", "metadata": {{"name": "huge", "namespace": "default"}},
+      "spec": {{"containers": [{{"name": "c", "image": "{IMAGE}", "command": ["sleep", "1000"],
+        "resources": {{"requests": {{"cpu": "64"}}}}}}]}}}}]}}"#
+        ),
+    );
+    let anywhere = wait_pod(&cluster, "anywhere", Duration::from_secs(30), |p| {
+        p["status"]["phase"] == "Running"
+    });
+    let node = anywhere["spec"]["nodeName"].as_str().unwrap_or_default();
+    assert!(node == "node-0" || node == "node-1", "{node}");
+    assert_eq!(
+        anywhere["status"]["hostIP"],
+        cluster.nodes.iter().find(|n| n.name == node).unwrap().ip
+    );
+    let pinned = wait_pod(&cluster, "pinned", Duration::from_secs(30), |p| {
+        p["status"]["phase"] == "Running"
+    });
+    assert_eq!(pinned["spec"]["nodeName"], "node-1");
+
+    let huge = wait_pod(&cluster, "huge", Duration::from_secs(30), |p| {
+        p["status"]["conditions"].as_array().is_some_and(|c| {
+            c.iter()
+                .any(|c| c["type"] == "PodScheduled" && c["reason"] == "Unschedulable")
+        })
+    });
+    assert_eq!(huge["status"]["phase"], "Pending");
+    assert!(huge["spec"]["nodeName"].is_null(), "{huge}");
+    let events = cluster.kubectl(&["get", "events", "-o", "json"]);
+    let events: Value = serde_json::from_str(&events).unwrap();
+    let failed = events["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|e| e["reason"] == "FailedScheduling" && e["involvedObject"]["name"] == "huge")
+        .unwrap_or_else(|| {
+            panic!(
+                "no FailedScheduling event: {events}\n{}",
+                cluster.control.log()
+            )
+        });
+    assert_eq!(
+        failed["message"],
+        "0/2 nodes are available: 2 Insufficient cpu."
+    );
+    assert_eq!(failed["type"], "Warning");
+}

@@ -235,19 +235,19 @@ pub async fn run(client: Client) {
         ),
     )
     .default_backoff()
-    .for_each(notify(Arc::clone(&changed)));
+    .for_each(super::wake(Arc::clone(&changed)));
     let w2 = reflector(
         pods_w,
         watcher(Api::<Pod>::all(client.clone()), watcher::Config::default()),
     )
     .default_backoff()
-    .for_each(notify(Arc::clone(&changed)));
+    .for_each(super::wake(Arc::clone(&changed)));
     let w3 = reflector(
         nodes_w,
         watcher(Api::<Node>::all(client.clone()), watcher::Config::default()),
     )
     .default_backoff()
-    .for_each(notify(Arc::clone(&changed)));
+    .for_each(super::wake(Arc::clone(&changed)));
     let reconcile = async move {
         let _ = tokio::join!(
             services.wait_until_ready(),
@@ -284,19 +284,6 @@ pub async fn run(client: Client) {
         }
     };
     tokio::join!(w1, w2, w3, reconcile);
-}
-
-/// A watch stream's consumer: every event (or error, logged) wakes the reconciler.
-fn notify<T>(
-    changed: Arc<Notify>,
-) -> impl FnMut(Result<T, watcher::Error>) -> futures::future::Ready<()> {
-    move |event| {
-        if let Err(error) = event {
-            warn!(%error, "endpointslice controller watch");
-        }
-        changed.notify_one();
-        futures::future::ready(())
-    }
 }
 
 /// Writes the Service's slices and Endpoints where they differ from what was last written.

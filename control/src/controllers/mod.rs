@@ -2,8 +2,10 @@
 //! a kube-rs client of the API this process serves, with the controller-manager identity.
 //!
 //! - [`endpointslice`]: EndpointSlices and Endpoints for Services with selectors.
+//! - [`scheduler`]: binds pods without a node.
 
 pub mod endpointslice;
+pub mod scheduler;
 
 use std::path::Path;
 
@@ -17,6 +19,19 @@ pub async fn run(kubeconfig: &Path) -> anyhow::Result<()> {
     let file = Kubeconfig::read_from(kubeconfig)?;
     let config = kube::Config::from_custom_kubeconfig(file, &KubeConfigOptions::default()).await?;
     let client = Client::try_from(config)?;
-    endpointslice::run(client).await;
+    tokio::join!(endpointslice::run(client.clone()), scheduler::run(client));
     Ok(())
+}
+
+/// A watch stream's consumer: every event (or error, logged) wakes the reconciler.
+pub(crate) fn wake<T>(
+    changed: std::sync::Arc<tokio::sync::Notify>,
+) -> impl FnMut(Result<T, kube::runtime::watcher::Error>) -> futures::future::Ready<()> {
+    move |event| {
+        if let Err(error) = event {
+            tracing::warn!(%error, "controller watch");
+        }
+        changed.notify_one();
+        futures::future::ready(())
+    }
 }
