@@ -646,3 +646,64 @@ fn pods_without_a_node_are_scheduled_and_ones_that_fit_nowhere_say_why() {
     );
     assert_eq!(failed["type"], "Warning");
 }
+
+#[test]
+fn a_replicaset_keeps_its_pods_scheduled_and_running() {
+    let (cluster, _images) = start(2);
+    apply(
+        &cluster,
+        &format!(
+            r#"{{"apiVersion": "apps/v1", "kind": "ReplicaSet", "metadata": {{"name": "web", "namespace": "default"}},
+  "spec": {{"replicas": 3, "selector": {{"matchLabels": {{"app": "rs-web"}}}},
+    "template": {{"metadata": {{"labels": {{"app": "rs-web"}}}},
+      "spec": {{"terminationGracePeriodSeconds": 1, "containers": [{{"name": "c", "image": "{IMAGE}", "command": ["sleep", "1000"]}}]}}}}}}}}"#
+        ),
+    );
+    let running = |want: usize| {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let out = cluster.kubectl(&["get", "pods", "-l", "app=rs-web", "-o", "json"]);
+            let pods: Value = serde_json::from_str(&out).unwrap();
+            let items = pods["items"].as_array().cloned().unwrap_or_default();
+            let live: Vec<&Value> = items
+                .iter()
+                .filter(|p| p["metadata"]["deletionTimestamp"].is_null())
+                .collect();
+            let all_running = live.iter().all(|p| p["status"]["phase"] == "Running");
+            if live.len() == want && all_running {
+                return live
+                    .iter()
+                    .map(|p| {
+                        p["metadata"]["name"]
+                            .as_str()
+                            .unwrap_or_default()
+                            .to_owned()
+                    })
+                    .collect::<Vec<_>>();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "wanted {want} running pods: {out}\n{}",
+                cluster.logs()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+    let three = running(3);
+    assert!(three.iter().all(|n| n.starts_with("web-")), "{three:?}");
+    let status = cluster.kubectl(&[
+        "get",
+        "rs",
+        "web",
+        "-o",
+        "jsonpath={.status.replicas}/{.status.readyReplicas}",
+    ]);
+    assert!(status.starts_with("3/"), "{status}");
+
+    // A deleted pod is replaced; scaling down removes the extra ones.
+    cluster.kubectl(&["delete", "pod", &three[0], "--wait=false"]);
+    let replaced = running(3);
+    assert!(!replaced.contains(&three[0]), "{replaced:?}");
+    cluster.kubectl(&["scale", "rs", "web", "--replicas=1"]);
+    running(1);
+}

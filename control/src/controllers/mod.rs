@@ -2,9 +2,11 @@
 //! a kube-rs client of the API this process serves, with the controller-manager identity.
 //!
 //! - [`endpointslice`]: EndpointSlices and Endpoints for Services with selectors.
+//! - [`replicaset`]: each ReplicaSet's pods.
 //! - [`scheduler`]: binds pods without a node.
 
 pub mod endpointslice;
+pub mod replicaset;
 pub mod scheduler;
 
 use std::path::Path;
@@ -19,7 +21,11 @@ pub async fn run(kubeconfig: &Path) -> anyhow::Result<()> {
     let file = Kubeconfig::read_from(kubeconfig)?;
     let config = kube::Config::from_custom_kubeconfig(file, &KubeConfigOptions::default()).await?;
     let client = Client::try_from(config)?;
-    tokio::join!(endpointslice::run(client.clone()), scheduler::run(client));
+    tokio::join!(
+        endpointslice::run(client.clone()),
+        replicaset::run(client.clone()),
+        scheduler::run(client)
+    );
     Ok(())
 }
 

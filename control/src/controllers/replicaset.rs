@@ -1,0 +1,386 @@
+//! The ReplicaSet controller, as kube-controller-manager's: each ReplicaSet keeps `replicas`
+//! pods from its template, adopting matching orphans and releasing nothing it does not own;
+//! its status counts them. The plan is pure ([`plan`]); [`run`] watches ReplicaSets and Pods
+//! and carries the plan out.
+
+use std::{collections::BTreeMap, sync::Arc, time::Duration};
+
+use futures::StreamExt as _;
+use k8s_openapi::api::{apps::v1::ReplicaSet, core::v1::Pod};
+use kube::{
+    Api, Client, ResourceExt as _,
+    api::{DeleteParams, Patch, PatchParams, PostParams},
+    runtime::{WatchStreamExt as _, reflector, watcher},
+};
+use serde_json::{Value, json};
+use tokio::sync::Notify;
+use tracing::{info, warn};
+
+/// How long creations and deletions not yet seen through the watch hold a ReplicaSet back.
+const EXPECTATIONS_TTL: Duration = Duration::from_secs(30);
+
+/// What to do for one ReplicaSet.
+#[derive(Debug, Default, PartialEq)]
+pub struct Plan {
+    /// Pods to create (from the template).
+    pub create: usize,
+    /// Pods to delete, by name, least valuable first.
+    pub delete: Vec<String>,
+    /// Orphans matching the selector to adopt, by name.
+    pub adopt: Vec<String>,
+    /// The status to write.
+    pub status: Value,
+}
+
+fn selects(rs: &ReplicaSet, pod: &Pod) -> bool {
+    let Some(selector) = rs.spec.as_ref().map(|s| &s.selector) else {
+        return false;
+    };
+    let labels = pod.labels();
+    let labels_ok = selector
+        .match_labels
+        .iter()
+        .flatten()
+        .all(|(k, v)| labels.get(k) == Some(v));
+    let expressions_ok = selector.match_expressions.iter().flatten().all(|e| {
+        let value = labels.get(&e.key);
+        let values = e.values.as_deref().unwrap_or(&[]);
+        match e.operator.as_str() {
+            "In" => value.is_some_and(|v| values.contains(v)),
+            "NotIn" => value.is_none_or(|v| !values.contains(v)),
+            "Exists" => value.is_some(),
+            "DoesNotExist" => value.is_none(),
+            _ => false,
+        }
+    });
+    labels_ok && expressions_ok
+}
+
+fn controller_uid(pod: &Pod) -> Option<&str> {
+    pod.metadata
+        .owner_references
+        .iter()
+        .flatten()
+        .find(|o| o.controller == Some(true))
+        .map(|o| o.uid.as_str())
+}
+
+fn active(pod: &Pod) -> bool {
+    pod.metadata.deletion_timestamp.is_none()
+        && !matches!(
+            pod.status.as_ref().and_then(|s| s.phase.as_deref()),
+            Some("Succeeded" | "Failed")
+        )
+}
+
+fn ready(pod: &Pod) -> bool {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+/// The plan for `rs` given every pod of its namespace. Pure.
+pub fn plan(rs: &ReplicaSet, pods: &[Arc<Pod>]) -> Plan {
+    let uid = rs.uid().unwrap_or_default();
+    let want = usize::try_from(rs.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1)).unwrap_or(0);
+    let mut owned: Vec<&Arc<Pod>> = Vec::new();
+    let mut adopt = Vec::new();
+    for pod in pods.iter().filter(|p| active(p)) {
+        match controller_uid(pod) {
+            Some(owner) if owner == uid => owned.push(pod),
+            None if selects(rs, pod) && rs.metadata.deletion_timestamp.is_none() => {
+                adopt.push(pod.name_any());
+                owned.push(pod);
+            }
+            _ => {}
+        }
+    }
+    let mut plan = Plan {
+        adopt,
+        ..Plan::default()
+    };
+    if owned.len() < want {
+        plan.create = want - owned.len();
+    } else if owned.len() > want {
+        // kube-controller-manager's order: unscheduled, then not ready, then the newest.
+        let mut ranked = owned.clone();
+        ranked.sort_by_key(|p| {
+            let scheduled = p.spec.as_ref().and_then(|s| s.node_name.as_ref()).is_some();
+            let created = p.metadata.creation_timestamp.as_ref().map(|t| t.0);
+            (scheduled, ready(p), std::cmp::Reverse(created))
+        });
+        plan.delete = ranked
+            .iter()
+            .take(owned.len() - want)
+            .map(|p| p.name_any())
+            .collect();
+    }
+    let labelled = owned.len();
+    let ready_count = owned.iter().filter(|p| ready(p)).count();
+    plan.status = json!({
+        "replicas": owned.len(),
+        "fullyLabeledReplicas": labelled,
+        "readyReplicas": ready_count,
+        "availableReplicas": ready_count,
+        "observedGeneration": rs.metadata.generation.unwrap_or(0),
+    });
+    plan
+}
+
+/// A pod from the ReplicaSet's template, owned by it.
+pub fn pod_from_template(rs: &ReplicaSet) -> Value {
+    let template = rs
+        .spec
+        .as_ref()
+        .and_then(|s| s.template.as_ref())
+        .and_then(|t| serde_json::to_value(t).ok())
+        .unwrap_or_default();
+    let mut metadata = template["metadata"].clone();
+    if !metadata.is_object() {
+        metadata = json!({});
+    }
+    metadata["generateName"] = json!(format!("{}-", rs.name_any()));
+    metadata["namespace"] = json!(rs.namespace());
+    metadata["ownerReferences"] = json!([{
+        "apiVersion": "apps/v1", "kind": "ReplicaSet", "name": rs.name_any(),
+        "uid": rs.uid(), "controller": true, "blockOwnerDeletion": true,
+    }]);
+    json!({"apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": template["spec"]})
+}
+
+/// Watches ReplicaSets and Pods and keeps each ReplicaSet's pods.
+pub async fn run(client: Client) {
+    let changed = Arc::new(Notify::new());
+    let (sets, sets_w) = reflector::store::<ReplicaSet>();
+    let (pods, pods_w) = reflector::store::<Pod>();
+    let w1 = reflector(
+        sets_w,
+        watcher(
+            Api::<ReplicaSet>::all(client.clone()),
+            watcher::Config::default(),
+        ),
+    )
+    .default_backoff()
+    .for_each(super::wake(Arc::clone(&changed)));
+    let w2 = reflector(
+        pods_w,
+        watcher(Api::<Pod>::all(client.clone()), watcher::Config::default()),
+    )
+    .default_backoff()
+    .for_each(super::wake(Arc::clone(&changed)));
+    let reconcile = async move {
+        let _ = tokio::join!(sets.wait_until_ready(), pods.wait_until_ready());
+        // Pods created or deleted but not yet seen through the watch, per ReplicaSet uid
+        // (kube-controller-manager's "expectations"): without them a burst is doubled.
+        let mut pending: BTreeMap<String, (usize, Vec<String>, std::time::Instant)> =
+            BTreeMap::new();
+        loop {
+            let mut by_namespace: BTreeMap<String, Vec<Arc<Pod>>> = BTreeMap::new();
+            for pod in pods.state() {
+                by_namespace
+                    .entry(pod.namespace().unwrap_or_default())
+                    .or_default()
+                    .push(pod);
+            }
+            for rs in sets.state() {
+                let namespace = rs.namespace().unwrap_or_default();
+                let uid = rs.uid().unwrap_or_default();
+                let in_namespace = by_namespace.get(&namespace).map_or(&[][..], Vec::as_slice);
+                let owned_now = in_namespace
+                    .iter()
+                    .filter(|p| active(p) && controller_uid(p) == Some(uid.as_str()))
+                    .count();
+                if let Some((expected, deleting, since)) = pending.get(&uid) {
+                    let seen_deleted = deleting
+                        .iter()
+                        .all(|n| !in_namespace.iter().any(|p| p.name_any() == *n && active(p)));
+                    // Expectations lapse after a while (kube-controller-manager's TTL), so
+                    // a pod removed before we saw it cannot stall the ReplicaSet.
+                    let waiting = owned_now < *expected || !seen_deleted;
+                    if waiting && since.elapsed() < EXPECTATIONS_TTL {
+                        continue;
+                    }
+                    pending.remove(&uid);
+                }
+                let plan = plan(&rs, in_namespace);
+                if let Err(error) = carry_out(&client, &rs, &plan).await {
+                    warn!(replicaset = %format!("{namespace}/{}", rs.name_any()), %error, "replicaset sync failed");
+                    continue;
+                }
+                if plan.create > 0 || !plan.delete.is_empty() {
+                    let expected = owned_now + plan.adopt.len() + plan.create;
+                    pending.insert(
+                        uid,
+                        (
+                            expected.saturating_sub(plan.delete.len()),
+                            plan.delete.clone(),
+                            std::time::Instant::now(),
+                        ),
+                    );
+                }
+            }
+            let _ = tokio::time::timeout(Duration::from_secs(30), changed.notified()).await;
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    };
+    tokio::join!(w1, w2, reconcile);
+}
+
+async fn carry_out(client: &Client, rs: &ReplicaSet, plan: &Plan) -> kube::Result<()> {
+    let namespace = rs.namespace().unwrap_or_default();
+    let name = rs.name_any();
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &namespace);
+    for orphan in &plan.adopt {
+        let patch = json!({"metadata": {"ownerReferences": [{
+            "apiVersion": "apps/v1", "kind": "ReplicaSet", "name": name,
+            "uid": rs.uid(), "controller": true, "blockOwnerDeletion": true,
+        }]}});
+        pods.patch(orphan, &PatchParams::default(), &Patch::Merge(&patch))
+            .await?;
+    }
+    for _ in 0..plan.create {
+        let pod: Pod =
+            serde_json::from_value(pod_from_template(rs)).map_err(kube::Error::SerdeError)?;
+        let created = pods.create(&PostParams::default(), &pod).await?;
+        info!(replicaset = %format!("{namespace}/{name}"), pod = %created.name_any(), "pod created");
+    }
+    for victim in &plan.delete {
+        match pods.delete(victim, &DeleteParams::default()).await {
+            Ok(_) => {
+                info!(replicaset = %format!("{namespace}/{name}"), pod = %victim, "pod deleted")
+            }
+            Err(kube::Error::Api(s)) if s.code == 404 => {}
+            Err(error) => return Err(error),
+        }
+    }
+    let current = serde_json::to_value(&rs.status).unwrap_or_default();
+    let changed = plan.status.as_object().is_some_and(|want| {
+        want.iter()
+            .any(|(k, v)| current.get(k).unwrap_or(&json!(0)) != v)
+    });
+    if changed {
+        let sets: Api<ReplicaSet> = Api::namespaced(client.clone(), &namespace);
+        sets.patch_status(
+            &name,
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"status": plan.status})),
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rs(replicas: i32) -> ReplicaSet {
+        serde_json::from_value(json!({
+            "metadata": {"name": "web-abc", "namespace": "d", "uid": "rs-uid", "generation": 2},
+            "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": "web"}},
+                     "template": {"metadata": {"labels": {"app": "web"}},
+                                  "spec": {"containers": [{"name": "c", "image": "busybox"}]}}},
+        }))
+        .unwrap()
+    }
+
+    fn pod(
+        name: &str,
+        owner: Option<&str>,
+        node: Option<&str>,
+        ready: bool,
+        created: &str,
+    ) -> Arc<Pod> {
+        let mut value = json!({
+            "metadata": {"name": name, "namespace": "d", "labels": {"app": "web"}, "creationTimestamp": created},
+            "spec": {"containers": [{"name": "c"}]},
+            "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": if ready {"True"} else {"False"}}]},
+        });
+        if let Some(owner) = owner {
+            value["metadata"]["ownerReferences"] = json!([{"apiVersion": "apps/v1", "kind": "ReplicaSet",
+                "name": "x", "uid": owner, "controller": true}]);
+        }
+        if let Some(node) = node {
+            value["spec"]["nodeName"] = json!(node);
+        }
+        Arc::new(serde_json::from_value(value).unwrap())
+    }
+
+    #[test]
+    fn it_creates_what_is_missing_and_adopts_orphans() {
+        let pods = vec![
+            pod(
+                "mine",
+                Some("rs-uid"),
+                Some("n"),
+                true,
+                "2026-01-01T00:00:00Z",
+            ),
+            pod("orphan", None, Some("n"), false, "2026-01-01T00:00:01Z"),
+            pod(
+                "theirs",
+                Some("other"),
+                Some("n"),
+                true,
+                "2026-01-01T00:00:02Z",
+            ),
+        ];
+        let p = plan(&rs(4), &pods);
+        assert_eq!(p.create, 2);
+        assert_eq!(p.adopt, ["orphan"]);
+        assert!(p.delete.is_empty());
+        assert_eq!(p.status["replicas"], 2);
+        assert_eq!(p.status["readyReplicas"], 1);
+        assert_eq!(p.status["observedGeneration"], 2);
+        let template = pod_from_template(&rs(1));
+        assert_eq!(template["metadata"]["generateName"], "web-abc-");
+        assert_eq!(template["metadata"]["labels"]["app"], "web");
+        assert_eq!(template["metadata"]["ownerReferences"][0]["uid"], "rs-uid");
+    }
+
+    #[test]
+    fn scaling_down_removes_unscheduled_then_unready_then_newest() {
+        let pods = vec![
+            pod(
+                "old-ready",
+                Some("rs-uid"),
+                Some("n"),
+                true,
+                "2026-01-01T00:00:00Z",
+            ),
+            pod(
+                "new-ready",
+                Some("rs-uid"),
+                Some("n"),
+                true,
+                "2026-01-01T00:00:05Z",
+            ),
+            pod(
+                "unready",
+                Some("rs-uid"),
+                Some("n"),
+                false,
+                "2026-01-01T00:00:01Z",
+            ),
+            pod(
+                "pending",
+                Some("rs-uid"),
+                None,
+                false,
+                "2026-01-01T00:00:02Z",
+            ),
+        ];
+        assert_eq!(
+            plan(&rs(1), &pods).delete,
+            ["pending", "unready", "new-ready"]
+        );
+        assert_eq!(
+            plan(&rs(4), &pods),
+            Plan {
+                status: plan(&rs(4), &pods).status,
+                ..Plan::default()
+            }
+        );
+    }
+}
