@@ -5,7 +5,6 @@ use std::{net::IpAddr, sync::Arc};
 use anyhow::Context as _;
 use axum::body::Body;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject as _};
 use strait_store::Store;
 use tokio::net::TcpListener;
 
@@ -166,21 +165,12 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
 }
 
 fn tls_config(pki: &Pki) -> anyhow::Result<rustls::ServerConfig> {
-    let certs = CertificateDer::pem_slice_iter(pki.server_cert_pem.as_bytes())
-        .collect::<Result<Vec<_>, _>>()
-        .context("the serving certificate is not PEM")?;
-    let key = PrivateKeyDer::from_pem_slice(pki.server_key_pem.as_bytes())
-        .context("the serving key is not PEM")?;
-    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .context("TLS protocol versions")?
-    .with_no_client_auth()
-    .with_single_cert(certs, key)
-    .context("the serving certificate does not match its key")?;
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok(config)
+    strait_tls::server_config(
+        &pki.server_cert_pem,
+        &pki.server_key_pem,
+        &[b"h2", b"http/1.1"],
+    )
+    .context("the serving certificate")
 }
 
 /// Every interval, forget history older than the revision seen one interval ago.

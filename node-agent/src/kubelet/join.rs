@@ -8,12 +8,7 @@ use std::{
 };
 
 use base64::Engine as _;
-use rustls::{
-    DigitallySignedStruct, SignatureScheme,
-    client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier},
-    crypto::CryptoProvider,
-    pki_types::{CertificateDer, ServerName, UnixTime},
-};
+use rustls::pki_types::ServerName;
 use strait_api::join::{CACERTS_PATH, JoinToken, JoinTokenError};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
@@ -110,13 +105,7 @@ async fn fetch_cacerts(server: &str) -> Result<String, JoinError> {
     } else {
         format!("{authority}:443")
     };
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(Arc::clone(&provider))
-        .with_safe_default_protocol_versions()
-        .map_err(|e| fail(e.to_string()))?
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(Unverified(provider)))
-        .with_no_client_auth();
+    let config = strait_tls::unverified_client_config(&[]).map_err(|e| fail(e.to_string()))?;
     let name = ServerName::try_from(host.to_owned()).map_err(|e| fail(e.to_string()))?;
     let exchange = async {
         let tcp = tokio::net::TcpStream::connect(&address)
@@ -175,55 +164,6 @@ fn dechunk(mut body: &str) -> Option<String> {
         }
         out.push_str(rest.get(..size)?);
         body = rest.get(size..)?.strip_prefix("\r\n")?;
-    }
-}
-
-/// Accepts any certificate. Only for fetching the CA, which is then checked against the pin.
-#[derive(Debug)]
-struct Unverified(Arc<CryptoProvider>);
-
-impl ServerCertVerifier for Unverified {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
     }
 }
 

@@ -26,7 +26,6 @@ use futures::{SinkExt as _, StreamExt as _};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use k8s_openapi::api::core::v1::Pod;
 use kube::runtime::reflector::{ObjectRef, Store};
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject as _};
 use serde_json::json;
 use tokio::{io::AsyncWriteExt as _, net::TcpListener, sync::mpsc};
 use tracing::{debug, warn};
@@ -84,19 +83,12 @@ pub async fn serve(listener: TcpListener, tls: rustls::ServerConfig, endpoint: A
 /// A self-signed serving certificate for `names`, and the TLS config around it.
 pub fn tls_config(names: Vec<String>) -> Result<rustls::ServerConfig, String> {
     let cert = rcgen::generate_simple_self_signed(names).map_err(|e| e.to_string())?;
-    let certs = vec![CertificateDer::from(cert.cert.der().to_vec())];
-    let key = PrivateKeyDer::from_pem_slice(cert.signing_key.serialize_pem().as_bytes())
-        .map_err(|e| e.to_string())?;
-    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .map_err(|e| e.to_string())?
-    .with_no_client_auth()
-    .with_single_cert(certs, key)
-    .map_err(|e| e.to_string())?;
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(config)
+    strait_tls::server_config(
+        &cert.cert.pem(),
+        &cert.signing_key.serialize_pem(),
+        &[b"http/1.1"],
+    )
+    .map_err(|e| e.to_string())
 }
 
 async fn require_token(
