@@ -13,6 +13,7 @@ pub mod join;
 pub mod openapi;
 pub mod patch;
 pub mod protobuf;
+pub mod query;
 pub mod registry;
 pub mod selector;
 pub mod table;

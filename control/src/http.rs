@@ -128,37 +128,37 @@ async fn serve(
             } else {
                 "create"
             };
-            server.authorizer.authorize(
-                &identity,
-                &Attributes {
-                    verb,
-                    group: target.resource.group,
-                    resource: target.resource.plural,
-                    subresource: target.subresource.as_deref(),
-                    namespace: target.namespace.as_deref(),
-                    name: target.name.as_deref(),
-                },
-            )?;
+            authorize(server, &identity, verb, &target)?;
             let upgrade = upgrade.filter(|_| headers.contains_key(header::UPGRADE));
             nodes::proxy(server, &target, &method, uri.query(), headers, upgrade).await
         }
         Route::Object(target) => {
             let options = Options::parse(uri.query())?;
             let verb = verb(&method, &target, &options)?;
-            server.authorizer.authorize(
-                &identity,
-                &Attributes {
-                    verb,
-                    group: target.resource.group,
-                    resource: target.resource.plural,
-                    subresource: target.subresource.as_deref(),
-                    namespace: target.namespace.as_deref(),
-                    name: target.name.as_deref(),
-                },
-            )?;
+            authorize(server, &identity, verb, &target)?;
             object(server, verb, &target, &options, accept, headers, body).await
         }
     }
+}
+
+/// Asks the authorizer whether `identity` may `verb` the target.
+fn authorize(
+    server: &Server,
+    identity: &Identity,
+    verb: &'static str,
+    target: &Target,
+) -> Result<(), ApiError> {
+    server.authorizer.authorize(
+        identity,
+        &Attributes {
+            verb,
+            group: target.resource.group,
+            resource: target.resource.plural,
+            subresource: target.subresource.as_deref(),
+            namespace: target.namespace.as_deref(),
+            name: target.name.as_deref(),
+        },
+    )
 }
 
 /// The Kubernetes verb of a request.

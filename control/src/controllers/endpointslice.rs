@@ -16,7 +16,6 @@ use std::{
     time::Duration,
 };
 
-use futures::StreamExt as _;
 use k8s_openapi::api::{
     core::v1::{Endpoints, Node, Pod, Service},
     discovery::v1::EndpointSlice,
@@ -24,9 +23,9 @@ use k8s_openapi::api::{
 use kube::{
     Api, Client, ResourceExt as _,
     api::{DeleteParams, ListParams, Patch, PatchParams, PostParams},
-    runtime::{WatchStreamExt as _, reflector, watcher},
 };
 use serde_json::{Value, json};
+use strait_kubewatch::cache;
 use tokio::sync::Notify;
 use tracing::{info, warn};
 
@@ -224,30 +223,24 @@ pub fn endpoints(service: &Service, slices: &[Value]) -> Value {
 /// Watches Services, Pods and Nodes and keeps every selector Service's slices and Endpoints.
 pub async fn run(client: Client) {
     let changed = Arc::new(Notify::new());
-    let (services, services_w) = reflector::store::<Service>();
-    let (pods, pods_w) = reflector::store::<Pod>();
-    let (nodes, nodes_w) = reflector::store::<Node>();
-    let w1 = reflector(
-        services_w,
-        watcher(
-            Api::<Service>::all(client.clone()),
-            watcher::Config::default(),
-        ),
-    )
-    .default_backoff()
-    .for_each(super::wake(Arc::clone(&changed)));
-    let w2 = reflector(
-        pods_w,
-        watcher(Api::<Pod>::all(client.clone()), watcher::Config::default()),
-    )
-    .default_backoff()
-    .for_each(super::wake(Arc::clone(&changed)));
-    let w3 = reflector(
-        nodes_w,
-        watcher(Api::<Node>::all(client.clone()), watcher::Config::default()),
-    )
-    .default_backoff()
-    .for_each(super::wake(Arc::clone(&changed)));
+    let (services, w1) = cache(
+        Api::<Service>::all(client.clone()),
+        Default::default(),
+        &changed,
+        "services",
+    );
+    let (pods, w2) = cache(
+        Api::<Pod>::all(client.clone()),
+        Default::default(),
+        &changed,
+        "pods",
+    );
+    let (nodes, w3) = cache(
+        Api::<Node>::all(client.clone()),
+        Default::default(),
+        &changed,
+        "nodes",
+    );
     let reconcile = async move {
         let _ = tokio::join!(
             services.wait_until_ready(),

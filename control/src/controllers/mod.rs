@@ -28,16 +28,3 @@ pub async fn run(kubeconfig: &Path) -> anyhow::Result<()> {
     );
     Ok(())
 }
-
-/// A watch stream's consumer: every event (or error, logged) wakes the reconciler.
-pub(crate) fn wake<T>(
-    changed: std::sync::Arc<tokio::sync::Notify>,
-) -> impl FnMut(Result<T, kube::runtime::watcher::Error>) -> futures::future::Ready<()> {
-    move |event| {
-        if let Err(error) = event {
-            tracing::warn!(%error, "controller watch");
-        }
-        changed.notify_one();
-        futures::future::ready(())
-    }
-}

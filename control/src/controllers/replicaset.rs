@@ -5,14 +5,13 @@
 
 use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
-use futures::StreamExt as _;
 use k8s_openapi::api::{apps::v1::ReplicaSet, core::v1::Pod};
 use kube::{
     Api, Client, ResourceExt as _,
     api::{DeleteParams, Patch, PatchParams, PostParams},
-    runtime::{WatchStreamExt as _, reflector, watcher},
 };
 use serde_json::{Value, json};
+use strait_kubewatch::cache;
 use tokio::sync::Notify;
 use tracing::{info, warn};
 
@@ -152,23 +151,18 @@ pub fn pod_from_template(rs: &ReplicaSet) -> Value {
 /// Watches ReplicaSets and Pods and keeps each ReplicaSet's pods.
 pub async fn run(client: Client) {
     let changed = Arc::new(Notify::new());
-    let (sets, sets_w) = reflector::store::<ReplicaSet>();
-    let (pods, pods_w) = reflector::store::<Pod>();
-    let w1 = reflector(
-        sets_w,
-        watcher(
-            Api::<ReplicaSet>::all(client.clone()),
-            watcher::Config::default(),
-        ),
-    )
-    .default_backoff()
-    .for_each(super::wake(Arc::clone(&changed)));
-    let w2 = reflector(
-        pods_w,
-        watcher(Api::<Pod>::all(client.clone()), watcher::Config::default()),
-    )
-    .default_backoff()
-    .for_each(super::wake(Arc::clone(&changed)));
+    let (sets, w1) = cache(
+        Api::<ReplicaSet>::all(client.clone()),
+        Default::default(),
+        &changed,
+        "replicasets",
+    );
+    let (pods, w2) = cache(
+        Api::<Pod>::all(client.clone()),
+        Default::default(),
+        &changed,
+        "pods",
+    );
     let reconcile = async move {
         let _ = tokio::join!(sets.wait_until_ready(), pods.wait_until_ready());
         // Pods created or deleted but not yet seen through the watch, per ReplicaSet uid

@@ -17,15 +17,14 @@ use std::{
     time::Duration,
 };
 
-use futures::StreamExt as _;
 use k8s_openapi::api::core::v1::{Container, Node, Pod, Toleration};
 use kube::{
     Api, Client, ResourceExt as _,
     api::{Patch, PatchParams, PostParams},
-    runtime::{WatchStreamExt as _, reflector, watcher},
 };
 use serde_json::json;
 use strait_api::validate::parse_quantity;
+use strait_kubewatch::cache;
 use tokio::sync::Notify;
 use tracing::{info, warn};
 
@@ -345,20 +344,18 @@ fn pending(pod: &Pod) -> bool {
 /// Watches Pods and Nodes and binds pending pods.
 pub async fn run(client: Client) {
     let changed = Arc::new(Notify::new());
-    let (pods, pods_w) = reflector::store::<Pod>();
-    let (nodes, nodes_w) = reflector::store::<Node>();
-    let w1 = reflector(
-        pods_w,
-        watcher(Api::<Pod>::all(client.clone()), watcher::Config::default()),
-    )
-    .default_backoff()
-    .for_each(super::wake(Arc::clone(&changed)));
-    let w2 = reflector(
-        nodes_w,
-        watcher(Api::<Node>::all(client.clone()), watcher::Config::default()),
-    )
-    .default_backoff()
-    .for_each(super::wake(Arc::clone(&changed)));
+    let (pods, w1) = cache(
+        Api::<Pod>::all(client.clone()),
+        Default::default(),
+        &changed,
+        "pods",
+    );
+    let (nodes, w2) = cache(
+        Api::<Node>::all(client.clone()),
+        Default::default(),
+        &changed,
+        "nodes",
+    );
     let schedule = async move {
         let _ = tokio::join!(pods.wait_until_ready(), nodes.wait_until_ready());
         // Pods bound by this scheduler whose binding the watch has not shown yet.

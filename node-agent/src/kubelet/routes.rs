@@ -4,12 +4,9 @@
 
 use std::{collections::BTreeMap, net::IpAddr, sync::Arc, time::Duration};
 
-use futures::StreamExt as _;
 use k8s_openapi::api::core::v1::Node;
-use kube::{
-    Api, Client,
-    runtime::{WatchStreamExt as _, reflector, watcher},
-};
+use kube::{Api, Client};
+use strait_kubewatch::cache;
 use tokio::sync::Notify;
 use tracing::{info, warn};
 
@@ -100,22 +97,12 @@ fn apply(ip: &IpRunner, desired: &BTreeMap<String, IpAddr>) -> Result<(), String
 /// Watches Nodes and keeps the routes to their pod ranges.
 pub async fn run(client: Client, this_node: String, ip: IpRunner) {
     let changed = Arc::new(Notify::new());
-    let (nodes, writer) = reflector::store::<Node>();
-    let watch = {
-        let changed = Arc::clone(&changed);
-        reflector(
-            writer,
-            watcher(Api::<Node>::all(client), watcher::Config::default()),
-        )
-        .default_backoff()
-        .for_each(move |event| {
-            if let Err(error) = event {
-                warn!(%error, "node watch");
-            }
-            changed.notify_one();
-            futures::future::ready(())
-        })
-    };
+    let (nodes, watch) = cache(
+        Api::<Node>::all(client),
+        Default::default(),
+        &changed,
+        "nodes",
+    );
     let program = async move {
         let _ = nodes.wait_until_ready().await;
         loop {

@@ -122,43 +122,6 @@ fn authorized(token: &str, headers: &HeaderMap) -> bool {
             == 0
 }
 
-/// Decodes a query string into (key, value) pairs, repeated keys kept in order (exec's
-/// `command` is one value per argument).
-pub fn query_pairs(query: &str) -> Vec<(String, String)> {
-    query
-        .split('&')
-        .filter(|p| !p.is_empty())
-        .map(|pair| {
-            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            (percent_decode(k), percent_decode(v))
-        })
-        .collect()
-}
-
-fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < bytes.len() => {
-                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok();
-                match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
-                    Some(b) => {
-                        out.push(b);
-                        i += 2;
-                    }
-                    None => out.push(b'%'),
-                }
-            }
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 fn status_error(code: StatusCode, reason: &str, message: String) -> Response {
     let body = json!({
         "kind": "Status", "apiVersion": "v1", "metadata": {},
@@ -235,9 +198,10 @@ async fn container_logs(
         Ok(found) => found,
         Err((code, reason, message)) => return status_error(code, reason, message),
     };
-    let params: BTreeMap<String, String> = query_pairs(query.as_deref().unwrap_or_default())
-        .into_iter()
-        .collect();
+    let params: BTreeMap<String, String> =
+        strait_api::query::pairs(query.as_deref().unwrap_or_default())
+            .into_iter()
+            .collect();
     let flag = |k: &str| params.get(k).is_some_and(|v| v == "true" || v == "1");
     let previous = flag("previous");
     let all = runs(&dir);
@@ -351,7 +315,7 @@ async fn exec(
         Ok(found) => found,
         Err((code, reason, message)) => return status_error(code, reason, message),
     };
-    let pairs = query_pairs(query.as_deref().unwrap_or_default());
+    let pairs = strait_api::query::pairs(query.as_deref().unwrap_or_default());
     let command: Vec<String> = pairs
         .iter()
         .filter(|(k, _)| k == "command")
@@ -617,19 +581,6 @@ async fn run_exec(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn queries_decode_with_repeated_keys() {
-        let pairs = query_pairs("command=sh&command=-c&command=echo+hi%3B+exit+3&stdout=true");
-        let commands: Vec<&str> = pairs
-            .iter()
-            .filter(|(k, _)| k == "command")
-            .map(|(_, v)| v.as_str())
-            .collect();
-        assert_eq!(commands, ["sh", "-c", "echo hi; exit 3"]);
-        assert_eq!(percent_decode("100%"), "100%");
-        assert_eq!(percent_decode("%zz"), "%zz");
-    }
 
     #[test]
     fn only_the_node_token_is_let_in() {

@@ -9,12 +9,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use futures::StreamExt as _;
 use k8s_openapi::api::{core::v1::Service, discovery::v1::EndpointSlice};
-use kube::{
-    Api, Client,
-    runtime::{WatchStreamExt as _, reflector, watcher},
-};
+use kube::{Api, Client};
+use strait_kubewatch::cache;
 use tokio::sync::Notify;
 use tracing::{info, warn};
 
@@ -73,44 +70,18 @@ pub fn desired(
 /// task is dropped; watch errors are retried with backoff by the watcher.
 pub async fn run(client: Client, node: NodeFacts, dataplane: Arc<Mutex<Dataplane>>) {
     let changed = Arc::new(Notify::new());
-    let (services, services_writer) = reflector::store::<Service>();
-    let (slices, slices_writer) = reflector::store::<EndpointSlice>();
-    let watch_services = {
-        let changed = Arc::clone(&changed);
-        reflector(
-            services_writer,
-            watcher(
-                Api::<Service>::all(client.clone()),
-                watcher::Config::default(),
-            ),
-        )
-        .default_backoff()
-        .for_each(move |event| {
-            if let Err(error) = event {
-                warn!(%error, "service watch");
-            }
-            changed.notify_one();
-            futures::future::ready(())
-        })
-    };
-    let watch_slices = {
-        let changed = Arc::clone(&changed);
-        reflector(
-            slices_writer,
-            watcher(
-                Api::<EndpointSlice>::all(client),
-                watcher::Config::default(),
-            ),
-        )
-        .default_backoff()
-        .for_each(move |event| {
-            if let Err(error) = event {
-                warn!(%error, "endpointslice watch");
-            }
-            changed.notify_one();
-            futures::future::ready(())
-        })
-    };
+    let (services, watch_services) = cache(
+        Api::<Service>::all(client.clone()),
+        Default::default(),
+        &changed,
+        "services",
+    );
+    let (slices, watch_slices) = cache(
+        Api::<EndpointSlice>::all(client),
+        Default::default(),
+        &changed,
+        "endpointslices",
+    );
     let program = async move {
         let _ = tokio::join!(services.wait_until_ready(), slices.wait_until_ready());
         loop {

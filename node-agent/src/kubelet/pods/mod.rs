@@ -20,17 +20,15 @@ use std::{
     sync::Arc,
 };
 
-use futures::StreamExt as _;
 use k8s_openapi::api::core::v1::Pod;
 use kube::{
     Api, Client,
-    runtime::{WatchStreamExt as _, reflector, watcher},
+    runtime::{reflector, watcher},
 };
 use serde_json::Value;
 use strait_image::ImageStore;
 use strait_runtime::{Hierarchies, Reaper, Runc};
 use tokio::sync::{Notify, watch};
-use tracing::warn;
 
 /// What every pod worker shares.
 pub struct Context {
@@ -160,18 +158,13 @@ pub async fn run(
 ) {
     let changed = Arc::new(Notify::new());
     let config = watcher::Config::default().fields(&format!("spec.nodeName={}", ctx.node_name));
-    let watch = {
-        let changed = Arc::clone(&changed);
-        reflector(writer, watcher(Api::<Pod>::all(ctx.client.clone()), config))
-            .default_backoff()
-            .for_each(move |event| {
-                if let Err(error) = event {
-                    warn!(%error, "pod watch");
-                }
-                changed.notify_one();
-                futures::future::ready(())
-            })
-    };
+    let watch = strait_kubewatch::feed(
+        writer,
+        Api::<Pod>::all(ctx.client.clone()),
+        config,
+        Arc::clone(&changed),
+        "pods",
+    );
     let dispatch = async move {
         let _ = pods.wait_until_ready().await;
         let mut workers: HashMap<String, watch::Sender<Option<Arc<Pod>>>> = HashMap::new();
