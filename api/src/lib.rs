@@ -4,7 +4,7 @@
 //! version round-trip unchanged); this crate says what the resources are ([`registry`]), how
 //! clients discover them ([`discovery`]), how lists are filtered ([`selector`]), how patches
 //! apply ([`patch`]), what kubectl reads from OpenAPI ([`openapi`]), how objects are defaulted ([`defaults`]) and checked ([`validate`]), and
-//! how `kubectl get` sees them ([`table`]); [`protobuf`] turns kubectl's protobuf request
+//! how `kubectl get` sees them ([`table`]); [`query`] decodes query strings; [`protobuf`] turns kubectl's protobuf request
 //! bodies into JSON. Nothing here does I/O, so all of it is unit-tested.
 
 pub mod defaults;
