@@ -22,6 +22,7 @@ pub mod names;
 pub mod netns;
 pub mod packet;
 pub mod pin;
+pub mod sim;
 
 pub use cgroup::Cgroup;
 pub use cleanup::clean_up_on_signal;

@@ -2,10 +2,12 @@
 //! a kube-rs client of the API this process serves, with the controller-manager identity.
 //!
 //! - [`endpointslice`]: EndpointSlices and Endpoints for Services with selectors.
+//! - [`pods`]: label selectors, owners, readiness and expectations, for every controller.
 //! - [`replicaset`]: each ReplicaSet's pods.
 //! - [`scheduler`]: binds pods without a node.
 
 pub mod endpointslice;
+pub mod pods;
 pub mod replicaset;
 pub mod scheduler;
 

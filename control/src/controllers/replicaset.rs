@@ -12,11 +12,12 @@ use kube::{
 };
 use serde_json::{Value, json};
 use strait_kubewatch::cache;
+
+use super::pods::{
+    self, Expectations, controller_ref, controller_uid, is_active, is_ready, selector_matches,
+};
 use tokio::sync::Notify;
 use tracing::{info, warn};
-
-/// How long creations and deletions not yet seen through the watch hold a ReplicaSet back.
-const EXPECTATIONS_TTL: Duration = Duration::from_secs(30);
 
 /// What to do for one ReplicaSet.
 #[derive(Debug, Default, PartialEq)]
@@ -32,51 +33,9 @@ pub struct Plan {
 }
 
 fn selects(rs: &ReplicaSet, pod: &Pod) -> bool {
-    let Some(selector) = rs.spec.as_ref().map(|s| &s.selector) else {
-        return false;
-    };
-    let labels = pod.labels();
-    let labels_ok = selector
-        .match_labels
-        .iter()
-        .flatten()
-        .all(|(k, v)| labels.get(k) == Some(v));
-    let expressions_ok = selector.match_expressions.iter().flatten().all(|e| {
-        let value = labels.get(&e.key);
-        let values = e.values.as_deref().unwrap_or(&[]);
-        match e.operator.as_str() {
-            "In" => value.is_some_and(|v| values.contains(v)),
-            "NotIn" => value.is_none_or(|v| !values.contains(v)),
-            "Exists" => value.is_some(),
-            "DoesNotExist" => value.is_none(),
-            _ => false,
-        }
-    });
-    labels_ok && expressions_ok
-}
-
-fn controller_uid(pod: &Pod) -> Option<&str> {
-    pod.metadata
-        .owner_references
-        .iter()
-        .flatten()
-        .find(|o| o.controller == Some(true))
-        .map(|o| o.uid.as_str())
-}
-
-fn active(pod: &Pod) -> bool {
-    pod.metadata.deletion_timestamp.is_none()
-        && !matches!(
-            pod.status.as_ref().and_then(|s| s.phase.as_deref()),
-            Some("Succeeded" | "Failed")
-        )
-}
-
-fn ready(pod: &Pod) -> bool {
-    pod.status
+    rs.spec
         .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+        .is_some_and(|s| selector_matches(&s.selector, pod.labels()))
 }
 
 /// The plan for `rs` given every pod of its namespace. Pure.
@@ -85,8 +44,8 @@ pub fn plan(rs: &ReplicaSet, pods: &[Arc<Pod>]) -> Plan {
     let want = usize::try_from(rs.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1)).unwrap_or(0);
     let mut owned: Vec<&Arc<Pod>> = Vec::new();
     let mut adopt = Vec::new();
-    for pod in pods.iter().filter(|p| active(p)) {
-        match controller_uid(pod) {
+    for pod in pods.iter().filter(|p| is_active(p)) {
+        match controller_uid(&pod.metadata) {
             Some(owner) if owner == uid => owned.push(pod),
             None if selects(rs, pod) && rs.metadata.deletion_timestamp.is_none() => {
                 adopt.push(pod.name_any());
@@ -107,7 +66,7 @@ pub fn plan(rs: &ReplicaSet, pods: &[Arc<Pod>]) -> Plan {
         ranked.sort_by_key(|p| {
             let scheduled = p.spec.as_ref().and_then(|s| s.node_name.as_ref()).is_some();
             let created = p.metadata.creation_timestamp.as_ref().map(|t| t.0);
-            (scheduled, ready(p), std::cmp::Reverse(created))
+            (scheduled, is_ready(p), std::cmp::Reverse(created))
         });
         plan.delete = ranked
             .iter()
@@ -116,7 +75,7 @@ pub fn plan(rs: &ReplicaSet, pods: &[Arc<Pod>]) -> Plan {
             .collect();
     }
     let labelled = owned.len();
-    let ready_count = owned.iter().filter(|p| ready(p)).count();
+    let ready_count = owned.iter().filter(|p| is_ready(p)).count();
     plan.status = json!({
         "replicas": owned.len(),
         "fullyLabeledReplicas": labelled,
@@ -129,23 +88,12 @@ pub fn plan(rs: &ReplicaSet, pods: &[Arc<Pod>]) -> Plan {
 
 /// A pod from the ReplicaSet's template, owned by it.
 pub fn pod_from_template(rs: &ReplicaSet) -> Value {
-    let template = rs
-        .spec
-        .as_ref()
-        .and_then(|s| s.template.as_ref())
-        .and_then(|t| serde_json::to_value(t).ok())
-        .unwrap_or_default();
-    let mut metadata = template["metadata"].clone();
-    if !metadata.is_object() {
-        metadata = json!({});
-    }
-    metadata["generateName"] = json!(format!("{}-", rs.name_any()));
-    metadata["namespace"] = json!(rs.namespace());
-    metadata["ownerReferences"] = json!([{
-        "apiVersion": "apps/v1", "kind": "ReplicaSet", "name": rs.name_any(),
-        "uid": rs.uid(), "controller": true, "blockOwnerDeletion": true,
-    }]);
-    json!({"apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": template["spec"]})
+    pods::pod_from_template(
+        rs.spec.as_ref().and_then(|s| s.template.as_ref()),
+        &rs.namespace().unwrap_or_default(),
+        &format!("{}-", rs.name_any()),
+        controller_ref("apps/v1", "ReplicaSet", &rs.metadata),
+    )
 }
 
 /// Watches ReplicaSets and Pods and keeps each ReplicaSet's pods.
@@ -165,10 +113,7 @@ pub async fn run(client: Client) {
     );
     let reconcile = async move {
         let _ = tokio::join!(sets.wait_until_ready(), pods.wait_until_ready());
-        // Pods created or deleted but not yet seen through the watch, per ReplicaSet uid
-        // (kube-controller-manager's "expectations"): without them a burst is doubled.
-        let mut pending: BTreeMap<String, (usize, Vec<String>, std::time::Instant)> =
-            BTreeMap::new();
+        let mut expectations = Expectations::default();
         loop {
             let mut by_namespace: BTreeMap<String, Vec<Arc<Pod>>> = BTreeMap::new();
             for pod in pods.state() {
@@ -183,36 +128,27 @@ pub async fn run(client: Client) {
                 let in_namespace = by_namespace.get(&namespace).map_or(&[][..], Vec::as_slice);
                 let owned_now = in_namespace
                     .iter()
-                    .filter(|p| active(p) && controller_uid(p) == Some(uid.as_str()))
+                    .filter(|p| is_active(p) && controller_uid(&p.metadata) == Some(uid.as_str()))
                     .count();
-                if let Some((expected, deleting, since)) = pending.get(&uid) {
-                    let seen_deleted = deleting
+                let still_there = |n: &str| {
+                    in_namespace
                         .iter()
-                        .all(|n| !in_namespace.iter().any(|p| p.name_any() == *n && active(p)));
-                    // Expectations lapse after a while (kube-controller-manager's TTL), so
-                    // a pod removed before we saw it cannot stall the ReplicaSet.
-                    let waiting = owned_now < *expected || !seen_deleted;
-                    if waiting && since.elapsed() < EXPECTATIONS_TTL {
-                        continue;
-                    }
-                    pending.remove(&uid);
+                        .any(|p| p.name_any() == n && is_active(p))
+                };
+                if !expectations.satisfied(&uid, owned_now, still_there) {
+                    continue;
                 }
                 let plan = plan(&rs, in_namespace);
                 if let Err(error) = carry_out(&client, &rs, &plan).await {
                     warn!(replicaset = %format!("{namespace}/{}", rs.name_any()), %error, "replicaset sync failed");
                     continue;
                 }
-                if plan.create > 0 || !plan.delete.is_empty() {
-                    let expected = owned_now + plan.adopt.len() + plan.create;
-                    pending.insert(
-                        uid,
-                        (
-                            expected.saturating_sub(plan.delete.len()),
-                            plan.delete.clone(),
-                            std::time::Instant::now(),
-                        ),
-                    );
-                }
+                expectations.expect(
+                    &uid,
+                    owned_now + plan.adopt.len(),
+                    plan.create,
+                    plan.delete.clone(),
+                );
             }
             let _ = tokio::time::timeout(Duration::from_secs(30), changed.notified()).await;
             tokio::time::sleep(Duration::from_millis(5)).await;
@@ -226,10 +162,9 @@ async fn carry_out(client: &Client, rs: &ReplicaSet, plan: &Plan) -> kube::Resul
     let name = rs.name_any();
     let pods: Api<Pod> = Api::namespaced(client.clone(), &namespace);
     for orphan in &plan.adopt {
-        let patch = json!({"metadata": {"ownerReferences": [{
-            "apiVersion": "apps/v1", "kind": "ReplicaSet", "name": name,
-            "uid": rs.uid(), "controller": true, "blockOwnerDeletion": true,
-        }]}});
+        let patch = json!({"metadata": {"ownerReferences": [
+            controller_ref("apps/v1", "ReplicaSet", &rs.metadata)
+        ]}});
         pods.patch(orphan, &PatchParams::default(), &Patch::Merge(&patch))
             .await?;
     }
