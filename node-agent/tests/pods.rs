@@ -9,20 +9,15 @@ use std::{
 use serde_json::Value;
 use strait_tests::{Cluster, cluster::Binaries, http_get};
 
-const IMAGE: &str = "strait.test/busybox:1";
+const IMAGE: &str = strait_tests::cluster::BUSYBOX;
 
 fn start(nodes: usize) -> (Cluster, tempfile::TempDir) {
-    let images = tempfile::tempdir().unwrap();
-    let archive = strait_tests::image::busybox_archive(images.path(), IMAGE, &[]);
-    let import = format!("--import-image={}", archive.display());
     let bins = Binaries::beside(Path::new(env!("CARGO_BIN_EXE_strait-agent")));
-    (Cluster::start(&bins, nodes, &[&import]), images)
+    Cluster::start_with_busybox(&bins, nodes)
 }
 
 fn apply(cluster: &Cluster, manifest: &str) {
-    let file = tempfile::NamedTempFile::new().unwrap();
-    std::fs::write(file.path(), manifest).unwrap();
-    cluster.kubectl(&["apply", "-f", file.path().to_str().unwrap()]);
+    cluster.apply(manifest);
 }
 
 fn pod_json(cluster: &Cluster, name: &str) -> Value {

@@ -27,6 +27,8 @@ use crate::{Cgroup, ControlPlane, Netns, PinDir, VethPair, plug_into_bridge};
 
 /// The underlay's /24.
 pub const UNDERLAY: &str = "10.77.0";
+/// The image reference [`Cluster::start_with_busybox`] imports on every node.
+pub const BUSYBOX: &str = "strait.test/busybox:1";
 /// The control plane's address on the underlay.
 pub const CONTROL_IP: &str = "10.77.0.2";
 
@@ -222,6 +224,22 @@ impl Cluster {
             }
             std::thread::sleep(Duration::from_millis(200));
         }
+    }
+
+    /// A cluster whose agents import a busybox image as [`BUSYBOX`] (kept in the returned
+    /// directory, which must outlive the cluster).
+    pub fn start_with_busybox(bins: &Binaries, nodes: usize) -> (Self, tempfile::TempDir) {
+        let images = tempfile::tempdir().expect("an image directory");
+        let archive = crate::image::busybox_archive(images.path(), BUSYBOX, &[]);
+        let import = format!("--import-image={}", archive.display());
+        (Self::start(bins, nodes, &[&import]), images)
+    }
+
+    /// `kubectl apply` of a manifest (JSON or YAML); panics unless it succeeds.
+    pub fn apply(&self, manifest: &str) -> String {
+        let file = tempfile::NamedTempFile::new().expect("a manifest file");
+        fs::write(file.path(), manifest).expect("write the manifest");
+        self.kubectl(&["apply", "-f", file.path().to_str().expect("a UTF-8 path")])
     }
 
     /// kubectl (1.33) against the cluster; panics unless it succeeds.

@@ -8,6 +8,7 @@
 //! containers are found through `runc state`, and restart counts come from the Pod's status.
 
 pub mod container;
+pub mod hook;
 pub mod probe;
 pub mod sandbox;
 pub mod spec;

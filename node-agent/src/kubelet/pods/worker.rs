@@ -20,6 +20,7 @@ use tracing::{info, warn};
 use super::{
     Context,
     container::{self, Ended, StartFailure, Started},
+    hook,
     probe::{self, Outcome},
     read_objects, sandbox, spec, volumes,
 };
@@ -751,12 +752,30 @@ impl Worker {
     /// Stops every container within `grace`, then removes the sandbox and the pod's files.
     async fn teardown(&mut self, grace: Duration) {
         let mut stops = Vec::new();
-        for ctr in self.inits.iter_mut().chain(self.apps.iter_mut()) {
+        let specs = self
+            .spec_containers(true)
+            .into_iter()
+            .chain(self.spec_containers(false));
+        for (ctr, spec) in self.inits.iter_mut().chain(self.apps.iter_mut()).zip(specs) {
             if let Some(started) = ctr.running.take() {
                 let ctx = Arc::clone(&self.ctx);
-                stops.push(tokio::task::spawn_blocking(move || {
-                    container::stop(&ctx, &started, grace);
-                    let _ = ctx.runc.delete(&started.runc_id, true);
+                let pod_ip = self
+                    .sandbox
+                    .as_ref()
+                    .map(|s| s.pod_ip.clone())
+                    .unwrap_or_default();
+                let key = self.key.clone();
+                stops.push(tokio::spawn(async move {
+                    let (left, outcome) =
+                        hook::pre_stop(&spec, &pod_ip, &ctx.runc, &started.runc_id, grace).await;
+                    if let Some(Outcome::Failure(why)) = outcome {
+                        warn!(pod = %key, container = %spec.name, %why, "preStop hook failed");
+                    }
+                    let _ = tokio::task::spawn_blocking(move || {
+                        container::stop(&ctx, &started, left);
+                        let _ = ctx.runc.delete(&started.runc_id, true);
+                    })
+                    .await;
                 }));
             }
         }
