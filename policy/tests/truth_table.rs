@@ -411,6 +411,15 @@ fn ip_blocks_with_except_match_pod_addresses_exactly() {
         80,
     );
     assert!(world.allows(), "{world}");
+    // ... of its own address family only.
+    let v6 = explain(
+        &compiled,
+        Endpoint::Address("2001:db8::1".parse().unwrap()),
+        Endpoint::Pod("x/a", ip(0, 0)),
+        Protocol::Tcp,
+        80,
+    );
+    assert!(!v6.allows(), "{v6}");
     check(&m, &[r], Protocol::Tcp, 80, |from, to| {
         ns(to) == "x" && ns(from) == "y"
     });
