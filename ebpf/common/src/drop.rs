@@ -21,17 +21,20 @@ pub enum DropReason {
     NoSnatPort = 5,
     /// A conntrack entry could not be written.
     CtWriteFailed = 6,
+    /// A NetworkPolicy isolates the pod and no rule allows the connection.
+    PolicyDenied = 7,
 }
 
 impl DropReason {
     /// Every reason, in code order; sizes the counter array.
-    pub const ALL: [Self; 6] = [
+    pub const ALL: [Self; 7] = [
         Self::Malformed,
         Self::NoBackend,
         Self::BackendMissing,
         Self::RewriteFailed,
         Self::NoSnatPort,
         Self::CtWriteFailed,
+        Self::PolicyDenied,
     ];
 
     /// Entries in the counter array: index 0 is unused so a code is its own index.
@@ -46,6 +49,7 @@ impl DropReason {
             Self::RewriteFailed => "rewrite-failed",
             Self::NoSnatPort => "snat-ports-exhausted",
             Self::CtWriteFailed => "conntrack-write-failed",
+            Self::PolicyDenied => "policy-denied",
         }
     }
 
@@ -58,6 +62,7 @@ impl DropReason {
             4 => Some(Self::RewriteFailed),
             5 => Some(Self::NoSnatPort),
             6 => Some(Self::CtWriteFailed),
+            7 => Some(Self::PolicyDenied),
             _ => None,
         }
     }

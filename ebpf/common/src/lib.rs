@@ -13,6 +13,7 @@ pub mod config;
 pub mod ct;
 pub mod drop;
 pub mod maps;
+pub mod policy;
 pub mod service;
 pub mod sock;
 
@@ -22,6 +23,7 @@ mod pod {
     use crate::{
         config::NodeConfig,
         ct::{CtEntry, CtKey, Tuple},
+        policy::{EndpointValue, FlowRecord, IpcacheValue, PolicyCtValue, PolicyKey, PolicyValue},
         service::{Backend4, Backend6, Service4Key, Service6Key, ServiceStats, ServiceValue},
         sock::{
             Affinity4Key, Affinity4Value, SockRevNat4Key, SockRevNat4Value, SockRevNat6Key,
@@ -69,6 +71,18 @@ mod pod {
     unsafe impl aya::Pod for Affinity4Key {}
     // SAFETY: as above.
     unsafe impl aya::Pod for Affinity4Value {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for IpcacheValue {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for PolicyKey {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for PolicyValue {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for EndpointValue {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for FlowRecord {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for PolicyCtValue {}
 }
 
 #[cfg(test)]

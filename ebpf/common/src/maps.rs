@@ -28,6 +28,16 @@ pub const AFFINITY_V4: &str = "STRAIT_AFF4";
 pub const MAGLEV_V4: &str = "STRAIT_MAGLEV4";
 /// Per-CPU [`crate::service::ServiceStats`] indexed by reverse-NAT index.
 pub const SERVICE_STATS: &str = "STRAIT_SVC_STATS";
+/// IPv4 address → identity (an LPM trie of network-order `u32` addresses).
+pub const IPCACHE_V4: &str = "STRAIT_IPCACHE4";
+/// Endpoint policy entries (an LPM trie of [`crate::policy::PolicyKey`]).
+pub const POLICY: &str = "STRAIT_POLICY";
+/// Pod endpoints by host-side veth ifindex, valued by [`crate::policy::EndpointValue`].
+pub const ENDPOINTS: &str = "STRAIT_ENDPOINTS";
+/// Policy conntrack (an LRU hash of [`crate::ct::Ct4Key`], the direction being the hook).
+pub const POLICY_CT_V4: &str = "STRAIT_PCT4";
+/// Flow records (a ring buffer of [`crate::policy::FlowRecord`]).
+pub const FLOWS: &str = "STRAIT_FLOWS";
 /// Per-CPU packet drop counters indexed by [`crate::drop::DropReason`].
 pub const DROPS: &str = "STRAIT_DROPS";
 
@@ -41,6 +51,14 @@ pub const BACKENDS_MAX: u32 = 1 << 19;
 pub const CT_MAX: u32 = 1 << 18;
 /// Capacity of the socket reverse-NAT map (live translated sockets).
 pub const SOCK_REVNAT_MAX: u32 = 1 << 18;
+/// Capacity of the ipcache (pods and ipBlock prefixes).
+pub const IPCACHE_MAX: u32 = 1 << 18;
+/// Capacity of the policy trie (entries of every endpoint on the node).
+pub const POLICY_MAX: u32 = 1 << 20;
+/// Capacity of the endpoint map (pods on the node).
+pub const ENDPOINTS_MAX: u32 = 1 << 12;
+/// Bytes of the flow ring buffer (a power of two, a multiple of the page size).
+pub const FLOWS_BYTES: u32 = 1 << 22;
 /// Capacity of the affinity map (client × service pairs).
 pub const AFFINITY_MAX: u32 = 1 << 16;
 /// Default Maglev table size (Cilium's default, a prime: 65 KB of backend ids per table).

@@ -17,16 +17,16 @@ use strait_ebpf_common::{
 use crate::{family::Addr, packet::Packet};
 
 /// TCP flags that end a connection.
-const TCP_FIN_RST: u8 = 0x01 | 0x04;
+pub(crate) const TCP_FIN_RST: u8 = 0x01 | 0x04;
 
 #[inline(always)]
-fn now_secs() -> u32 {
+pub(crate) fn now_secs() -> u32 {
     // SAFETY: a plain helper call.
     (unsafe { bpf_ktime_get_ns() } / 1_000_000_000) as u32
 }
 
 #[inline(always)]
-fn lifetime(proto: u8, closing: bool) -> u32 {
+pub(crate) fn lifetime(proto: u8, closing: bool) -> u32 {
     if proto != PROTO_TCP {
         CT_LIFETIME_UDP
     } else if closing {

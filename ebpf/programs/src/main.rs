@@ -2,6 +2,7 @@
 //!
 //! - `sock`: cgroup sock_addr hooks, service translation once per connection;
 //! - `netdev`: tc hooks on the node's uplink, the per-packet path;
+//! - `policy`: tc hooks on each pod's host-side veth, NetworkPolicy and flow records;
 //! - `lb`: the service and backend maps and backend selection, shared by both;
 //! - `ct`: conntrack for the per-packet path;
 //! - `family`: what differs between IPv4 and IPv6 there;
@@ -24,6 +25,7 @@ mod icmp;
 mod lb;
 mod netdev;
 mod packet;
+mod policy;
 mod sock;
 mod stats;
 

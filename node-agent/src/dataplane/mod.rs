@@ -10,6 +10,7 @@ mod error;
 pub mod maglev;
 mod object;
 pub mod plan;
+pub mod policy;
 
 pub use dump::{
     AffinityClient, AffinityDump, BackendDump, CtDump, CtPressure, DropCount, PinnedMaps,

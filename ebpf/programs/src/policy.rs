@@ -1,0 +1,218 @@
+//! NetworkPolicy on each pod's host-side veth (see `strait_ebpf_common::policy` for the maps).
+//!
+//! ```text
+//!   pod ──▶ [tc ingress on the host veth: strait_from_pod] the pod's egress
+//!   pod ◀── [tc egress on the host veth: strait_to_pod]    the pod's ingress
+//! ```
+//!
+//! A new connection is judged once, at each end's hook: the peer's identity from the
+//! ipcache, then the endpoint's policy trie for that identity and for any identity. The
+//! verdict goes into the policy conntrack, keyed by the tuple and the hook, so later packets
+//! and replies (found under the reversed tuple and the other hook) pass with one lookup, and
+//! into the flow ring buffer for the agent. Only IPv4 TCP and UDP are judged: other traffic
+//! (ICMP, fragments after the first, IPv6 while pods have no IPv6 addresses) passes.
+
+use aya_ebpf::{
+    bindings::{TC_ACT_OK, TC_ACT_SHOT},
+    helpers::bpf_ktime_get_ns,
+    macros::{classifier, map},
+    maps::{HashMap, LpmTrie, LruHashMap, RingBuf, lpm_trie::Key},
+    programs::TcContext,
+};
+use strait_ebpf_common::{
+    ct::{CT_F_CLOSING, CtKey},
+    drop::DropReason,
+    maps::{CT_MAX, ENDPOINTS_MAX, FLOWS_BYTES, IPCACHE_MAX, POLICY_MAX},
+    policy::{
+        DIR_EGRESS, DIR_INGRESS, EP_F_ENFORCE_EGRESS, EP_F_ENFORCE_INGRESS, EndpointValue,
+        FlowRecord, IDENTITY_ANY, IDENTITY_HOST, IDENTITY_WORLD, IpcacheValue, POLICY_PREFIX_FULL,
+        PolicyCtValue, PolicyKey, PolicyValue, RULE_DEFAULT_DENY, RULE_HOST, RULE_NOT_ISOLATED,
+        VERDICT_ALLOWED, VERDICT_DENIED,
+    },
+};
+
+use crate::{
+    ct::{TCP_FIN_RST, lifetime, now_secs},
+    drop,
+    packet::{self, Packet, Parsed},
+};
+
+#[map]
+static STRAIT_IPCACHE4: LpmTrie<u32, IpcacheValue> = LpmTrie::pinned(IPCACHE_MAX, 0);
+
+#[map]
+static STRAIT_POLICY: LpmTrie<PolicyKey, PolicyValue> = LpmTrie::pinned(POLICY_MAX, 0);
+
+#[map]
+static STRAIT_ENDPOINTS: HashMap<u32, EndpointValue> = HashMap::pinned(ENDPOINTS_MAX, 0);
+
+/// LRU, like the service conntrack: when full the least recently used connection is judged
+/// again on its next packet, never refused for want of room.
+#[map]
+static STRAIT_PCT4: LruHashMap<CtKey<u32>, PolicyCtValue> = LruHashMap::pinned(CT_MAX, 0);
+
+#[map]
+static STRAIT_FLOWS: RingBuf = RingBuf::pinned(FLOWS_BYTES, 0);
+
+/// Packets the pod sends.
+#[classifier]
+pub(crate) fn strait_from_pod(ctx: TcContext) -> i32 {
+    enforce(&ctx, DIR_EGRESS)
+}
+
+/// Packets delivered to the pod.
+#[classifier]
+pub(crate) fn strait_to_pod(ctx: TcContext) -> i32 {
+    enforce(&ctx, DIR_INGRESS)
+}
+
+#[inline(always)]
+fn enforce(ctx: &TcContext, direction: u8) -> i32 {
+    let packet = match packet::parse(ctx) {
+        Ok(Parsed::V4(packet)) => packet,
+        // Not judged (see the module comment); a malformed packet is the stack's to refuse.
+        _ => return TC_ACT_OK,
+    };
+    // SAFETY: `skb` is the live context of this program.
+    let ifindex = unsafe { (*ctx.skb.skb).ifindex };
+    // SAFETY: the value is copied out at once.
+    let Some(endpoint) = (unsafe { STRAIT_ENDPOINTS.get(ifindex) }).copied() else {
+        return TC_ACT_OK;
+    };
+    if tracked(&packet, direction) {
+        return TC_ACT_OK;
+    }
+    let (peer_addr, enforced) = if direction == DIR_INGRESS {
+        (
+            packet.tuple.saddr,
+            endpoint.flags & EP_F_ENFORCE_INGRESS != 0,
+        )
+    } else {
+        (
+            packet.tuple.daddr,
+            endpoint.flags & EP_F_ENFORCE_EGRESS != 0,
+        )
+    };
+    let peer = identity(peer_addr);
+    let rule = if !enforced {
+        RULE_NOT_ISOLATED
+    } else if direction == DIR_INGRESS && peer == IDENTITY_HOST {
+        RULE_HOST
+    } else {
+        let key = |identity| PolicyKey {
+            endpoint: endpoint.endpoint,
+            identity,
+            direction,
+            protocol: packet.proto,
+            dport: packet.tuple.dport,
+        };
+        lookup(key(peer))
+            .or_else(|| lookup(key(IDENTITY_ANY)))
+            .unwrap_or(RULE_DEFAULT_DENY)
+    };
+    let allowed = rule != RULE_DEFAULT_DENY;
+    report(&packet, direction, allowed, ifindex, &endpoint, peer, rule);
+    if !allowed {
+        drop::record(DropReason::PolicyDenied);
+        return TC_ACT_SHOT;
+    }
+    let closing = packet.tcp_flags & TCP_FIN_RST != 0;
+    let entry = PolicyCtValue {
+        rule,
+        expires: now_secs() + lifetime(packet.proto, closing),
+        flags: if closing { u32::from(CT_F_CLOSING) } else { 0 },
+        pad: 0,
+    };
+    // A full or failing map costs only a second judgement of the next packet.
+    let _ = STRAIT_PCT4.insert(CtKey::new(packet.tuple, packet.proto, direction), entry, 0);
+    TC_ACT_OK
+}
+
+/// Whether the packet belongs to a connection already allowed here: one this hook allowed
+/// (same tuple), or one the other hook of this endpoint allowed (the reply's tuple). Refreshes
+/// the entry's lifetime.
+#[inline(always)]
+fn tracked(packet: &Packet<u32>, direction: u8) -> bool {
+    let reply_direction = if direction == DIR_INGRESS {
+        DIR_EGRESS
+    } else {
+        DIR_INGRESS
+    };
+    let now = now_secs();
+    for key in [
+        CtKey::new(packet.tuple, packet.proto, direction),
+        CtKey::new(packet.tuple.reversed(), packet.proto, reply_direction),
+    ] {
+        if let Some(entry) = STRAIT_PCT4.get_ptr_mut(key) {
+            // SAFETY: a live map value; a concurrent refresh on another CPU writes the same.
+            let entry = unsafe { &mut *entry };
+            if entry.expires < now {
+                continue;
+            }
+            let closing =
+                entry.flags & u32::from(CT_F_CLOSING) != 0 || packet.tcp_flags & TCP_FIN_RST != 0;
+            if closing {
+                entry.flags |= u32::from(CT_F_CLOSING);
+            }
+            entry.expires = now + lifetime(packet.proto, closing);
+            return true;
+        }
+    }
+    false
+}
+
+/// The identity of an address: the most specific ipcache prefix holding it, or the world.
+#[inline(always)]
+fn identity(addr: u32) -> u32 {
+    let key = Key::new(32, addr);
+    STRAIT_IPCACHE4
+        .get(&key)
+        .map_or(IDENTITY_WORLD, |value| value.identity)
+}
+
+/// The rule allowing `key`, if any: the longest matching entry (a port beats a block of
+/// ports, which beats the whole protocol, which beats every protocol).
+#[inline(always)]
+fn lookup(key: PolicyKey) -> Option<u32> {
+    STRAIT_POLICY
+        .get(Key::new(POLICY_PREFIX_FULL, key))
+        .map(|value| value.rule)
+}
+
+/// Sends the verdict to the agent; a full ring buffer loses the record, never the packet
+/// (the agent counts what the ring buffer reports lost).
+#[inline(always)]
+fn report(
+    packet: &Packet<u32>,
+    direction: u8,
+    allowed: bool,
+    ifindex: u32,
+    endpoint: &EndpointValue,
+    peer: u32,
+    rule: u32,
+) {
+    let Some(mut slot) = STRAIT_FLOWS.reserve::<FlowRecord>(0) else {
+        return;
+    };
+    slot.write(FlowRecord {
+        saddr: packet.tuple.saddr,
+        daddr: packet.tuple.daddr,
+        sport: packet.tuple.sport,
+        dport: packet.tuple.dport,
+        protocol: packet.proto,
+        direction,
+        verdict: if allowed {
+            VERDICT_ALLOWED
+        } else {
+            VERDICT_DENIED
+        },
+        pad: 0,
+        ifindex,
+        identity: endpoint.identity,
+        peer_identity: peer,
+        rule,
+        // SAFETY: a plain helper call.
+        timestamp_ns: unsafe { bpf_ktime_get_ns() },
+    });
+    slot.submit(0);
+}
