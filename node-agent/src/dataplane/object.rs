@@ -9,7 +9,10 @@ use std::{
 
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{Array, HashMap, MapData, PerCpuArray},
+    maps::{
+        Array, HashMap, MapData, PerCpuArray, RingBuf,
+        lpm_trie::{Key as LpmKey, LpmTrie},
+    },
     programs::{
         CgroupAttachMode, CgroupSockAddr, SchedClassifier, TcAttachType, TestRun as _,
         TestRunOptions,
@@ -19,9 +22,10 @@ use aya::{
 use strait_ebpf_common::{
     config::{LAYOUT_VERSION, NodeConfig},
     maps::{
-        BACKENDS_V4, BACKENDS_V6, CONFIG, CT_V4, CT_V6, DROPS, MAGLEV_SIZE, MAGLEV_TABLES,
-        MAGLEV_V4, SERVICE_STATS, SERVICES_V4, SERVICES_V6,
+        BACKENDS_V4, BACKENDS_V6, CONFIG, CT_V4, CT_V6, DROPS, ENDPOINTS, FLOWS, IPCACHE_V4,
+        MAGLEV_SIZE, MAGLEV_TABLES, MAGLEV_V4, POLICY, SERVICE_STATS, SERVICES_V4, SERVICES_V6,
     },
+    policy::{EndpointValue, IpcacheValue, PolicyKey, PolicyValue},
     service::{Backend4, Backend6, ServiceStats, ServiceValue, ipv6_words},
 };
 use tracing::warn;
@@ -33,6 +37,7 @@ use super::{
         read_drops, read_service_stats,
     },
     plan::{BackendEntry, Frontend, MapOp, PodCidr, ServiceKey, ServiceSpec, ServiceTable},
+    policy::{PolicyMaps, PolicyOp},
 };
 
 /// The object built from `ebpf/programs` by build.rs.
@@ -54,6 +59,10 @@ const SOCK_PROGRAMS: [&str; 8] = [
 const FROM_NETDEV: &str = "strait_from_netdev";
 /// tc egress on the uplink: replies of translated flows.
 const TO_NETDEV: &str = "strait_to_netdev";
+/// tc ingress on a pod's host-side veth: the pod's egress policy.
+const FROM_POD: &str = "strait_from_pod";
+/// tc egress on a pod's host-side veth: the pod's ingress policy.
+const TO_POD: &str = "strait_to_pod";
 
 /// Most entries the Maglev array may have (64 M backend ids: 256 MiB).
 const MAGLEV_MAX_ENTRIES: u32 = 1 << 26;
@@ -158,6 +167,8 @@ pub struct Dataplane {
 enum Target {
     Cgroup(PathBuf),
     Netdev(String),
+    /// A pod's host-side veth.
+    Endpoint(String),
 }
 
 struct Attachment {
@@ -215,7 +226,7 @@ impl Dataplane {
                 source,
             })?;
         }
-        for name in [FROM_NETDEV, TO_NETDEV] {
+        for name in [FROM_NETDEV, TO_NETDEV, FROM_POD, TO_POD] {
             let prog: &mut SchedClassifier = program(&mut ebpf, name)?;
             prog.load().map_err(|source| DataplaneError::LoadProgram {
                 program: name,
@@ -248,10 +259,56 @@ impl Dataplane {
     /// ingress, `strait_to_netdev` on egress. The name is resolved in the calling thread's
     /// network namespace, so call this from a thread inside the node's namespace.
     pub fn attach_netdev(&mut self, ifname: &str) -> Result<(), DataplaneError> {
-        for (name, hook) in [
-            (FROM_NETDEV, TcAttachType::Ingress),
-            (TO_NETDEV, TcAttachType::Egress),
-        ] {
+        self.attach_tc(
+            ifname,
+            [
+                (FROM_NETDEV, TcAttachType::Ingress),
+                (TO_NETDEV, TcAttachType::Egress),
+            ],
+            Target::Netdev(ifname.to_owned()),
+        )
+    }
+
+    /// Attaches NetworkPolicy to a pod's host-side veth `ifname`: `strait_from_pod` on its
+    /// ingress (what the pod sends), `strait_to_pod` on its egress (what it receives). Resolved
+    /// in the calling thread's namespace, as [`Self::attach_netdev`].
+    pub fn attach_endpoint(&mut self, ifname: &str) -> Result<(), DataplaneError> {
+        self.attach_tc(
+            ifname,
+            [
+                (FROM_POD, TcAttachType::Ingress),
+                (TO_POD, TcAttachType::Egress),
+            ],
+            Target::Endpoint(ifname.to_owned()),
+        )
+    }
+
+    /// Forgets a pod's veth: its pinned links go (the kernel detached them with the device).
+    pub fn detach_endpoint(&mut self, ifname: &str) -> Result<(), DataplaneError> {
+        let target = Target::Endpoint(ifname.to_owned());
+        let (gone, kept) = std::mem::take(&mut self.links)
+            .into_iter()
+            .partition(|a| a.target == target);
+        self.links = kept;
+        for attachment in gone {
+            let _detached = attachment
+                .link
+                .unpin()
+                .map_err(|source| DataplaneError::PinLink {
+                    target: ifname.to_owned(),
+                    source: source.into(),
+                })?;
+        }
+        Ok(())
+    }
+
+    fn attach_tc(
+        &mut self,
+        ifname: &str,
+        hooks: [(&'static str, TcAttachType); 2],
+        target_kind: Target,
+    ) -> Result<(), DataplaneError> {
+        for (name, hook) in hooks {
             let target = format!("{ifname} ({hook:?})");
             let attach_error = |source| DataplaneError::Attach {
                 program: name,
@@ -267,11 +324,7 @@ impl Dataplane {
                         source: source.into(),
                     }
                 })?;
-            self.pin(
-                Target::Netdev(ifname.to_owned()),
-                &format!("{name}@{ifname}"),
-                link,
-            )?;
+            self.pin(target_kind.clone(), &format!("{name}@{ifname}"), link)?;
         }
         Ok(())
     }
@@ -460,6 +513,78 @@ impl Dataplane {
         Ok(())
     }
 
+    /// Applies NetworkPolicy writes (see [`super::policy::diff`]) in their order.
+    pub fn apply_policy(&mut self, ops: &[PolicyOp]) -> Result<(), DataplaneError> {
+        for op in ops {
+            match op {
+                PolicyOp::SetIpcache { prefix, identity } => {
+                    let value = IpcacheValue {
+                        identity: *identity,
+                        pad: 0,
+                    };
+                    lpm_mut::<u32, IpcacheValue>(&mut self.ebpf, IPCACHE_V4)?
+                        .insert(&LpmKey::new(prefix.0, prefix.1), value, 0)
+                        .map_err(|source| write_error(IPCACHE_V4, prefix, source))?;
+                }
+                PolicyOp::RemoveIpcache { prefix } => {
+                    lpm_mut::<u32, IpcacheValue>(&mut self.ebpf, IPCACHE_V4)?
+                        .remove(&LpmKey::new(prefix.0, prefix.1))
+                        .map_err(|source| write_error(IPCACHE_V4, prefix, source))?;
+                }
+                PolicyOp::SetPolicy { key, rule } => {
+                    let value = PolicyValue {
+                        rule: *rule,
+                        pad: 0,
+                    };
+                    lpm_mut::<PolicyKey, PolicyValue>(&mut self.ebpf, POLICY)?
+                        .insert(&LpmKey::new(key.0, key.1), value, 0)
+                        .map_err(|source| write_error(POLICY, key, source))?;
+                }
+                PolicyOp::RemovePolicy { key } => {
+                    lpm_mut::<PolicyKey, PolicyValue>(&mut self.ebpf, POLICY)?
+                        .remove(&LpmKey::new(key.0, key.1))
+                        .map_err(|source| write_error(POLICY, key, source))?;
+                }
+                PolicyOp::SetEndpoint { ifindex, value } => {
+                    insert(&mut self.ebpf, ENDPOINTS, ifindex, value)?;
+                }
+                PolicyOp::RemoveEndpoint { ifindex } => {
+                    remove::<u32, EndpointValue>(&mut self.ebpf, ENDPOINTS, ifindex)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The NetworkPolicy maps as they are (what a restarted agent diffs against).
+    pub fn policy_maps(&self) -> Result<PolicyMaps, DataplaneError> {
+        let read = |map| move |source| DataplaneError::MapRead { map, source };
+        let mut maps = PolicyMaps::default();
+        let ipcache = lpm::<u32, IpcacheValue>(&self.ebpf, IPCACHE_V4)?;
+        for item in ipcache.iter() {
+            let (key, value) = item.map_err(read(IPCACHE_V4))?;
+            maps.ipcache
+                .insert((key.prefix_len(), key.data()), value.identity);
+        }
+        let policy = lpm::<PolicyKey, PolicyValue>(&self.ebpf, POLICY)?;
+        for item in policy.iter() {
+            let (key, value) = item.map_err(read(POLICY))?;
+            maps.policy
+                .insert((key.prefix_len(), key.data()), value.rule);
+        }
+        let endpoints = typed_map::<u32, EndpointValue>(&self.ebpf, ENDPOINTS)?;
+        for item in endpoints.iter() {
+            let (ifindex, value) = item.map_err(read(ENDPOINTS))?;
+            maps.endpoints.insert(ifindex, value);
+        }
+        Ok(maps)
+    }
+
+    /// The flow ring buffer, for one reader (the agent's flow task); `None` once taken.
+    pub fn take_flows(&mut self) -> Option<RingBuf<MapData>> {
+        RingBuf::try_from(self.ebpf.take_map(FLOWS)?).ok()
+    }
+
     /// The services as the maps hold them.
     pub fn dump_services(&self) -> Result<Vec<ServiceDump>, DataplaneError> {
         lb_maps(&self.ebpf)?.services()
@@ -642,6 +767,22 @@ fn typed_map<'a, K: aya::Pod, V: aya::Pod>(
 ) -> Result<HashMap<&'a MapData, K, V>, DataplaneError> {
     let map = ebpf.map(name).ok_or(DataplaneError::MissingMap(name))?;
     HashMap::try_from(map).map_err(|source| DataplaneError::MapType { map: name, source })
+}
+
+fn lpm<'a, K: aya::Pod, V: aya::Pod>(
+    ebpf: &'a Ebpf,
+    name: &'static str,
+) -> Result<LpmTrie<&'a MapData, K, V>, DataplaneError> {
+    let map = ebpf.map(name).ok_or(DataplaneError::MissingMap(name))?;
+    LpmTrie::try_from(map).map_err(|source| DataplaneError::MapType { map: name, source })
+}
+
+fn lpm_mut<'a, K: aya::Pod, V: aya::Pod>(
+    ebpf: &'a mut Ebpf,
+    name: &'static str,
+) -> Result<LpmTrie<&'a mut MapData, K, V>, DataplaneError> {
+    let map = ebpf.map_mut(name).ok_or(DataplaneError::MissingMap(name))?;
+    LpmTrie::try_from(map).map_err(|source| DataplaneError::MapType { map: name, source })
 }
 
 fn typed_map_mut<'a, K: aya::Pod, V: aya::Pod>(
