@@ -24,7 +24,7 @@ use strait_agent::dataplane::{
     Dataplane, DataplaneConfig,
     policy::{PolicyMaps, RuleTable, desired, diff},
 };
-use strait_ebpf_common::policy::{DIR_INGRESS, RULE_DEFAULT_DENY, VERDICT_DENIED};
+use strait_ebpf_common::policy::{DIR_INGRESS, FlowRecord, RULE_DEFAULT_DENY, VERDICT_DENIED};
 use strait_policy::{Cluster, Identities, Labels, NamedPort, PodInfo, Protocol, compile, parse};
 use strait_tests::{EchoServer, HttpServer, Netns, PinDir, VethPair, http_get};
 
@@ -249,13 +249,7 @@ fn every_verdict_reaches_the_flow_ring_buffer_with_its_rule() {
     let mut records = Vec::new();
     while Instant::now() < deadline && records.len() < 4 {
         while let Some(item) = flows.next() {
-            // SAFETY: the programs write whole FlowRecords; the size is checked first.
-            assert_eq!(
-                item.len(),
-                size_of::<strait_ebpf_common::policy::FlowRecord>()
-            );
-            let record: strait_ebpf_common::policy::FlowRecord =
-                unsafe { std::ptr::read_unaligned(item.as_ptr().cast()) };
+            let record = FlowRecord::from_bytes(&item).expect("a whole flow record");
             records.push(record);
         }
         std::thread::sleep(Duration::from_millis(20));

@@ -155,6 +155,18 @@ pub struct FlowRecord {
 }
 const _: () = assert!(size_of::<FlowRecord>() == 40);
 
+impl FlowRecord {
+    /// The record in `bytes` (one ring buffer item), if it is one.
+    pub fn from_bytes(bytes: &[u8]) -> Option<Self> {
+        if bytes.len() != size_of::<Self>() {
+            return None;
+        }
+        // SAFETY: the length is that of a record, every bit pattern of its plain integer
+        // fields is valid, and `read_unaligned` copes with any alignment of the buffer.
+        Some(unsafe { core::ptr::read_unaligned(bytes.as_ptr().cast()) })
+    }
+}
+
 /// The aligned blocks covering ports `lo..=hi`, as (first port, prefix bits over the 16-bit
 /// port): what a range becomes in the policy trie. At most 30 blocks for any range.
 pub fn port_blocks(lo: u16, hi: u16, mut out: impl FnMut(u16, u32)) {
