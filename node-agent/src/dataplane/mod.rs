@@ -18,7 +18,7 @@ pub use dump::{
 };
 pub use error::DataplaneError;
 pub use object::{
-    Adoption, Dataplane, DataplaneConfig, PacketHook, ProgramRun, ct_entries_for_memory,
+    Adoption, Dataplane, DataplaneConfig, PacketHook, ProgramRun, ct_entries_for_memory, ifindex,
 };
 pub use plan::{
     BackendEntry, Frontend, MapOp, PodCidr, Protocol, ServiceKey, ServiceOptions, ServiceSpec,

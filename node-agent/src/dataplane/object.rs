@@ -405,7 +405,11 @@ impl Dataplane {
                 target: path.display().to_string(),
                 source: source.into(),
             })?;
-            self.replaced.push(old);
+            // A pod's veth has this agent's program attached already: the old one can go
+            // now (dropping the last holder detaches it) rather than double-judge packets.
+            if !matches!(target, Target::Endpoint(_)) {
+                self.replaced.push(old);
+            }
         }
         let link = link.pin(&path).map_err(|source| DataplaneError::PinLink {
             target: path.display().to_string(),
@@ -418,10 +422,18 @@ impl Dataplane {
     /// Detaches the attachments an earlier agent left, once this one has attached its own.
     /// Until then both run; each translates only what the other has not (a translated packet
     /// or connection no longer targets a service), so the overlap is harmless.
+    ///
+    /// Policy on pods' veths is kept while the veth exists: pod workers attach again as they
+    /// adopt their pods, taking the pins over, so a restart never leaves a pod unenforced.
     pub fn release_previous(&mut self) {
         self.replaced.clear();
+        let (endpoints, others): (Vec<_>, Vec<_>) =
+            self.previous.drain(..).partition(|(path, _)| {
+                endpoint_of_pin(path).is_some_and(|ifname| ifindex(ifname).is_some())
+            });
+        self.previous = endpoints;
         // Earlier attachments this agent did not take over (it no longer attaches there).
-        for (path, link) in self.previous.drain(..) {
+        for (path, link) in others {
             if let Err(error) = link.unpin() {
                 warn!(path = %path.display(), %error, "failed to unpin an earlier agent's link");
             }
@@ -665,6 +677,23 @@ impl PacketHook {
             Self::ToNetdev => TO_NETDEV,
         }
     }
+}
+
+/// The index of interface `ifname` in the calling thread's network namespace. (Not from
+/// /sys/class/net: a process moved into a namespace with `nsenter --net` still sees the sysfs
+/// of the namespace that mounted it.)
+pub fn ifindex(ifname: &str) -> Option<u32> {
+    let name = std::ffi::CString::new(ifname).ok()?;
+    // SAFETY: `name` is a valid NUL-terminated string for the duration of the call.
+    let index = unsafe { libc::if_nametoindex(name.as_ptr()) };
+    (index != 0).then_some(index)
+}
+
+/// The pod veth a pinned link's file names, if it is a policy link (`<program>@<ifname>`).
+fn endpoint_of_pin(path: &Path) -> Option<&str> {
+    let name = path.file_name()?.to_str()?;
+    let (program, ifname) = name.split_once('@')?;
+    [FROM_POD, TO_POD].contains(&program).then_some(ifname)
 }
 
 /// Subdirectory of the pin directory holding pinned links.

@@ -5,11 +5,13 @@
 //! - [`services`]: Services and EndpointSlices compiled into the dataplane.
 //! - [`routes`]: routes to the other nodes' pod ranges.
 //! - [`pods`]: pods bound to this node, run with runc and wired with strait-cni.
+//! - [`policy`]: NetworkPolicy compiled into the maps for this node's pods.
 
 pub mod join;
 pub mod logs;
 pub mod node;
 pub mod pods;
+pub mod policy;
 pub mod routes;
 pub mod server;
 pub mod services;
@@ -179,7 +181,8 @@ pub async fn run(
 
     let reaper =
         strait_runtime::Reaper::install().map_err(|e| setup("the child reaper")(e.to_string()))?;
-    let pods = pod_context(&config, &client, &cidr, reaper.clone())?;
+    let endpoints = Arc::new(policy::Endpoints::new(Arc::clone(&dataplane)));
+    let pods = pod_context(&config, &client, &cidr, reaper.clone(), Arc::clone(&endpoints))?;
 
     let facts = NodeFacts {
         name: config.node_name.clone(),
@@ -190,6 +193,8 @@ pub async fn run(
     let ip_reaper = reaper.clone();
     let ip: routes::IpRunner = Arc::new(move |args: &[&str]| run_ip(&ip_reaper, args));
     let routes = routes::run(client.clone(), config.node_name.clone(), ip);
+    let host = host_addresses(&reaper, config.node_ip);
+    let policy = policy::run(client.clone(), endpoints, config.node_name.clone(), host);
     let (pod_store, pod_writer) =
         kube::runtime::reflector::store::<k8s_openapi::api::core::v1::Pod>();
     let listen = std::net::SocketAddr::new(config.node_ip, config.agent_port);
@@ -224,6 +229,7 @@ pub async fn run(
         () = heartbeat => {}
         () = services => {}
         () = routes => {}
+        () = policy => {}
     }
     Ok(())
 }
@@ -261,6 +267,7 @@ fn pod_context(
     client: &Client,
     pod_cidr: &str,
     reaper: strait_runtime::Reaper,
+    policy: Arc<policy::Endpoints>,
 ) -> Result<Arc<pods::Context>, AgentError> {
     let state = &config.state_dir;
     std::fs::create_dir_all(state.join("pods"))
@@ -318,6 +325,7 @@ fn pod_context(
         })?;
     let runc = strait_runtime::Runc::new(&config.runc, state.join("runc"), reaper.clone());
     Ok(Arc::new(pods::Context {
+        policy,
         client: client.clone(),
         node_name: config.node_name.clone(),
         node_ip: config.node_ip.to_string(),
@@ -339,6 +347,26 @@ fn pod_context(
 
 /// Runs `ip ARGS…` (through the reaper, which owns every child) and returns its stdout, or
 /// its stderr as the error.
+/// The node's own IPv4 addresses (the source of its probes and other traffic to its pods),
+/// loopback aside.
+fn host_addresses(reaper: &strait_runtime::Reaper, node_ip: IpAddr) -> Vec<std::net::Ipv4Addr> {
+    let mut found: Vec<std::net::Ipv4Addr> = run_ip(reaper, &["-4", "-o", "addr", "show"])
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|line| {
+            let cidr = line.split_whitespace().skip_while(|w| *w != "inet").nth(1)?;
+            cidr.split('/').next()?.parse().ok()
+        })
+        .filter(|ip: &std::net::Ipv4Addr| !ip.is_loopback())
+        .collect();
+    if let IpAddr::V4(ip) = node_ip
+        && !found.contains(&ip)
+    {
+        found.push(ip);
+    }
+    found
+}
+
 fn run_ip(reaper: &strait_runtime::Reaper, args: &[&str]) -> Result<String, String> {
     let output = reaper
         .output(std::process::Command::new("ip").args(args))

@@ -33,6 +33,8 @@ use tokio::sync::{Notify, watch};
 
 /// What every pod worker shares.
 pub struct Context {
+    /// Where each pod's veth is registered for NetworkPolicy.
+    pub policy: Arc<crate::kubelet::policy::Endpoints>,
     pub client: Client,
     pub node_name: String,
     pub node_ip: String,

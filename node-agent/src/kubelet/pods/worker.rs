@@ -178,6 +178,7 @@ impl Worker {
         let Ok(sandbox) = serde_json::from_str::<SandboxFile>(&text) else {
             return;
         };
+        self.ctx.policy.attach(&self.key, &sandbox.cni_result);
         self.sandbox = Some(sandbox);
         let status = self.pod.status.clone().unwrap_or_default();
         if let Some(start) = status
@@ -232,7 +233,11 @@ impl Worker {
     async fn sync(&mut self) {
         if self.sandbox.is_none() {
             match self.create_sandbox().await {
-                Ok(sandbox) => self.sandbox = Some(sandbox),
+                Ok(sandbox) => {
+                    // Policy goes on the veth before any container can send a packet.
+                    self.ctx.policy.attach(&self.key, &sandbox.cni_result);
+                    self.sandbox = Some(sandbox);
+                }
                 Err(message) => {
                     warn!(pod = %self.key, %message, "sandbox failed");
                     self.volume_error = Some(message);
@@ -787,6 +792,7 @@ impl Worker {
         let uid = self.uid.clone();
         let pod = Arc::clone(&self.pod);
         let sandbox = self.sandbox.take();
+        self.ctx.policy.detach(&self.key);
         let _ = tokio::task::spawn_blocking(move || {
             remove_pod_files(&ctx, &uid, &dir, &pod, sandbox.as_ref())
         })
