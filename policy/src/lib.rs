@@ -14,6 +14,30 @@ pub mod explain;
 pub mod identity;
 pub mod model;
 
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use sha2::{Digest as _, Sha256};
+
+/// The Node annotation in which each agent names the policy set its maps hold (a
+/// [`programmed_digest`]); `netctl policy apply` waits until every node names the current one.
+pub const PROGRAMMED_ANNOTATION: &str = "policy.strait.dev/programmed";
+
+/// A digest of a set of policies (their uids and resource versions), whatever the order:
+/// equal on every node that programmed the same set.
+pub fn programmed_digest<'a>(policies: impl Iterator<Item = &'a NetworkPolicy>) -> String {
+    let mut versions: Vec<String> = policies
+        .map(|p| {
+            format!(
+                "{}/{}",
+                p.metadata.uid.as_deref().unwrap_or_default(),
+                p.metadata.resource_version.as_deref().unwrap_or_default()
+            )
+        })
+        .collect();
+    versions.sort();
+    let digest = Sha256::digest(versions.join(",").as_bytes());
+    digest.iter().take(8).map(|b| format!("{b:02x}")).collect()
+}
+
 pub use compile::{
     Cluster, Compiled, Decision, EndpointPolicy, Entry, NamedPort, PodInfo, RuleRef, Side, compile,
 };

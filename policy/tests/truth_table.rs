@@ -579,3 +579,17 @@ fn a_named_port_nobody_has_is_a_warning() {
     assert_eq!(compiled.warnings.len(), 3, "{:?}", compiled.warnings);
     assert!(compiled.warnings[0].contains("has no TCP port named \"metrics\""));
 }
+
+#[test]
+fn programmed_digests_ignore_order_and_follow_versions() {
+    let np = |uid: &str, rv: &str| -> NetworkPolicy {
+        serde_json::from_value(
+            json!({"metadata": {"name": uid, "uid": uid, "resourceVersion": rv}}),
+        )
+        .unwrap()
+    };
+    let (a, b) = (np("a", "1"), np("b", "2"));
+    let digest = |set: &[&NetworkPolicy]| strait_policy::programmed_digest(set.iter().copied());
+    assert_eq!(digest(&[&a, &b]), digest(&[&b, &a]));
+    assert_ne!(digest(&[&a]), digest(&[&np("a", "3")]));
+}

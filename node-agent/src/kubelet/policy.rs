@@ -20,9 +20,11 @@ use kube::{
     api::{Patch, PatchParams},
 };
 use serde_json::{Value, json};
-use sha2::{Digest as _, Sha256};
 use strait_kubewatch::cache;
-use strait_policy::{Cluster, Identities, Labels, NamedPort, PodInfo, Protocol, compile, parse};
+use strait_policy::{
+    Cluster, Identities, Labels, NamedPort, PROGRAMMED_ANNOTATION, PodInfo, Protocol, compile,
+    parse, programmed_digest,
+};
 use tokio::sync::Notify;
 use tracing::{info, warn};
 
@@ -30,9 +32,6 @@ use crate::dataplane::{
     Dataplane,
     policy::{RuleTable, desired, diff},
 };
-
-/// The Node annotation naming the policy set this node's maps hold (see [`programmed_digest`]).
-pub const PROGRAMMED: &str = "policy.strait.dev/programmed";
 
 /// Pods' host-side veths on this node, shared by the pod workers and the policy loop.
 pub struct Endpoints {
@@ -150,25 +149,8 @@ pub fn pod_info(pod: &Pod) -> PodInfo {
     }
 }
 
-/// A digest of a set of policies (their uids and resource versions): equal on every node
-/// that programmed the same set.
-pub fn programmed_digest<'a>(policies: impl Iterator<Item = &'a NetworkPolicy>) -> String {
-    let mut versions: Vec<String> = policies
-        .map(|p| {
-            format!(
-                "{}/{}",
-                p.uid().unwrap_or_default(),
-                p.resource_version().unwrap_or_default()
-            )
-        })
-        .collect();
-    versions.sort();
-    let digest = Sha256::digest(versions.join(",").as_bytes());
-    digest.iter().take(8).map(|b| format!("{b:02x}")).collect()
-}
-
 /// Keeps the policy maps equal to the cluster's policies for the registered pods, and the
-/// Node's [`PROGRAMMED`] annotation equal to what they hold.
+/// Node's programmed-policies annotation equal to what they hold.
 pub async fn run(client: Client, endpoints: Arc<Endpoints>, node: String, host: Vec<Ipv4Addr>) {
     let wake = Arc::new(Notify::new());
     let (pods, w1) = cache(
@@ -251,7 +233,8 @@ pub async fn run(client: Client, endpoints: Arc<Endpoints>, node: String, host: 
                     current = wanted;
                     let digest = programmed_digest(all_policies.iter().map(AsRef::as_ref));
                     if digest != reported {
-                        let patch = json!({"metadata": {"annotations": {PROGRAMMED: digest}}});
+                        let patch =
+                            json!({"metadata": {"annotations": {PROGRAMMED_ANNOTATION: digest}}});
                         match nodes
                             .patch(&node, &PatchParams::default(), &Patch::Merge(&patch))
                             .await
@@ -312,20 +295,5 @@ mod tests {
         assert_eq!(info.ip, Some("10.244.1.5".parse().unwrap()));
         assert_eq!(info.ports.len(), 2);
         assert_eq!(info.ports[1].protocol, Protocol::Udp);
-        let np = |uid: &str, rv: &str| -> NetworkPolicy {
-            serde_json::from_value(
-                json!({"metadata": {"name": uid, "uid": uid, "resourceVersion": rv}}),
-            )
-            .unwrap()
-        };
-        let (a, b) = (np("a", "1"), np("b", "2"));
-        assert_eq!(
-            programmed_digest([&a, &b].into_iter()),
-            programmed_digest([&b, &a].into_iter())
-        );
-        assert_ne!(
-            programmed_digest([&a].into_iter()),
-            programmed_digest([&np("a", "3")].into_iter())
-        );
     }
 }
