@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 mod bench;
 mod bpf;
 mod image;
+mod policy;
 
 /// netctl: Strait's networking view of a cluster: eBPF maps, flows, policy verdicts and
 /// service-routing benchmarks.
@@ -34,6 +35,48 @@ enum Command {
     Image {
         #[command(subcommand)]
         command: ImageCommand,
+    },
+    /// NetworkPolicies: apply and wait until every node enforces them, list, explain a verdict.
+    Policy {
+        /// The kubeconfig (default: KUBECONFIG, then ~/.kube/config).
+        #[arg(long, global = true, env = "KUBECONFIG")]
+        kubeconfig: Option<PathBuf>,
+        #[command(subcommand)]
+        command: PolicyCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum PolicyCommand {
+    /// Validate NetworkPolicy manifests, apply them, and wait until every Ready node's maps
+    /// hold them. Nothing is applied if any is wrong.
+    Apply {
+        /// Manifest files (YAML or JSON; `-` for standard input).
+        #[arg(short = 'f', long = "filename", required = true)]
+        files: Vec<PathBuf>,
+        /// The namespace of policies that name none.
+        #[arg(short, long, default_value = "default")]
+        namespace: String,
+        /// Apply even if a named port matches no pod.
+        #[arg(long)]
+        force: bool,
+        /// How long to wait for the nodes, in seconds.
+        #[arg(long, default_value_t = 30)]
+        timeout: u64,
+    },
+    /// Every NetworkPolicy, the pods it selects and its rules.
+    List,
+    /// Whether a connection between two pods is allowed, and which rule decides.
+    Explain {
+        /// The client pod, NAMESPACE/NAME.
+        #[arg(long)]
+        from: String,
+        /// The server pod, NAMESPACE/NAME.
+        #[arg(long)]
+        to: String,
+        /// The destination port and protocol, e.g. 80/TCP.
+        #[arg(long)]
+        port: String,
     },
 }
 
@@ -134,5 +177,36 @@ fn main() -> anyhow::Result<()> {
         Command::Image {
             command: ImageCommand::List { store },
         } => image::list(&store),
+        Command::Policy {
+            kubeconfig,
+            command,
+        } => {
+            let runtime = tokio::runtime::Runtime::new()?;
+            runtime.block_on(async move {
+                let client = policy::client(kubeconfig.as_deref()).await?;
+                match command {
+                    PolicyCommand::Apply {
+                        files,
+                        namespace,
+                        force,
+                        timeout,
+                    } => {
+                        let timeout = std::time::Duration::from_secs(timeout);
+                        policy::apply(&client, &files, &namespace, force, timeout).await
+                    }
+                    PolicyCommand::List => policy::list(&client).await,
+                    PolicyCommand::Explain { from, to, port } => {
+                        let (port, protocol) = policy::parse_port(&port)?;
+                        if policy::explain(&client, &from, &to, port, protocol).await? {
+                            Ok(())
+                        } else {
+                            // Denied is an answer, not a failure of the command; scripts
+                            // read it from the exit status, as `kubectl auth can-i` does.
+                            std::process::exit(1)
+                        }
+                    }
+                }
+            })
+        }
     }
 }
