@@ -2,17 +2,25 @@
 //! is down. Tables are shaped like `cilium bpf lb list` / `cilium bpf ct list`; `--json` gives
 //! the same rows as JSON.
 
-use std::{fmt::Write as _, net::SocketAddr, path::Path};
+use std::{
+    fmt::Write as _,
+    net::{Ipv4Addr, SocketAddr},
+    path::Path,
+};
 
 use anyhow::Context as _;
 use clap::ValueEnum;
 use serde_json::{Value, json};
 use strait_agent::dataplane::{
     AffinityClient, AffinityDump, BackendDump, CtDump, CtPressure, DropCount, PinnedMaps, Protocol,
-    ServiceDump, ServiceStatsDump,
+    ServiceDump, ServiceStatsDump, policy::PolicyMaps,
 };
 use strait_ebpf_common::{
     ct::{CT_F_CLOSING, CT_F_SNAT, CT_REPLY},
+    policy::{
+        DIR_INGRESS, EP_F_ENFORCE_EGRESS, EP_F_ENFORCE_INGRESS, IDENTITY_ANY, IDENTITY_HOST,
+        IDENTITY_WORLD, POLICY_PREFIX_PROTOCOL, PolicyKey,
+    },
     service::BACKEND_F_LOCAL,
 };
 
@@ -31,6 +39,12 @@ pub(crate) enum Table {
     Nat,
     /// Drop counters by reason and conntrack pressure.
     Counters,
+    /// NetworkPolicy entries of every endpoint (`cilium bpf policy get`).
+    Policy,
+    /// Address → identity (`cilium bpf ipcache list`).
+    Ipcache,
+    /// Pod endpoints: veth ifindex, identity, which directions are enforced.
+    Endpoints,
 }
 
 pub(crate) fn dump(pin_dir: &Path, table: Table, json: bool) -> anyhow::Result<()> {
@@ -75,6 +89,7 @@ pub(crate) fn dump(pin_dir: &Path, table: Table, json: bool) -> anyhow::Result<(
             };
             (render_counters(&counters), counters_json(&counters))
         }
+        Table::Policy | Table::Ipcache | Table::Endpoints => policy_table(&maps.policy()?, table),
     };
     if json {
         println!("{}", serde_json::to_string_pretty(&value)?);
@@ -336,4 +351,130 @@ fn counters_json(c: &Counters) -> Value {
         "drops": c.drops.iter().map(|d| json!({"reason": d.reason.name(), "packets": d.packets})).collect::<Vec<_>>(),
         "conntrack": {"entries": c.pressure.entries, "capacity": c.pressure.capacity},
     })
+}
+
+fn identity_name(id: u32) -> String {
+    match id {
+        IDENTITY_ANY => "any".to_owned(),
+        IDENTITY_HOST => "host".to_owned(),
+        IDENTITY_WORLD => "world".to_owned(),
+        id => id.to_string(),
+    }
+}
+
+/// What a policy trie entry covers: every protocol, every port of one, or a block of ports.
+fn policy_scope(prefix: u32, key: &PolicyKey) -> (String, String) {
+    if prefix < POLICY_PREFIX_PROTOCOL {
+        return ("any".to_owned(), "any".to_owned());
+    }
+    let proto = proto_name(key.protocol);
+    let bits = prefix - POLICY_PREFIX_PROTOCOL;
+    if bits == 0 {
+        return (proto, "any".to_owned());
+    }
+    let start = u16::from_be(key.dport);
+    let end = u32::from(start) + (1u32 << (16 - bits)) - 1;
+    let ports = if end == u32::from(start) {
+        start.to_string()
+    } else {
+        format!("{start}-{end}")
+    };
+    (proto, ports)
+}
+
+fn policy_table(maps: &PolicyMaps, table: Table) -> (String, Value) {
+    let mut rows = Vec::new();
+    let mut out = String::new();
+    match table {
+        Table::Ipcache => {
+            let _ = writeln!(out, "{:<20} IDENTITY", "PREFIX");
+            for ((prefix, addr), id) in &maps.ipcache {
+                let net = format!("{}/{prefix}", Ipv4Addr::from(addr.to_ne_bytes()));
+                let _ = writeln!(out, "{net:<20} {}", identity_name(*id));
+                rows.push(json!({"prefix": net, "identity": id}));
+            }
+        }
+        Table::Endpoints => {
+            let _ = writeln!(
+                out,
+                "{:<10} {:<10} {:<8} EGRESS",
+                "IFINDEX", "IDENTITY", "INGRESS"
+            );
+            for (ifindex, ep) in &maps.endpoints {
+                let enforced = |flag| {
+                    if ep.flags & flag != 0 {
+                        "enforced"
+                    } else {
+                        "open"
+                    }
+                };
+                let (ingress, egress) = (
+                    enforced(EP_F_ENFORCE_INGRESS),
+                    enforced(EP_F_ENFORCE_EGRESS),
+                );
+                let _ = writeln!(
+                    out,
+                    "{ifindex:<10} {:<10} {ingress:<8} {egress}",
+                    ep.identity
+                );
+                rows.push(json!({"ifindex": ifindex, "identity": ep.identity, "ingress": ingress, "egress": egress}));
+            }
+        }
+        _ => {
+            let _ = writeln!(
+                out,
+                "{:<10} {:<10} {:<10} {:<6} {:<12} RULE",
+                "ENDPOINT", "DIRECTION", "IDENTITY", "PROTO", "PORTS"
+            );
+            for ((prefix, key), rule) in &maps.policy {
+                let direction = if key.direction == DIR_INGRESS {
+                    "ingress"
+                } else {
+                    "egress"
+                };
+                let (proto, ports) = policy_scope(*prefix, key);
+                let identity = identity_name(key.identity);
+                let _ = writeln!(
+                    out,
+                    "{:<10} {direction:<10} {identity:<10} {proto:<6} {ports:<12} {rule}",
+                    key.endpoint
+                );
+                rows.push(json!({"endpoint": key.endpoint, "direction": direction, "identity": key.identity,
+                                 "protocol": proto, "ports": ports, "rule": rule}));
+            }
+        }
+    }
+    (out, Value::Array(rows))
+}
+
+#[cfg(test)]
+mod policy_tests {
+    use super::*;
+
+    #[test]
+    fn trie_prefixes_read_back_as_protocols_and_port_ranges() {
+        let key = |protocol, port: u16| PolicyKey {
+            endpoint: 7,
+            identity: 300,
+            direction: DIR_INGRESS,
+            protocol,
+            dport: port.to_be(),
+        };
+        assert_eq!(
+            policy_scope(POLICY_PREFIX_PROTOCOL - 8, &key(0, 0)),
+            ("any".into(), "any".into())
+        );
+        assert_eq!(
+            policy_scope(POLICY_PREFIX_PROTOCOL, &key(17, 0)),
+            ("UDP".into(), "any".into())
+        );
+        assert_eq!(
+            policy_scope(POLICY_PREFIX_PROTOCOL + 16, &key(6, 80)),
+            ("TCP".into(), "80".into())
+        );
+        assert_eq!(
+            policy_scope(POLICY_PREFIX_PROTOCOL + 6, &key(6, 1024)),
+            ("TCP".into(), "1024-2047".into())
+        );
+    }
 }

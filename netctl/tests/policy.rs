@@ -198,6 +198,27 @@ spec:
         "{said}"
     );
     assert!(get_b(), "the dataplane agrees: allowed");
+    // The node's maps, read from their pins: b's endpoint enforces ingress, a's identity
+    // may reach port 80, and b's address has an identity.
+    let pins = cluster.nodes[0].pins.path().to_str().unwrap().to_owned();
+    let dump = |table: &str| {
+        let out = std::process::Command::new(NETCTL)
+            .args(["bpf", "dump", table, "--pin-dir", &pins])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", text(&out));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let policy = dump("policy");
+    assert!(
+        policy
+            .lines()
+            .any(|l| l.contains("ingress") && l.contains("TCP") && l.contains(" 80 ")),
+        "{policy}"
+    );
+    assert!(dump("ipcache").contains(&format!("{b_ip}/32")));
+    assert!(dump("endpoints").contains("enforced"));
+
     let out = explain("81/udp");
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
 

@@ -8,14 +8,15 @@ use std::{
     path::Path,
 };
 
-use aya::maps::{HashMap, IterableMap as _, Map, MapData, PerCpuArray};
+use aya::maps::{HashMap, IterableMap as _, Map, MapData, PerCpuArray, lpm_trie::LpmTrie};
 use strait_ebpf_common::{
     ct::{Ct4Entry, Ct4Key, Ct6Entry, Ct6Key, CtEntry, CtKey, Tuple},
     drop::DropReason,
     maps::{
-        AFFINITY_V4, BACKENDS_V4, BACKENDS_V6, CT_V4, CT_V6, DROPS, SERVICE_STATS, SERVICES_V4,
-        SERVICES_V6,
+        AFFINITY_V4, BACKENDS_V4, BACKENDS_V6, CT_V4, CT_V6, DROPS, ENDPOINTS, IPCACHE_V4, POLICY,
+        SERVICE_STATS, SERVICES_V4, SERVICES_V6,
     },
+    policy::{EndpointValue, IpcacheValue, PolicyKey, PolicyValue},
     service::{
         Backend4, Backend6, Service4Key, Service6Key, ServiceStats, ServiceValue, ipv6_octets,
     },
@@ -25,6 +26,7 @@ use strait_ebpf_common::{
 use super::{
     DataplaneError,
     plan::{BackendEntry, Frontend, ServiceKey},
+    policy::PolicyMaps,
 };
 
 /// Conntrack fill level: LRU evicts the least recently used flow when full, so a pressure near
@@ -232,6 +234,7 @@ pub struct PinnedMaps {
     affinity: HashMap<MapData, Affinity4Key, Affinity4Value>,
     drops: PerCpuArray<MapData, u64>,
     stats: PerCpuArray<MapData, ServiceStats>,
+    policy: PolicyMapSet<MapData>,
 }
 
 impl std::fmt::Debug for PinnedMaps {
@@ -257,7 +260,17 @@ impl PinnedMaps {
             affinity: open_pinned(pin_dir, AFFINITY_V4)?,
             drops: open_pinned(pin_dir, DROPS)?,
             stats: open_pinned(pin_dir, SERVICE_STATS)?,
+            policy: PolicyMapSet {
+                ipcache: open_pinned(pin_dir, IPCACHE_V4)?,
+                policy: open_pinned(pin_dir, POLICY)?,
+                endpoints: open_pinned(pin_dir, ENDPOINTS)?,
+            },
         })
+    }
+
+    /// The NetworkPolicy maps: ipcache, per-endpoint entries, endpoints.
+    pub fn policy(&self) -> Result<PolicyMaps, DataplaneError> {
+        self.policy.read()
     }
 
     /// Traffic counters of every service, summed over CPUs.
@@ -337,6 +350,35 @@ where
     let map =
         Map::from_map_data(data).map_err(|source| DataplaneError::MapType { map: name, source })?;
     T::try_from(map).map_err(|source| DataplaneError::MapType { map: name, source })
+}
+
+/// The three NetworkPolicy maps, of a loaded object or opened from their pins.
+pub(super) struct PolicyMapSet<T> {
+    pub(super) ipcache: LpmTrie<T, u32, IpcacheValue>,
+    pub(super) policy: LpmTrie<T, PolicyKey, PolicyValue>,
+    pub(super) endpoints: HashMap<T, u32, EndpointValue>,
+}
+
+impl<T: Borrow<MapData>> PolicyMapSet<T> {
+    /// Everything the maps hold.
+    pub(super) fn read(&self) -> Result<PolicyMaps, DataplaneError> {
+        let read = |map| move |source| DataplaneError::MapRead { map, source };
+        let mut maps = PolicyMaps::default();
+        for item in self.ipcache.iter() {
+            let (key, value) = item.map_err(read(IPCACHE_V4))?;
+            maps.ipcache
+                .insert((key.prefix_len(), key.data()), value.identity);
+        }
+        for item in self.policy.iter() {
+            let (key, value) = item.map_err(read(POLICY))?;
+            maps.policy.insert((key.prefix_len(), key.data()), value.rule);
+        }
+        for item in self.endpoints.iter() {
+            let (ifindex, value) = item.map_err(read(ENDPOINTS))?;
+            maps.endpoints.insert(ifindex, value);
+        }
+        Ok(maps)
+    }
 }
 
 fn ct_pressure<T: Borrow<MapData>, K: aya::Pod, V: aya::Pod>(ct: &HashMap<T, K, V>) -> CtPressure {

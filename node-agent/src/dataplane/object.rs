@@ -33,7 +33,8 @@ use tracing::warn;
 use super::{
     DataplaneError,
     dump::{
-        CtDump, CtMaps, CtPressure, DropCount, LbMaps, ServiceDump, ServiceStatsDump, open_pinned,
+        CtDump, CtMaps, CtPressure, DropCount, LbMaps, PolicyMapSet, ServiceDump, ServiceStatsDump,
+        open_pinned,
         read_drops, read_service_stats,
     },
     plan::{BackendEntry, Frontend, MapOp, PodCidr, ServiceKey, ServiceSpec, ServiceTable},
@@ -570,26 +571,12 @@ impl Dataplane {
 
     /// The NetworkPolicy maps as they are (what a restarted agent diffs against).
     pub fn policy_maps(&self) -> Result<PolicyMaps, DataplaneError> {
-        let read = |map| move |source| DataplaneError::MapRead { map, source };
-        let mut maps = PolicyMaps::default();
-        let ipcache = lpm::<u32, IpcacheValue>(&self.ebpf, IPCACHE_V4)?;
-        for item in ipcache.iter() {
-            let (key, value) = item.map_err(read(IPCACHE_V4))?;
-            maps.ipcache
-                .insert((key.prefix_len(), key.data()), value.identity);
+        PolicyMapSet {
+            ipcache: lpm(&self.ebpf, IPCACHE_V4)?,
+            policy: lpm(&self.ebpf, POLICY)?,
+            endpoints: typed_map(&self.ebpf, ENDPOINTS)?,
         }
-        let policy = lpm::<PolicyKey, PolicyValue>(&self.ebpf, POLICY)?;
-        for item in policy.iter() {
-            let (key, value) = item.map_err(read(POLICY))?;
-            maps.policy
-                .insert((key.prefix_len(), key.data()), value.rule);
-        }
-        let endpoints = typed_map::<u32, EndpointValue>(&self.ebpf, ENDPOINTS)?;
-        for item in endpoints.iter() {
-            let (ifindex, value) = item.map_err(read(ENDPOINTS))?;
-            maps.endpoints.insert(ifindex, value);
-        }
-        Ok(maps)
+        .read()
     }
 
     /// The flow ring buffer, for one reader (the agent's flow task); `None` once taken.
