@@ -6,6 +6,7 @@ use clap::{Parser, Subcommand};
 
 mod bench;
 mod bpf;
+mod flows;
 mod image;
 mod policy;
 
@@ -35,6 +36,33 @@ enum Command {
     Image {
         #[command(subcommand)]
         command: ImageCommand,
+    },
+    /// Policy verdicts recorded by every node (newest last), or followed as they happen.
+    Flows {
+        /// The kubeconfig (default: KUBECONFIG, then ~/.kube/config).
+        #[arg(long, env = "KUBECONFIG")]
+        kubeconfig: Option<PathBuf>,
+        /// Only flows with a pod of this namespace at either end.
+        #[arg(short, long)]
+        namespace: Option<String>,
+        /// Only flows with this pod (NAME in --namespace, or NAMESPACE/NAME) at either end.
+        #[arg(long)]
+        pod: Option<String>,
+        /// Only this verdict.
+        #[arg(long, value_parser = ["allowed", "denied"])]
+        verdict: Option<String>,
+        /// Only this node's flows.
+        #[arg(long)]
+        node: Option<String>,
+        /// How many of the newest flows to show.
+        #[arg(long, default_value_t = 20)]
+        last: usize,
+        /// Keep printing new flows.
+        #[arg(short, long)]
+        follow: bool,
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
     },
     /// NetworkPolicies: apply and wait until every node enforces them, list, explain a verdict.
     Policy {
@@ -177,6 +205,30 @@ fn main() -> anyhow::Result<()> {
         Command::Image {
             command: ImageCommand::List { store },
         } => image::list(&store),
+        Command::Flows {
+            kubeconfig,
+            namespace,
+            pod,
+            verdict,
+            node,
+            last,
+            follow,
+            json,
+        } => {
+            let query = flows::Query {
+                namespace,
+                pod,
+                verdict,
+                node,
+                last,
+                follow,
+                json,
+            };
+            tokio::runtime::Runtime::new()?.block_on(async move {
+                let client = policy::client(kubeconfig.as_deref()).await?;
+                flows::show(&client, &query).await
+            })
+        }
         Command::Policy {
             kubeconfig,
             command,

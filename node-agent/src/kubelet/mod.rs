@@ -6,7 +6,9 @@
 //! - [`routes`]: routes to the other nodes' pod ranges.
 //! - [`pods`]: pods bound to this node, run with runc and wired with strait-cni.
 //! - [`policy`]: NetworkPolicy compiled into the maps for this node's pods.
+//! - [`flows`]: the verdicts of those maps, named, for `netctl flows`.
 
+pub mod flows;
 pub mod join;
 pub mod logs;
 pub mod node;
@@ -177,12 +179,20 @@ pub async fn run(
         dataplane.attach_netdev(uplink).map_err(Box::new)?;
     }
     dataplane.release_previous();
-    let dataplane = Arc::new(Mutex::new(dataplane));
 
     let reaper =
         strait_runtime::Reaper::install().map_err(|e| setup("the child reaper")(e.to_string()))?;
+    let ring = dataplane.take_flows();
+    let dataplane = Arc::new(Mutex::new(dataplane));
     let endpoints = Arc::new(policy::Endpoints::new(Arc::clone(&dataplane)));
-    let pods = pod_context(&config, &client, &cidr, reaper.clone(), Arc::clone(&endpoints))?;
+    let flow_log = Arc::new(flows::FlowLog::new(flows::DEFAULT_CAPACITY));
+    let pods = pod_context(
+        &config,
+        &client,
+        &cidr,
+        reaper.clone(),
+        Arc::clone(&endpoints),
+    )?;
 
     let facts = NodeFacts {
         name: config.node_name.clone(),
@@ -194,6 +204,19 @@ pub async fn run(
     let ip: routes::IpRunner = Arc::new(move |args: &[&str]| run_ip(&ip_reaper, args));
     let routes = routes::run(client.clone(), config.node_name.clone(), ip);
     let host = host_addresses(&reaper, config.node_ip);
+    let flow_reader = {
+        let (log, endpoints, node) = (
+            Arc::clone(&flow_log),
+            Arc::clone(&endpoints),
+            config.node_name.clone(),
+        );
+        async move {
+            match ring {
+                Some(ring) => flows::run(ring, log, endpoints, node).await,
+                None => std::future::pending().await,
+            }
+        }
+    };
     let policy = policy::run(client.clone(), endpoints, config.node_name.clone(), host);
     let (pod_store, pod_writer) =
         kube::runtime::reflector::store::<k8s_openapi::api::core::v1::Pod>();
@@ -219,6 +242,7 @@ pub async fn run(
             token,
             pods: pod_store.clone(),
             ctx: Arc::clone(&pods),
+            flows: Arc::clone(&flow_log),
         }),
     );
     let pods = pods::run(pods, pod_store, pod_writer);
@@ -230,6 +254,7 @@ pub async fn run(
         () = services => {}
         () = routes => {}
         () = policy => {}
+        () = flow_reader => {}
     }
     Ok(())
 }
@@ -354,7 +379,10 @@ fn host_addresses(reaper: &strait_runtime::Reaper, node_ip: IpAddr) -> Vec<std::
         .unwrap_or_default()
         .lines()
         .filter_map(|line| {
-            let cidr = line.split_whitespace().skip_while(|w| *w != "inet").nth(1)?;
+            let cidr = line
+                .split_whitespace()
+                .skip_while(|w| *w != "inet")
+                .nth(1)?;
             cidr.split('/').next()?.parse().ok()
         })
         .filter(|ip: &std::net::Ipv4Addr| !ip.is_loopback())

@@ -5,7 +5,7 @@
 //! `netctl policy apply` waits for on every node.
 
 use std::{
-    collections::{BTreeMap, BTreeSet},
+    collections::{BTreeMap, BTreeSet, HashMap},
     net::{IpAddr, Ipv4Addr},
     sync::{Arc, Mutex},
     time::Duration,
@@ -39,6 +39,10 @@ pub struct Endpoints {
     /// `namespace/name` → (host veth, its ifindex).
     veths: Mutex<BTreeMap<String, (String, u32)>>,
     changed: Notify,
+    /// The rule ids in the maps, for naming flows.
+    rules: Mutex<RuleTable>,
+    /// Every pod's address → `namespace/name`, as of the last compilation (flow peers).
+    addresses: Mutex<HashMap<Ipv4Addr, String>>,
 }
 
 impl std::fmt::Debug for Endpoints {
@@ -62,7 +66,28 @@ impl Endpoints {
             dataplane,
             veths: Mutex::new(BTreeMap::new()),
             changed: Notify::new(),
+            rules: Mutex::new(RuleTable::default()),
+            addresses: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The pod whose veth has `ifindex`.
+    pub fn pod_of(&self, ifindex: u32) -> Option<String> {
+        let veths = self.veths.lock().ok()?;
+        veths
+            .iter()
+            .find(|(_, (_, i))| *i == ifindex)
+            .map(|(pod, _)| pod.clone())
+    }
+
+    /// The pod with address `ip`, anywhere in the cluster.
+    pub fn pod_at(&self, ip: Ipv4Addr) -> Option<String> {
+        self.addresses.lock().ok()?.get(&ip).cloned()
+    }
+
+    /// The rule a map entry's id stands for.
+    pub fn rule(&self, id: u32) -> Option<strait_policy::RuleRef> {
+        self.rules.lock().ok()?.rule(id).cloned()
     }
 
     /// Puts policy on the pod's veth (named by its CNI result) and registers it. Pods on the
@@ -179,7 +204,6 @@ pub async fn run(client: Client, endpoints: Arc<Endpoints>, node: String, host: 
             policies.wait_until_ready()
         );
         let mut identities = Identities::default();
-        let mut rules = RuleTable::default();
         let mut current = endpoints
             .dataplane
             .lock()
@@ -214,7 +238,19 @@ pub async fn run(client: Client, endpoints: Arc<Endpoints>, node: String, host: 
                 policies: &parsed,
             };
             let compiled = compile(&cluster, &mut identities, |p| local.contains_key(&p.key()));
-            let wanted = desired(&compiled, &local, &host, &mut rules);
+            let wanted = match endpoints.rules.lock() {
+                Ok(mut rules) => desired(&compiled, &local, &host, &mut rules),
+                Err(_) => return,
+            };
+            if let Ok(mut addresses) = endpoints.addresses.lock() {
+                *addresses = pod_infos
+                    .iter()
+                    .filter_map(|p| match p.ip? {
+                        IpAddr::V4(ip) => Some((ip, p.key())),
+                        IpAddr::V6(_) => None,
+                    })
+                    .collect();
+            }
             let ops = diff(&current, &wanted);
             let applied = endpoints
                 .dataplane

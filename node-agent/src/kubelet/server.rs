@@ -30,13 +30,14 @@ use serde_json::json;
 use tokio::{io::AsyncWriteExt as _, net::TcpListener, sync::mpsc};
 use tracing::{debug, warn};
 
-use super::{logs, pods, spdy, streaming};
+use super::{flows, logs, pods, spdy, streaming};
 
 /// What the handlers share.
 pub struct Endpoint {
     pub token: String,
     pub pods: Store<Pod>,
     pub ctx: Arc<pods::Context>,
+    pub flows: Arc<flows::FlowLog>,
 }
 
 /// The WebSocket subprotocols of remote command, newest first.
@@ -52,6 +53,7 @@ pub async fn serve(listener: TcpListener, tls: rustls::ServerConfig, endpoint: A
             get(container_logs),
         )
         .route("/exec/{namespace}/{pod}/{container}", get(exec).post(exec))
+        .route("/flows", get(flow_log))
         .route(
             "/portForward/{namespace}/{pod}",
             get(port_forward).post(port_forward),
@@ -78,6 +80,71 @@ pub async fn serve(listener: TcpListener, tls: rustls::ServerConfig, endpoint: A
                 .await;
         });
     }
+}
+
+/// `GET /flows?namespace=&pod=&verdict=&limit=&follow=`: the newest records (100 unless
+/// `limit`), one JSON object per line, oldest first; with `follow`, then every new record as
+/// it is decided. The `X-Strait-Flows-Evicted` header counts records the bounded log dropped.
+async fn flow_log(State(endpoint): State<Arc<Endpoint>>, RawQuery(query): RawQuery) -> Response {
+    let params: BTreeMap<String, String> =
+        strait_api::query::pairs(query.as_deref().unwrap_or_default())
+            .into_iter()
+            .collect();
+    let filter = flows::Filter {
+        namespace: params.get("namespace").cloned().filter(|s| !s.is_empty()),
+        pod: params.get("pod").cloned().filter(|s| !s.is_empty()),
+        verdict: params.get("verdict").cloned().filter(|s| !s.is_empty()),
+    };
+    let limit = params
+        .get("limit")
+        .and_then(|l| l.parse().ok())
+        .unwrap_or(100);
+    let follow = params
+        .get("follow")
+        .is_some_and(|v| v == "true" || v == "1");
+    let line = |flow: &flows::Flow| {
+        let mut text = serde_json::to_string(flow).unwrap_or_default();
+        text.push('\n');
+        Bytes::from(text)
+    };
+    // Subscribe before reading the backlog, so nothing falls between the two.
+    let mut live = endpoint.flows.follow();
+    let backlog: Vec<Bytes> = endpoint
+        .flows
+        .recent(&filter, limit)
+        .iter()
+        .map(|f| line(f))
+        .collect();
+    let evicted = endpoint.flows.evicted().to_string();
+    let body = if follow {
+        let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(256);
+        tokio::spawn(async move {
+            for chunk in backlog {
+                if tx.send(Ok(chunk)).await.is_err() {
+                    return;
+                }
+            }
+            loop {
+                match live.recv().await {
+                    Ok(flow) if filter.matches(&flow) => {
+                        if tx.send(Ok(line(&flow))).await.is_err() {
+                            return;
+                        }
+                    }
+                    Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                }
+            }
+        });
+        Body::from_stream(tokio_stream::wrappers::ReceiverStream::new(rx))
+    } else {
+        Body::from(backlog.concat())
+    };
+    Response::builder()
+        .header(header::CONTENT_TYPE, "application/x-ndjson")
+        .header("X-Strait-Flows-Evicted", evicted)
+        .body(body)
+        .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
 }
 
 /// A self-signed serving certificate for `names`, and the TLS config around it.
