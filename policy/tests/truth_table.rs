@@ -593,3 +593,98 @@ fn programmed_digests_ignore_order_and_follow_versions() {
     assert_eq!(digest(&[&a, &b]), digest(&[&b, &a]));
     assert_ne!(digest(&[&a]), digest(&[&np("a", "3")]));
 }
+
+/// Every scenario of the upstream model (`strait_tests::netpol`), step by step, through the
+/// compiler: the table the cluster tier probes with packets is first right here.
+#[test]
+fn the_upstream_scenarios_hold_in_the_compiler() {
+    use strait_tests::netpol::{self, Proto, Relabel};
+    for scenario in netpol::scenarios() {
+        let mut m = Model::new();
+        for pod in &mut m.pods {
+            let named: Vec<NamedPort> = m_ports();
+            pod.ports = named;
+        }
+        let mut applied: BTreeMap<String, Policy> = BTreeMap::new();
+        for (index, step) in scenario.steps.iter().enumerate() {
+            for object in &step.apply {
+                let object = netpol::resolve(
+                    object,
+                    &|key: &str| {
+                        let pod = m.pods.iter().find(|p| p.key() == key).unwrap();
+                        pod.ip.unwrap().to_string()
+                    },
+                    "10.0.0.0/16",
+                );
+                let np: NetworkPolicy = serde_json::from_value(object).unwrap();
+                let parsed = parse(&np).unwrap_or_else(|e| panic!("{}: {e}", scenario.name));
+                applied.insert(parsed.key(), parsed);
+            }
+            for gone in &step.delete {
+                applied.remove(*gone);
+            }
+            for change in &step.relabel {
+                match change {
+                    Relabel::Pod(key, k, v) => {
+                        let pod = m.pods.iter_mut().find(|p| p.key() == *key).unwrap();
+                        pod.labels.insert((*k).to_owned(), (*v).to_owned());
+                    }
+                    Relabel::Namespace(ns, k, v) => {
+                        m.namespaces
+                            .get_mut(*ns)
+                            .unwrap()
+                            .insert((*k).to_owned(), (*v).to_owned());
+                    }
+                }
+            }
+            let policies: Vec<Policy> = applied.values().cloned().collect();
+            let compiled = m.compile(&policies);
+            for (proto, port) in scenario.probes() {
+                let protocol = match proto {
+                    Proto::Tcp => Protocol::Tcp,
+                    Proto::Udp => Protocol::Udp,
+                };
+                for from in &m.pods {
+                    for to in &m.pods {
+                        if from.key() == to.key() {
+                            continue;
+                        }
+                        let got = explain(
+                            &compiled,
+                            Endpoint::Pod(&from.key(), from.ip.unwrap()),
+                            Endpoint::Pod(&to.key(), to.ip.unwrap()),
+                            protocol,
+                            port,
+                        );
+                        let want = (step.expect)(&from.key(), &to.key(), proto, port);
+                        assert_eq!(
+                            got.allows(),
+                            want,
+                            "{} step {index}: {} -> {} {protocol}/{port}: {got}",
+                            scenario.name,
+                            from.key(),
+                            to.key()
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The upstream model's named ports: serve-80-tcp and so on.
+fn m_ports() -> Vec<NamedPort> {
+    [
+        (80, Protocol::Tcp),
+        (81, Protocol::Tcp),
+        (80, Protocol::Udp),
+        (81, Protocol::Udp),
+    ]
+    .into_iter()
+    .map(|(port, protocol)| NamedPort {
+        name: format!("serve-{port}-{}", protocol.to_string().to_lowercase()),
+        protocol,
+        port,
+    })
+    .collect()
+}

@@ -20,6 +20,7 @@ pub mod http;
 pub mod image;
 pub mod names;
 pub mod netns;
+pub mod netpol;
 pub mod packet;
 pub mod pin;
 pub mod sim;

@@ -120,20 +120,29 @@ impl Netns {
         F: FnOnce() -> T + Send,
         T: Send,
     {
-        let path = self.path();
-        thread::scope(|scope| {
-            scope
-                .spawn(move || {
-                    let handle = File::open(&path)
-                        .unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
-                    setns(handle, CloneFlags::CLONE_NEWNET)
-                        .unwrap_or_else(|e| panic!("setns into {}: {e}", path.display()));
-                    f()
-                })
-                .join()
-                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-        })
+        run_in(&self.path(), f)
     }
+}
+
+/// [`Netns::run`] for a namespace this harness did not make, by its file (a pod's, which its
+/// agent keeps under its state directory).
+pub fn run_in<T, F>(path: &Path, f: F) -> T
+where
+    F: FnOnce() -> T + Send,
+    T: Send,
+{
+    thread::scope(|scope| {
+        scope
+            .spawn(move || {
+                let handle =
+                    File::open(path).unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
+                setns(handle, CloneFlags::CLONE_NEWNET)
+                    .unwrap_or_else(|e| panic!("setns into {}: {e}", path.display()));
+                f()
+            })
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    })
 }
 
 impl Drop for Netns {
