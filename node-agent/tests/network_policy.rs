@@ -5,13 +5,8 @@
 //! and 81. Every node reports the policy set its maps hold in the Node annotation
 //! `policy.strait.dev/programmed`, which the test waits for before probing.
 
-use std::{
-    collections::BTreeSet,
-    path::Path,
-    time::{Duration, Instant},
-};
+use std::{collections::BTreeSet, path::Path};
 
-use serde_json::Value;
 use strait_tests::{
     Cluster,
     cluster::{BUSYBOX, Binaries},
@@ -76,38 +71,6 @@ fn pairs(list: &[(&str, &str)]) -> BTreeSet<(String, String)> {
         .collect()
 }
 
-/// Waits until every node's maps hold the same policy set (and it changed from `before`).
-fn wait_programmed(cluster: &Cluster, before: &str) -> String {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let out = cluster.kubectl(&["get", "nodes", "-o", "json"]);
-        let nodes: Value = serde_json::from_str(&out).unwrap_or(Value::Null);
-        let digests: BTreeSet<String> = nodes["items"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(|n| {
-                n["metadata"]["annotations"]["policy.strait.dev/programmed"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_owned()
-            })
-            .collect();
-        if digests.len() == 1 {
-            let digest = digests.into_iter().next().unwrap_or_default();
-            if !digest.is_empty() && digest != before {
-                return digest;
-            }
-        }
-        assert!(
-            Instant::now() < deadline,
-            "nodes never agreed on the programmed policies\n{}",
-            cluster.logs()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
 #[test]
 fn kubectl_applied_policies_are_enforced_on_every_node() {
     let bins = Binaries::beside(Path::new(env!("CARGO_BIN_EXE_strait-agent")));
@@ -152,7 +115,7 @@ fn kubectl_applied_policies_are_enforced_on_every_node() {
         ("c", "a"),
         ("c", "b"),
     ]);
-    let digest = wait_programmed(&cluster, "");
+    let digest = cluster.wait_policies_programmed("");
     assert_eq!(probe.table(80), everyone, "no policy: everything connects");
 
     // Deny all ingress to b.
@@ -161,7 +124,7 @@ fn kubectl_applied_policies_are_enforced_on_every_node() {
   "metadata": {"name": "b-ingress", "namespace": "np"},
   "spec": {"podSelector": {"matchLabels": {"pod": "b"}}}}"#,
     );
-    let digest = wait_programmed(&cluster, &digest);
+    let digest = cluster.wait_policies_programmed(&digest);
     assert_eq!(
         probe.table(80),
         pairs(&[("a", "c"), ("b", "a"), ("b", "c"), ("c", "a")]),
@@ -176,7 +139,7 @@ fn kubectl_applied_policies_are_enforced_on_every_node() {
   "spec": {"podSelector": {"matchLabels": {"pod": "b"}},
            "ingress": [{"from": [{"podSelector": {"matchLabels": {"pod": "a"}}}], "ports": [{"port": "serve-80"}]}]}}"#,
     );
-    let digest = wait_programmed(&cluster, &digest);
+    let digest = cluster.wait_policies_programmed(&digest);
     assert!(probe.connects("a", "b", 80));
     assert!(!probe.connects("a", "b", 81));
     assert!(!probe.connects("c", "b", 80));
@@ -188,7 +151,7 @@ fn kubectl_applied_policies_are_enforced_on_every_node() {
   "spec": {"podSelector": {"matchLabels": {"pod": "a"}}, "policyTypes": ["Egress"],
            "egress": [{"to": [{"podSelector": {"matchLabels": {"pod": "b"}}}]}]}}"#,
     );
-    let digest = wait_programmed(&cluster, &digest);
+    let digest = cluster.wait_policies_programmed(&digest);
     assert!(probe.connects("a", "b", 80));
     assert!(
         !probe.connects("a", "c", 80),
@@ -201,6 +164,6 @@ fn kubectl_applied_policies_are_enforced_on_every_node() {
 
     // Deleting the policies opens everything again.
     cluster.kubectl(&["delete", "networkpolicy", "-n", "np", "--all"]);
-    wait_programmed(&cluster, &digest);
+    cluster.wait_policies_programmed(&digest);
     assert_eq!(probe.table(80), everyone);
 }

@@ -242,6 +242,40 @@ impl Cluster {
         self.kubectl(&["apply", "-f", file.path().to_str().expect("a UTF-8 path")])
     }
 
+    /// Waits until every node's maps hold the same NetworkPolicy set, and a different one
+    /// from `before` (a digest this returned earlier; empty at first), as each agent reports
+    /// in its Node's `policy.strait.dev/programmed` annotation. Returns the digest.
+    pub fn wait_policies_programmed(&self, before: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let out = self.kubectl(&["get", "nodes", "-o", "json"]);
+            let nodes: serde_json::Value = serde_json::from_str(&out).unwrap_or_default();
+            let digests: std::collections::BTreeSet<String> = nodes["items"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|n| {
+                    n["metadata"]["annotations"]["policy.strait.dev/programmed"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_owned()
+                })
+                .collect();
+            if let [digest] = digests.into_iter().collect::<Vec<_>>().as_slice()
+                && !digest.is_empty()
+                && digest != before
+            {
+                return digest.clone();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "nodes never agreed on the programmed policies\n{}",
+                self.logs()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     /// kubectl (1.33) against the cluster; panics unless it succeeds.
     pub fn kubectl(&self, args: &[&str]) -> String {
         self.control.kubectl_ok("1.33", args)
