@@ -1,5 +1,5 @@
 //! NetworkPolicy v1 read into a form with its defaults applied and every optional field's
-//! meaning made explicit, validated the way kube-apiserver validates it.
+//! meaning made explicit, once the API's own validator has accepted it.
 //!
 //! The distinctions the specification draws and users trip over are kept apart here:
 //! - a direction the policy does not name (absent from `policyTypes`) leaves traffic alone, one
@@ -10,12 +10,10 @@
 //! - a peer with only a `podSelector` selects in the policy's namespace, one with only a
 //!   `namespaceSelector` selects every pod of those namespaces ([`Peer::Pods`]).
 
-use std::{fmt, net::IpAddr};
+use std::fmt;
 
 use ipnet::IpNet;
-use k8s_openapi::api::networking::v1::{
-    IPBlock, NetworkPolicy, NetworkPolicyPeer, NetworkPolicyPort,
-};
+use k8s_openapi::api::networking::v1::{NetworkPolicy, NetworkPolicyPeer, NetworkPolicyPort};
 use strait_api::selector::LabelSelector;
 
 /// A transport protocol a NetworkPolicy port can name.
@@ -190,279 +188,108 @@ impl fmt::Display for InvalidPolicy {
 
 impl std::error::Error for InvalidPolicy {}
 
-struct Errors(Vec<FieldError>);
-
-impl Errors {
-    fn invalid(&mut self, field: &str, value: impl fmt::Display, why: &str) {
-        self.0.push(FieldError {
-            field: field.to_owned(),
-            message: format!("Invalid value: \"{value}\": {why}"),
-        });
-    }
-
-    fn unsupported(&mut self, field: &str, value: &str, supported: &str) {
-        self.0.push(FieldError {
-            field: field.to_owned(),
-            message: format!("Unsupported value: \"{value}\": supported values: {supported}"),
-        });
-    }
-
-    fn required(&mut self, field: &str, why: &str) {
-        self.0.push(FieldError {
-            field: field.to_owned(),
-            message: format!("Required value: {why}"),
-        });
-    }
-}
-
 fn selector(
     value: Option<&k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector>,
-    field: &str,
-    errors: &mut Errors,
 ) -> LabelSelector {
     // An absent selector in a NetworkPolicy means "everything" wherever one is optional.
-    let Some(value) = value else {
-        return LabelSelector::everything();
-    };
-    let json = serde_json::to_value(value).unwrap_or_default();
-    LabelSelector::from_object(&json).unwrap_or_else(|e| {
-        errors.invalid(field, json, &e.to_string());
-        LabelSelector::nothing()
+    value.map_or_else(LabelSelector::everything, |s| {
+        let json = serde_json::to_value(s).unwrap_or_default();
+        // Validated already; a selector that still fails to convert selects nothing.
+        LabelSelector::from_object(&json).unwrap_or_else(|_| LabelSelector::nothing())
     })
 }
 
-fn parse_net(text: &str, field: &str, errors: &mut Errors) -> Option<IpNet> {
-    match text.parse::<IpNet>() {
-        Ok(net) => Some(net.trunc()),
-        Err(_) => {
-            errors.invalid(
-                field,
-                text,
-                "must be a valid CIDR (e.g. 10.0.0.0/16 or fd00::/64)",
-            );
-            None
-        }
-    }
+fn net(text: &str) -> Option<IpNet> {
+    text.parse::<IpNet>().ok().map(|n| n.trunc())
 }
 
-fn block(b: &IPBlock, field: &str, errors: &mut Errors) -> Option<Peer> {
-    let cidr = parse_net(&b.cidr, &format!("{field}.cidr"), errors)?;
-    let mut except = Vec::new();
-    for (i, text) in b.except.iter().flatten().enumerate() {
-        let at = format!("{field}.except[{i}]");
-        let Some(net) = parse_net(text, &at, errors) else {
-            continue;
-        };
-        // kube-apiserver: every except must be strictly inside the cidr.
-        if !(cidr.contains(&net) && net.prefix_len() > cidr.prefix_len()) {
-            errors.invalid(&at, text, "must be a strict subset of `cidr`");
-            continue;
-        }
-        except.push(net);
-    }
-    Some(Peer::Block { cidr, except })
-}
-
-fn peer(p: &NetworkPolicyPeer, field: &str, errors: &mut Errors) -> Option<Peer> {
-    let named = usize::from(p.pod_selector.is_some())
-        .max(usize::from(p.namespace_selector.is_some()))
-        + usize::from(p.ip_block.is_some());
-    if named == 0 {
-        errors.required(field, "must specify a peer");
-        return None;
-    }
-    if named > 1 {
-        errors.0.push(FieldError {
-            field: field.to_owned(),
-            message: "Forbidden: may not specify both ipBlock and another peer".to_owned(),
-        });
-        return None;
-    }
+fn peer(p: &NetworkPolicyPeer) -> Option<Peer> {
     if let Some(b) = &p.ip_block {
-        return block(b, &format!("{field}.ipBlock"), errors);
+        return Some(Peer::Block {
+            cidr: net(&b.cidr)?,
+            except: b.except.iter().flatten().filter_map(|e| net(e)).collect(),
+        });
     }
-    let namespaces = p
-        .namespace_selector
-        .as_ref()
-        .map(|s| selector(Some(s), &format!("{field}.namespaceSelector"), errors));
-    let pods = selector(
-        p.pod_selector.as_ref(),
-        &format!("{field}.podSelector"),
-        errors,
-    );
-    Some(Peer::Pods { namespaces, pods })
+    Some(Peer::Pods {
+        namespaces: p.namespace_selector.as_ref().map(|s| selector(Some(s))),
+        pods: selector(p.pod_selector.as_ref()),
+    })
 }
 
-/// A valid IANA service name, as container port names must be.
-fn port_name_problem(name: &str) -> Option<&'static str> {
-    if name.len() > 15 {
-        return Some("must be no more than 15 characters");
-    }
-    if !name
-        .bytes()
-        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-    {
-        return Some("must contain only alpha-numeric characters (a-z, 0-9), and hyphens (-)");
-    }
-    if name.starts_with('-') || name.ends_with('-') || name.contains("--") {
-        return Some("must not begin or end with a hyphen, nor contain adjacent hyphens");
-    }
-    if !name.bytes().any(|b| b.is_ascii_lowercase()) {
-        return Some("must contain at least one letter (a-z)");
-    }
-    None
-}
-
-fn port(p: &NetworkPolicyPort, field: &str, errors: &mut Errors) -> Option<Port> {
+fn port(p: &NetworkPolicyPort) -> Option<Port> {
     use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-    let protocol_name = p.protocol.as_deref().unwrap_or("TCP");
-    let Some(protocol) = Protocol::parse(protocol_name) else {
-        errors.unsupported(
-            &format!("{field}.protocol"),
-            protocol_name,
-            "\"SCTP\", \"TCP\", \"UDP\"",
-        );
-        return None;
-    };
-    let in_range = |n: i32| u16::try_from(n).ok().filter(|n| *n > 0);
-    let port = match (&p.port, p.end_port) {
-        (None, None) => PortMatch::Any,
-        (None, Some(_)) => {
-            errors.required(
-                &format!("{field}.port"),
-                "must be specified when endPort is specified",
-            );
-            return None;
+    let protocol = Protocol::parse(p.protocol.as_deref().unwrap_or("TCP"))?;
+    let port = match &p.port {
+        None => PortMatch::Any,
+        Some(IntOrString::Int(n)) => {
+            let start = u16::try_from(*n).ok()?;
+            let stop = p.end_port.map_or(Some(start), |e| u16::try_from(e).ok())?;
+            PortMatch::Range(start, stop.max(start))
         }
-        (Some(IntOrString::Int(n)), end) => {
-            let Some(start) = in_range(*n) else {
-                errors.invalid(
-                    &format!("{field}.port"),
-                    n,
-                    "must be between 1 and 65535, inclusive",
-                );
-                return None;
-            };
-            let stop = match end {
-                None => start,
-                Some(e) => match in_range(e) {
-                    Some(stop) if stop >= start => stop,
-                    _ => {
-                        errors.invalid(
-                            &format!("{field}.endPort"),
-                            e,
-                            "must be greater than or equal to `port`",
-                        );
-                        return None;
-                    }
-                },
-            };
-            PortMatch::Range(start, stop)
-        }
-        (Some(IntOrString::String(name)), None) => {
-            if let Some(why) = port_name_problem(name) {
-                errors.invalid(&format!("{field}.port"), name, why);
-                return None;
-            }
-            PortMatch::Named(name.clone())
-        }
-        (Some(IntOrString::String(_)), Some(_)) => {
-            errors.invalid(
-                &format!("{field}.endPort"),
-                "",
-                "may not be specified when `port` is non-numeric",
-            );
-            return None;
-        }
+        Some(IntOrString::String(name)) => PortMatch::Named(name.clone()),
     };
     Some(Port { protocol, port })
 }
 
-/// Reads and validates `policy`. Every error is collected, so a user fixes them in one go.
+/// Reads `policy`, after checking it as the API server does (`strait_api::validate`, the one
+/// validator): every error is reported at once, so a user fixes them in one go.
 pub fn parse(policy: &NetworkPolicy) -> Result<Policy, InvalidPolicy> {
     let namespace = policy.metadata.namespace.clone().unwrap_or_default();
     let name = policy.metadata.name.clone().unwrap_or_default();
-    let mut errors = Errors(Vec::new());
-    let spec = policy.spec.clone().unwrap_or_default();
-    let selector = selector(spec.pod_selector.as_ref(), "spec.podSelector", &mut errors);
-    let (mut ingress_named, mut egress_named) = (false, false);
-    for (i, t) in spec.policy_types.iter().flatten().enumerate() {
-        match t.as_str() {
-            "Ingress" => ingress_named = true,
-            "Egress" => egress_named = true,
-            other => errors.unsupported(
-                &format!("spec.policyTypes[{i}]"),
-                other,
-                "\"Egress\", \"Ingress\"",
-            ),
-        }
+    let object = serde_json::to_value(policy).unwrap_or_default();
+    let causes = strait_api::validate::validate("networking.k8s.io", "NetworkPolicy", &object);
+    if !causes.is_empty() {
+        return Err(InvalidPolicy {
+            policy: format!("{namespace}/{name}"),
+            errors: causes
+                .into_iter()
+                .map(|c| FieldError {
+                    field: c.field,
+                    message: c.message,
+                })
+                .collect(),
+        });
     }
+    let spec = policy.spec.clone().unwrap_or_default();
+    let named = |t: &str| spec.policy_types.iter().flatten().any(|p| p == t);
     // Without policyTypes: Ingress always, Egress when the policy has egress rules.
     let (governs_ingress, governs_egress) = if spec.policy_types.is_some() {
-        (ingress_named, egress_named)
+        (named("Ingress"), named("Egress"))
     } else {
         (true, spec.egress.as_ref().is_some_and(|e| !e.is_empty()))
     };
-    let read_ports = |ports: Option<&Vec<NetworkPolicyPort>>, field: &str, errors: &mut Errors| {
-        let ports = ports.filter(|p| !p.is_empty())?;
-        Some(
-            ports
-                .iter()
-                .enumerate()
-                .filter_map(|(i, p)| port(p, &format!("{field}.ports[{i}]"), errors))
-                .collect(),
-        )
+    // Absent and empty lists mean the same: every peer, every port.
+    let peers = |list: Option<&Vec<NetworkPolicyPeer>>| {
+        list.filter(|l| !l.is_empty())
+            .map(|l| l.iter().filter_map(peer).collect())
     };
-    let read_peers = |peers: Option<&Vec<NetworkPolicyPeer>>, field: &str, errors: &mut Errors| {
-        let peers = peers.filter(|p| !p.is_empty())?;
-        Some(
-            peers
-                .iter()
-                .enumerate()
-                .filter_map(|(i, p)| peer(p, &format!("{field}[{i}]"), errors))
-                .collect(),
-        )
+    let ports = |list: Option<&Vec<NetworkPolicyPort>>| {
+        list.filter(|l| !l.is_empty())
+            .map(|l| l.iter().filter_map(port).collect())
     };
-    let ingress: Vec<Rule> = spec
+    let ingress = spec
         .ingress
         .iter()
         .flatten()
-        .enumerate()
-        .map(|(i, r)| Rule {
-            peers: read_peers(
-                r.from.as_ref(),
-                &format!("spec.ingress[{i}].from"),
-                &mut errors,
-            ),
-            ports: read_ports(r.ports.as_ref(), &format!("spec.ingress[{i}]"), &mut errors),
+        .map(|r| Rule {
+            peers: peers(r.from.as_ref()),
+            ports: ports(r.ports.as_ref()),
         })
         .collect();
-    let egress: Vec<Rule> = spec
+    let egress = spec
         .egress
         .iter()
         .flatten()
-        .enumerate()
-        .map(|(i, r)| Rule {
-            peers: read_peers(r.to.as_ref(), &format!("spec.egress[{i}].to"), &mut errors),
-            ports: read_ports(r.ports.as_ref(), &format!("spec.egress[{i}]"), &mut errors),
+        .map(|r| Rule {
+            peers: peers(r.to.as_ref()),
+            ports: ports(r.ports.as_ref()),
         })
         .collect();
-    if !errors.0.is_empty() {
-        return Err(InvalidPolicy {
-            policy: format!("{namespace}/{name}"),
-            errors: errors.0,
-        });
-    }
     Ok(Policy {
         namespace,
         name,
-        selector,
+        selector: selector(spec.pod_selector.as_ref()),
         ingress: governs_ingress.then_some(ingress),
         egress: governs_egress.then_some(egress),
     })
-}
-
-/// Whether `ip` is in the block: inside `cidr`, outside every `except`.
-pub fn block_contains(cidr: &IpNet, except: &[IpNet], ip: IpAddr) -> bool {
-    cidr.contains(&ip) && !except.iter().any(|e| e.contains(&ip))
 }

@@ -544,15 +544,15 @@ fn bad_policies_name_every_wrong_field_and_compile_nothing() {
     assert_eq!(
         fields,
         [
-            "spec.podSelector",
-            "spec.policyTypes[1]",
-            "spec.ingress[0].from[0].ipBlock.cidr",
-            "spec.ingress[0].from[1].ipBlock.except[0]",
-            "spec.ingress[0].from[2]",
+            "spec.podSelector.matchExpressions[0].operator",
             "spec.ingress[0].ports[0].endPort",
             "spec.ingress[0].ports[1].port",
             "spec.ingress[0].ports[2].protocol",
             "spec.ingress[0].ports[3].endPort",
+            "spec.ingress[0].from[0].ipBlock.cidr",
+            "spec.ingress[0].from[1].ipBlock.except[0]",
+            "spec.ingress[0].from[2]",
+            "spec.policyTypes[1]",
         ],
         "{error}"
     );
