@@ -279,7 +279,7 @@ static RESOURCES: &[Resource] = &[
     ),
     res(
         "", "v1", "Node", "nodes", "node", CLUSTER, &["no"], NONE, ALL_VERBS,
-        &[status("", "v1", "Node")],
+        &[sub("proxy", "", "v1", "NodeProxyOptions", GET), status("", "v1", "Node")],
     ),
     res(
         "", "v1", "PersistentVolumeClaim", "persistentvolumeclaims", "persistentvolumeclaim",

@@ -132,6 +132,20 @@ async fn serve(
             let upgrade = upgrade.filter(|_| headers.contains_key(header::UPGRADE));
             nodes::proxy(server, &target, &method, uri.query(), headers, upgrade).await
         }
+        Route::NodeProxy { node, path } => {
+            if method != Method::GET {
+                return Err(ApiError::method_not_allowed(method.as_str(), "nodes/proxy"));
+            }
+            let target = Target {
+                resource: strait_api::registry::find("", "v1", "nodes")
+                    .expect("nodes are registered"),
+                namespace: None,
+                name: Some(node.clone()),
+                subresource: Some("proxy".to_owned()),
+            };
+            authorize(server, &identity, "get", &target)?;
+            nodes::proxy_node(server, &node, &path, uri.query(), headers).await
+        }
         Route::Object(target) => {
             let options = Options::parse(uri.query())?;
             let verb = verb(&method, &target, &options)?;

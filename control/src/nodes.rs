@@ -63,6 +63,42 @@ pub async fn proxy(
         None if subresource == "portforward" => String::new(),
         None => default_container(&pod, name)?,
     };
+    let rest: Vec<String> = pairs.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let query = rest.join("&");
+    let uri = match subresource {
+        "log" => format!("/containerLogs/{namespace}/{name}/{container}?{query}"),
+        "portforward" => format!("/portForward/{namespace}/{name}?{query}"),
+        _ => format!("/exec/{namespace}/{name}/{container}?{query}"),
+    };
+    forward(server, node_name, method, &uri, headers, upgrade).await
+}
+
+/// `nodes/<node>/proxy/<path>`: a GET of `path` on the node's agent (its flow log, its
+/// policy maps), as kube-apiserver proxies to kubelets.
+pub async fn proxy_node(
+    server: &Server,
+    node_name: &str,
+    path: &str,
+    query: Option<&str>,
+    headers: &HeaderMap,
+) -> Result<Response, ApiError> {
+    let uri = match query {
+        Some(q) if !q.is_empty() => format!("{path}?{q}"),
+        _ => path.to_owned(),
+    };
+    forward(server, node_name, &Method::GET, &uri, headers, None).await
+}
+
+/// Sends `method uri` to the agent of `node_name` with the node token; streams the answer
+/// back, or splices the connection after an upgrade.
+async fn forward(
+    server: &Server,
+    node_name: &str,
+    method: &Method,
+    uri: &str,
+    headers: &HeaderMap,
+    upgrade: Option<OnUpgrade>,
+) -> Result<Response, ApiError> {
     let node = server
         .objects
         .get(&Target {
@@ -80,13 +116,6 @@ pub async fn proxy(
     let port = node["status"]["daemonEndpoints"]["kubeletEndpoint"]["Port"]
         .as_u64()
         .unwrap_or(10250);
-    let rest: Vec<String> = pairs.iter().map(|(k, v)| format!("{k}={v}")).collect();
-    let query = rest.join("&");
-    let uri = match subresource {
-        "log" => format!("/containerLogs/{namespace}/{name}/{container}?{query}"),
-        "portforward" => format!("/portForward/{namespace}/{name}?{query}"),
-        _ => format!("/exec/{namespace}/{name}/{container}?{query}"),
-    };
     let token = server
         .pki
         .node_token()
@@ -108,7 +137,7 @@ pub async fn proxy(
     tokio::spawn(connection.with_upgrades());
     let mut request = Request::builder()
         .method(method)
-        .uri(&uri)
+        .uri(uri)
         .header(header::HOST, &authority)
         .header(header::AUTHORIZATION, format!("Bearer {token}"));
     if upgrade.is_some() {

@@ -38,6 +38,8 @@ pub enum Route {
     OpenApi,
     /// A resource, a collection or a subresource.
     Object(Target),
+    /// `GET /api/v1/nodes/<node>/proxy/<path>`: `path` on the node's agent.
+    NodeProxy { node: String, path: String },
 }
 
 /// A resource path.
@@ -95,6 +97,11 @@ pub fn route(path: &str) -> Result<Route, ApiError> {
         ["apis", group, version] => Ok(Route::ResourceList {
             group: (*group).to_owned(),
             version: (*version).to_owned(),
+        }),
+        // `nodes/<name>/proxy/<path…>`: a request passed to the node's agent.
+        ["api", "v1", "nodes", node, "proxy", rest @ ..] => Ok(Route::NodeProxy {
+            node: (*node).to_owned(),
+            path: format!("/{}", rest.join("/")),
         }),
         ["api", "v1", rest @ ..] => object("", "v1", rest).ok_or_else(not_found),
         ["apis", group, version, rest @ ..] => object(group, version, rest).ok_or_else(not_found),

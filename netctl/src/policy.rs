@@ -346,5 +346,23 @@ pub(crate) async fn explain(
     let (egress, ingress) = text.split_once("; ").unwrap_or((&text, ""));
     println!("  at {from}: {egress}");
     println!("  at {to}: {ingress}");
+    // Whether the nodes' maps hold the policies this verdict was computed from.
+    let want = programmed_digest(snapshot.policies.iter());
+    let nodes = Api::<Node>::all(client.clone())
+        .list(&ListParams::default())
+        .await?;
+    let states: Vec<String> = nodes
+        .items
+        .iter()
+        .map(|n| {
+            let state = match n.annotations().get(PROGRAMMED_ANNOTATION) {
+                Some(have) if *have == want => "agrees",
+                Some(_) => "still programming another set",
+                None => "reports nothing",
+            };
+            format!("{} {state}", n.name_any())
+        })
+        .collect();
+    println!("  nodes: {}", states.join(", "));
     Ok(verdict.allows())
 }

@@ -155,6 +155,7 @@ spec: {podSelector: {matchLabels: {pod: b}}}
     assert_eq!(out.status.code(), Some(1), "{said}");
     assert!(said.contains("np/a → np/b 80/TCP: DENIED"), "{said}");
     assert!(said.contains("isolated by np/deny-b"), "{said}");
+    assert!(said.contains("nodes: node-0 agrees"), "{said}");
     let b_ip = cluster.kubectl(&[
         "get",
         "pod",
@@ -173,6 +174,27 @@ spec: {podSelector: {matchLabels: {pod: b}}}
         String::from_utf8_lossy(&out.stdout).trim() == "b"
     };
     assert!(!get_b(), "the dataplane agrees: denied");
+    // ... and the node recorded why, which `netctl flows` shows through the API server.
+    let flows = |args: &[&str]| {
+        let kubeconfig = cluster.control.kubeconfig();
+        let mut argv = vec![
+            NETCTL,
+            "flows",
+            "--kubeconfig",
+            kubeconfig.to_str().unwrap(),
+        ];
+        argv.extend(args);
+        let out = cluster.control.netns().exec(&argv);
+        assert!(out.status.success(), "{}", text(&out));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let denied = flows(&["--namespace", "np", "--verdict", "denied"]);
+    assert!(
+        denied.lines().any(|l| l.contains("np/a (")
+            && l.contains(&format!("-> np/b ({b_ip}:80)"))
+            && l.ends_with("TCP ingress DENIED default-deny")),
+        "{denied}"
+    );
 
     // Allow a on the named port: explain names the rule, and the connection goes through.
     let allow = manifest(
@@ -198,6 +220,15 @@ spec:
         "{said}"
     );
     assert!(get_b(), "the dataplane agrees: allowed");
+    let allowed = flows(&["--pod", "np/b", "--verdict", "allowed", "--json"]);
+    assert!(
+        allowed
+            .lines()
+            .any(|l| l.contains("\"policy\":\"np/deny-b\"")
+                && l.contains("\"rule\":\"ingress rule 0\"")
+                && l.contains("\"peer\":\"np/a\"")),
+        "{allowed}"
+    );
     // The node's maps, read from their pins: b's endpoint enforces ingress, a's identity
     // may reach port 80, and b's address has an identity.
     let pins = cluster.nodes[0].pins.path().to_str().unwrap().to_owned();
