@@ -45,6 +45,8 @@ pub(crate) enum Table {
     Ipcache,
     /// Pod endpoints: veth ifindex, identity, which directions are enforced.
     Endpoints,
+    /// What each identity stands for (`cilium identity list`), as the agent last wrote it.
+    Identities,
 }
 
 pub(crate) fn dump(pin_dir: &Path, table: Table, json: bool) -> anyhow::Result<()> {
@@ -89,7 +91,9 @@ pub(crate) fn dump(pin_dir: &Path, table: Table, json: bool) -> anyhow::Result<(
             };
             (render_counters(&counters), counters_json(&counters))
         }
-        Table::Policy | Table::Ipcache | Table::Endpoints => policy_table(&maps.policy()?, table),
+        Table::Policy | Table::Ipcache | Table::Endpoints | Table::Identities => {
+            policy_table(&maps.policy()?, table)
+        }
     };
     if json {
         println!("{}", serde_json::to_string_pretty(&value)?);
@@ -351,6 +355,51 @@ fn counters_json(c: &Counters) -> Value {
         "drops": c.drops.iter().map(|d| json!({"reason": d.reason.name(), "packets": d.packets})).collect::<Vec<_>>(),
         "conntrack": {"entries": c.pressure.entries, "capacity": c.pressure.capacity},
     })
+}
+
+/// `netctl bpf dump identities`: the file the agent rewrites after every compilation (the
+/// maps hold numbers only).
+pub(crate) fn identities(state_dir: &Path, json: bool) -> anyhow::Result<()> {
+    let path = state_dir.join("policy-identities.json");
+    let text = std::fs::read_to_string(&path).with_context(|| {
+        format!(
+            "no identities at {} (is an agent running here?)",
+            path.display()
+        )
+    })?;
+    let rows: Vec<Value> = serde_json::from_str(&text)
+        .with_context(|| format!("{} is not the agent's identity list", path.display()))?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+        return Ok(());
+    }
+    println!("{:<10} LABELS", "IDENTITY");
+    for row in rows {
+        let labels = |v: &Value, prefix: &str| -> Vec<String> {
+            v.as_object()
+                .into_iter()
+                .flatten()
+                .map(|(k, v)| format!("{prefix}{k}={}", v.as_str().unwrap_or_default()))
+                .collect()
+        };
+        let text = match row["cidr"].as_str() {
+            Some(cidr) => format!("cidr:{cidr}"),
+            None => {
+                let mut parts = vec![format!(
+                    "namespace={}",
+                    row["namespace"].as_str().unwrap_or_default()
+                )];
+                parts.extend(labels(&row["labels"], ""));
+                parts.extend(labels(&row["namespaceLabels"], "ns:"));
+                if let Some(block) = row["block"].as_str() {
+                    parts.push(format!("ipblock:{block}"));
+                }
+                parts.join(" ")
+            }
+        };
+        println!("{:<10} {text}", row["identity"]);
+    }
+    Ok(())
 }
 
 fn identity_name(id: u32) -> String {

@@ -156,6 +156,9 @@ enum BpfCommand {
         /// The node's pin directory.
         #[arg(long, env = "STRAIT_PIN_DIR", default_value = strait_host::paths::PIN_DIR)]
         pin_dir: PathBuf,
+        /// The agent's state directory (where `identities` are described).
+        #[arg(long, env = "STRAIT_STATE_DIR", default_value = strait_host::paths::STATE_DIR)]
+        state_dir: PathBuf,
     },
 }
 
@@ -197,8 +200,12 @@ fn main() -> anyhow::Result<()> {
                     table,
                     json,
                     pin_dir,
+                    state_dir,
                 },
-        } => bpf::dump(&pin_dir, table, json),
+        } => match table {
+            bpf::Table::Identities => bpf::identities(&state_dir, json),
+            _ => bpf::dump(&pin_dir, table, json),
+        },
         Command::Image {
             command: ImageCommand::Import { files, store },
         } => image::import(&store, &files),

@@ -249,6 +249,16 @@ spec:
     );
     assert!(dump("ipcache").contains(&format!("{b_ip}/32")));
     assert!(dump("endpoints").contains("enforced"));
+    let state = cluster.nodes[0].state_dir.to_str().unwrap().to_owned();
+    let out = std::process::Command::new(NETCTL)
+        .args(["bpf", "dump", "identities", "--state-dir", &state])
+        .output()
+        .unwrap();
+    let identities = text(&out);
+    assert!(
+        identities.lines().any(|l| l.contains("namespace=np pod=b")),
+        "{identities}"
+    );
 
     let out = explain("81/udp");
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));

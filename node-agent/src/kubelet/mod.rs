@@ -217,7 +217,13 @@ pub async fn run(
             }
         }
     };
-    let policy = policy::run(client.clone(), endpoints, config.node_name.clone(), host);
+    let policy = policy::run(
+        client.clone(),
+        endpoints,
+        config.node_name.clone(),
+        host,
+        config.state_dir.clone(),
+    );
     let (pod_store, pod_writer) =
         kube::runtime::reflector::store::<k8s_openapi::api::core::v1::Pod>();
     let listen = std::net::SocketAddr::new(config.node_ip, config.agent_port);

@@ -176,7 +176,46 @@ pub fn pod_info(pod: &Pod) -> PodInfo {
 
 /// Keeps the policy maps equal to the cluster's policies for the registered pods, and the
 /// Node's programmed-policies annotation equal to what they hold.
-pub async fn run(client: Client, endpoints: Arc<Endpoints>, node: String, host: Vec<Ipv4Addr>) {
+/// Where the agent writes what its identities stand for (`netctl bpf dump identities`).
+pub const IDENTITIES_FILE: &str = "policy-identities.json";
+
+/// The identities as JSON rows: number, and the namespace, labels, namespace labels and
+/// ipBlock prefix of pods, or the prefix of a CIDR identity.
+pub fn identities_json(identities: &Identities) -> Value {
+    let rows: Vec<Value> = identities
+        .iter()
+        .map(|(id, key)| match key {
+            strait_policy::IdentityKey::Pod {
+                namespace,
+                labels,
+                namespace_labels,
+                block,
+            } => json!({"identity": id, "namespace": namespace, "labels": labels,
+                        "namespaceLabels": namespace_labels, "block": block.map(|b| b.to_string())}),
+            strait_policy::IdentityKey::Cidr(net) => json!({"identity": id, "cidr": net.to_string()}),
+        })
+        .collect();
+    Value::Array(rows)
+}
+
+/// Replaces the identities file atomically (a reader never sees half of it).
+fn write_identities(path: &std::path::Path, identities: &Identities) {
+    let temporary = path.with_extension("json.tmp");
+    let text = identities_json(identities).to_string();
+    if let Err(error) =
+        std::fs::write(&temporary, text).and_then(|()| std::fs::rename(&temporary, path))
+    {
+        warn!(path = %path.display(), %error, "failed to write the identities file");
+    }
+}
+
+pub async fn run(
+    client: Client,
+    endpoints: Arc<Endpoints>,
+    node: String,
+    host: Vec<Ipv4Addr>,
+    state_dir: std::path::PathBuf,
+) {
     let wake = Arc::new(Notify::new());
     let (pods, w1) = cache(
         Api::<Pod>::all(client.clone()),
@@ -259,6 +298,7 @@ pub async fn run(client: Client, endpoints: Arc<Endpoints>, node: String, host: 
                 .and_then(|mut dp| dp.apply_policy(&ops).map_err(|e| e.to_string()));
             match applied {
                 Ok(()) => {
+                    write_identities(&state_dir.join(IDENTITIES_FILE), &identities);
                     if !ops.is_empty() {
                         info!(
                             writes = ops.len(),
