@@ -143,6 +143,13 @@ impl Topology {
         http_get(&self.a, None, &format!("10.200.2.2:{port}")).is_ok()
     }
 
+    fn a_pings_b(&self) -> bool {
+        self.a
+            .exec(&["busybox", "ping", "-c", "1", "-W", "1", "10.200.2.2"])
+            .status
+            .success()
+    }
+
     fn b_to_a(&self) -> bool {
         http_get(&self.b, None, "10.200.1.2:80").is_ok()
     }
@@ -162,11 +169,19 @@ fn policies_allow_and_deny_real_connections_and_replies_pass() {
     assert!(!t.a_to_b(80) && !t.a_to_b(81));
     assert!(t.b_to_a(), "b's own connections and their replies pass");
 
+    assert!(!t.a_pings_b(), "ICMP is judged too: b is isolated");
+
+    // A rule without ports admits every protocol from its peers, ICMP included.
+    t.program(&[json!({"podSelector": {"matchLabels": {"app": "b"}},
+        "ingress": [{"from": [{"podSelector": {"matchLabels": {"app": "a"}}}]}]})]);
+    assert!(t.a_pings_b() && t.a_to_b(81));
+
     // Allow a into b on port 80 only.
     t.program(&[json!({"podSelector": {"matchLabels": {"app": "b"}},
         "ingress": [{"from": [{"podSelector": {"matchLabels": {"app": "a"}}}], "ports": [{"port": "http"}]}]})]);
     assert!(t.a_to_b(80));
     assert!(!t.a_to_b(81));
+    assert!(!t.a_pings_b(), "a rule with ports admits no ICMP");
 
     // Egress: a may only talk to b on 81 (and b's ingress allows all).
     t.program(&[json!({"podSelector": {"matchLabels": {"app": "a"}}, "policyTypes": ["Egress"],
@@ -245,6 +260,7 @@ fn every_verdict_reaches_the_flow_ring_buffer_with_its_rule() {
     let mut flows = t.dp.take_flows().expect("the flow ring buffer");
     assert!(t.a_to_b(80));
     assert!(!t.a_to_b(81));
+    assert!(!t.a_pings_b(), "a rule with ports admits no ICMP");
     let deadline = Instant::now() + Duration::from_secs(5);
     let mut records = Vec::new();
     while Instant::now() < deadline && records.len() < 4 {

@@ -9,8 +9,9 @@
 //! ipcache, then the endpoint's policy trie for that identity and for any identity. The
 //! verdict goes into the policy conntrack, keyed by the tuple and the hook, so later packets
 //! and replies (found under the reversed tuple and the other hook) pass with one lookup, and
-//! into the flow ring buffer for the agent. Only IPv4 TCP and UDP are judged: other traffic
-//! (ICMP, fragments after the first, IPv6 while pods have no IPv6 addresses) passes.
+//! into the flow ring buffer for the agent. IPv4 is judged, every protocol: TCP, UDP and SCTP
+//! by port, others (ICMP) as port 0, which only rules without ports admit. Fragments after the
+//! first and IPv6 (pods have no IPv6 addresses yet) pass.
 
 use aya_ebpf::{
     bindings::{TC_ACT_OK, TC_ACT_SHOT},
@@ -20,7 +21,7 @@ use aya_ebpf::{
     programs::TcContext,
 };
 use strait_ebpf_common::{
-    ct::{CT_F_CLOSING, CtKey},
+    ct::{CT_F_CLOSING, CtKey, Tuple},
     drop::DropReason,
     maps::{CT_MAX, ENDPOINTS_MAX, FLOWS_BYTES, IPCACHE_MAX, POLICY_MAX},
     policy::{
@@ -29,13 +30,23 @@ use strait_ebpf_common::{
         PolicyCtValue, PolicyKey, PolicyValue, RULE_DEFAULT_DENY, RULE_HOST, RULE_NOT_ISOLATED,
         VERDICT_ALLOWED, VERDICT_DENIED,
     },
+    service::{PROTO_TCP, PROTO_UDP},
 };
 
 use crate::{
     ct::{TCP_FIN_RST, lifetime, now_secs},
     drop,
-    packet::{self, Packet, Parsed},
+    packet::{ETH_HLEN, ETH_P_IP, IP_DADDR_OFF, IP_SADDR_OFF, Packet},
 };
+
+/// Fragment offset bits of the IPv4 `frag_off` field: non-zero on every fragment but the first.
+const IP_OFFSET_MASK: u16 = 0x1fff;
+/// ICMP, and its echo types.
+const PROTO_ICMP: u8 = 1;
+const ICMP_ECHO_REPLY: u8 = 0;
+const ICMP_ECHO_REQUEST: u8 = 8;
+/// SCTP, whose ports sit where TCP's and UDP's do.
+const PROTO_SCTP: u8 = 132;
 
 #[map]
 static STRAIT_IPCACHE4: LpmTrie<u32, IpcacheValue> = LpmTrie::pinned(IPCACHE_MAX, 0);
@@ -68,10 +79,9 @@ pub(crate) fn strait_to_pod(ctx: TcContext) -> i32 {
 
 #[inline(always)]
 fn enforce(ctx: &TcContext, direction: u8) -> i32 {
-    let packet = match packet::parse(ctx) {
-        Ok(Parsed::V4(packet)) => packet,
+    let Some(packet) = parse(ctx) else {
         // Not judged (see the module comment); a malformed packet is the stack's to refuse.
-        _ => return TC_ACT_OK,
+        return TC_ACT_OK;
     };
     // SAFETY: `skb` is the live context of this program.
     let ifindex = unsafe { (*ctx.skb.skb).ifindex };
@@ -126,6 +136,64 @@ fn enforce(ctx: &TcContext, direction: u8) -> i32 {
     // A full or failing map costs only a second judgement of the next packet.
     let _ = STRAIT_PCT4.insert(CtKey::new(packet.tuple, packet.proto, direction), entry, 0);
     TC_ACT_OK
+}
+
+/// What policy needs of an IPv4 packet: addresses, protocol, ports (TCP, UDP and SCTP carry
+/// them in their first four bytes; other protocols, ICMP among them, are judged with port 0,
+/// so only rules without ports admit them) and TCP flags. `None` for anything else and for
+/// fragments after the first, which carry no ports.
+#[inline(always)]
+fn parse(ctx: &TcContext) -> Option<Packet<u32>> {
+    let eth_proto: u16 = ctx.load(12).ok()?;
+    if u16::from_be(eth_proto) != ETH_P_IP {
+        return None;
+    }
+    let version_ihl: u8 = ctx.load(ETH_HLEN).ok()?;
+    let ihl = usize::from(version_ihl & 0x0f) * 4;
+    if version_ihl >> 4 != 4 || ihl < 20 {
+        return None;
+    }
+    let frag_off: u16 = ctx.load(ETH_HLEN + 6).ok()?;
+    if u16::from_be(frag_off) & IP_OFFSET_MASK != 0 {
+        return None;
+    }
+    let proto: u8 = ctx.load(ETH_HLEN + 9).ok()?;
+    let l4 = ETH_HLEN + ihl;
+    // ICMP errors (unreachable, time exceeded, parameter problem) belong to the flow they
+    // quote, which was judged already; refusing them would break path MTU discovery.
+    if proto == PROTO_ICMP && matches!(ctx.load::<u8>(l4).ok()?, 3 | 11 | 12) {
+        return None;
+    }
+    let (ports, tcp_flags) = match proto {
+        PROTO_TCP => (
+            ctx.load::<[u16; 2]>(l4).ok()?,
+            ctx.load::<u8>(l4 + 13).ok()?,
+        ),
+        PROTO_UDP | PROTO_SCTP => (ctx.load::<[u16; 2]>(l4).ok()?, 0),
+        // An echo's identifier tells one ping from the next: a request is (id → 0), its
+        // reply (0 → id), the reversed tuple, as conntrack needs.
+        PROTO_ICMP => {
+            let id: u16 = ctx.load(l4 + 4).ok()?;
+            match ctx.load::<u8>(l4).ok()? {
+                ICMP_ECHO_REQUEST => ([id, 0], 0),
+                ICMP_ECHO_REPLY => ([0, id], 0),
+                _ => ([0, 0], 0),
+            }
+        }
+        _ => ([0, 0], 0),
+    };
+    Some(Packet {
+        l4,
+        proto,
+        tuple: Tuple {
+            saddr: ctx.load(IP_SADDR_OFF).ok()?,
+            daddr: ctx.load(IP_DADDR_OFF).ok()?,
+            sport: ports[0],
+            dport: ports[1],
+        },
+        tcp_flags,
+        len: ctx.len(),
+    })
 }
 
 /// Whether the packet belongs to a connection already allowed here: one this hook allowed
