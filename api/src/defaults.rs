@@ -384,6 +384,48 @@ fn quantity_value(v: &Value) -> Option<Quantity> {
     }
 }
 
+/// How long a pod stays on a node that stops being ready or reachable before the taint
+/// eviction removes it, unless it says otherwise (kube-apiserver's DefaultTolerationSeconds
+/// admission plugin, `--default-not-ready-toleration-seconds` and
+/// `--default-unreachable-toleration-seconds`).
+pub const DEFAULT_TOLERATION_SECONDS: i64 = 300;
+
+/// Give a new Pod the DefaultTolerationSeconds admission plugin's tolerations: the
+/// `node.kubernetes.io/not-ready` and `node.kubernetes.io/unreachable` NoExecute taints for
+/// [`DEFAULT_TOLERATION_SECONDS`], each unless a toleration of the pod already covers that
+/// key (or every key) with effect NoExecute (or every effect). Only on create, as upstream.
+pub fn add_default_tolerations(pod: &mut Value) {
+    if !pod["spec"].is_object() {
+        return;
+    }
+    let existing = pod["spec"]["tolerations"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let covers = |key: &str| {
+        existing.iter().any(|t| {
+            let k = t["key"].as_str().unwrap_or("");
+            let effect = t["effect"].as_str().unwrap_or("");
+            (k == key || k.is_empty()) && (effect == "NoExecute" || effect.is_empty())
+        })
+    };
+    let mut tolerations = existing.clone();
+    for key in [
+        "node.kubernetes.io/not-ready",
+        "node.kubernetes.io/unreachable",
+    ] {
+        if !covers(key) {
+            tolerations.push(serde_json::json!({
+                "key": key, "operator": "Exists", "effect": "NoExecute",
+                "tolerationSeconds": DEFAULT_TOLERATION_SECONDS,
+            }));
+        }
+    }
+    if tolerations.len() != existing.len() {
+        pod["spec"]["tolerations"] = Value::Array(tolerations);
+    }
+}
+
 /// The QoS class kube-apiserver records in a new Pod's `status.qosClass`: `Guaranteed` when
 /// every container limits CPU and memory and requests equal limits, `BestEffort` when no
 /// container requests or limits either, `Burstable` otherwise. Only CPU and memory count,
@@ -1384,5 +1426,34 @@ mod tests {
                 apply_defaults(group, kind, &mut v);
             }
         }
+    }
+
+    #[test]
+    fn new_pods_tolerate_not_ready_and_unreachable_nodes_for_five_minutes() {
+        let mut pod = json!({"spec": {"containers": []}});
+        add_default_tolerations(&mut pod);
+        assert_eq!(
+            pod["spec"]["tolerations"],
+            json!([
+                {"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300},
+                {"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300},
+            ])
+        );
+        let own = json!({"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 2});
+        let mut pod = json!({"spec": {"tolerations": [own]}});
+        add_default_tolerations(&mut pod);
+        let tolerations = pod["spec"]["tolerations"].as_array().unwrap();
+        assert_eq!(tolerations.len(), 2);
+        assert_eq!(tolerations[0], own);
+        assert_eq!(tolerations[1]["key"], "node.kubernetes.io/not-ready");
+        let mut tolerates_all = json!({"spec": {"tolerations": [{"operator": "Exists"}]}});
+        add_default_tolerations(&mut tolerates_all);
+        assert_eq!(
+            tolerates_all["spec"]["tolerations"]
+                .as_array()
+                .unwrap()
+                .len(),
+            1
+        );
     }
 }

@@ -82,6 +82,20 @@ pub struct Config {
     /// further behind get 410 Gone and re-list, as with kube-apiserver's 5 minutes).
     #[arg(long, value_parser = parse_seconds, default_value = "300")]
     pub compaction_interval: Duration,
+
+    /// How long a node may go without renewing its Lease or status before its Ready
+    /// condition becomes Unknown and it is tainted unreachable (a duration: `50s`, `1m`).
+    #[arg(long, value_parser = parse_duration, default_value = "50s")]
+    pub node_monitor_grace_period: Duration,
+
+    /// How many terminated pods may exist before the oldest are deleted (0 or less: no limit).
+    #[arg(long, default_value_t = controllers::podgc::DEFAULT_THRESHOLD, allow_negative_numbers = true)]
+    pub terminated_pod_gc_threshold: i64,
+
+    /// Addresses LoadBalancer Services get their external IP from (a CIDR such as
+    /// `10.96.200.0/24`, or `first-last`); without it they stay pending, as without a cloud.
+    #[arg(long)]
+    pub load_balancer_pool: Option<controllers::cloud::Pool>,
 }
 
 fn parse_seconds(text: &str) -> Result<Duration, String> {
@@ -90,6 +104,39 @@ fn parse_seconds(text: &str) -> Result<Duration, String> {
         .filter(|s| s.is_finite() && *s > 0.0)
         .map(Duration::from_secs_f64)
         .ok_or_else(|| format!("{text:?} is not a positive number of seconds"))
+}
+
+/// A duration as Kubernetes flags write them (`50s`, `1m30s`, `500ms`, `2h`), or seconds.
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let bad = || format!("{text:?} is not a duration such as 50s, 1m30s or 500ms");
+    if let Ok(seconds) = parse_seconds(text) {
+        return Ok(seconds);
+    }
+    let mut total = Duration::ZERO;
+    let mut rest = text.trim();
+    if rest.is_empty() {
+        return Err(bad());
+    }
+    while !rest.is_empty() {
+        let digits = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .ok_or_else(bad)?;
+        let value: f64 = rest[..digits].parse().map_err(|_| bad())?;
+        rest = &rest[digits..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let scale = match &rest[..unit_len] {
+            "h" => 3600.0,
+            "m" => 60.0,
+            "s" => 1.0,
+            "ms" => 0.001,
+            _ => return Err(bad()),
+        };
+        rest = &rest[unit_len..];
+        total += Duration::try_from_secs_f64(value * scale).map_err(|_| bad())?;
+    }
+    Ok(total)
 }
 
 /// The store engines.
@@ -104,4 +151,19 @@ pub enum StoreKind {
 /// Run the control plane until SIGINT or SIGTERM.
 pub async fn run(config: Config) -> anyhow::Result<()> {
     serve::run(config).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_as_kubernetes_flags_write_them() {
+        assert_eq!(parse_duration("50s"), Ok(Duration::from_secs(50)));
+        assert_eq!(parse_duration("1m30s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("4"), Ok(Duration::from_secs(4)));
+        assert!(parse_duration("4 parsecs").is_err());
+        assert!(parse_duration("").is_err());
+    }
 }

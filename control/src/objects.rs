@@ -423,7 +423,12 @@ impl Objects {
         // The last finalizer removed from an object being deleted: it goes now.
         // (A Namespace also waits for its own `spec.finalizers`: the lifecycle in
         // `namespaces` clears them once the namespace is empty.)
+        // A pod still in its grace period waits for its kubelet's final delete, whatever its
+        // finalizers (kube-apiserver's shouldDeleteDuringUpdate).
         let finalized = new["metadata"]["deletionTimestamp"].is_string()
+            && new["metadata"]["deletionGracePeriodSeconds"]
+                .as_i64()
+                .is_none_or(|g| g == 0)
             && new["metadata"]["finalizers"]
                 .as_array()
                 .is_none_or(Vec::is_empty)
@@ -498,6 +503,7 @@ impl Objects {
     ) -> Result<Deleted, ApiError> {
         let resource = target.resource;
         let name = target.name("delete")?.to_owned();
+        let propagation = propagation(options, delete_options)?;
         let preconditions = &delete_options["preconditions"];
         for _ in 0..RETRIES {
             let current = self
@@ -522,15 +528,42 @@ impl Objects {
             {
                 return Err(ApiError::conflict(resource.group, resource.plural, &name));
             }
+            let finalizers = gc_finalizers(&obj, propagation);
             if obj["metadata"]["deletionTimestamp"].is_string() {
-                // Already being deleted; a grace period of 0 on a pod forces it.
+                // Already being deleted. A grace period of 0 on a pod forces it (once its
+                // finalizers are gone); a new propagation policy changes the finalizers.
                 let force =
                     resource.kind == "Pod" && grace_period(options, delete_options) == Some(0);
-                if !force {
+                let refinalized = finalizers != finalizer_list(&obj);
+                if force && finalizers.is_empty() {
+                    if options.dry_run {
+                        return Ok(Deleted::Now(obj));
+                    }
+                    if self.remove(resource, &current, &obj).await?.is_some() {
+                        return Ok(Deleted::Now(obj));
+                    }
+                    continue;
+                }
+                // Forcing a pod already forced changes nothing until its finalizers go.
+                let forced = obj["metadata"]["deletionGracePeriodSeconds"].as_i64() == Some(0);
+                if (!force || forced) && !refinalized {
                     return Ok(Deleted::Pending(obj));
                 }
-            } else if let Some(grace) = self.deletion_grace(resource, &obj, options, delete_options)
-            {
+                set_finalizers(&mut obj, finalizers);
+                if force && !forced {
+                    obj["metadata"]["deletionTimestamp"] = json!(now());
+                    obj["metadata"]["deletionGracePeriodSeconds"] = json!(0);
+                }
+                if options.dry_run {
+                    return Ok(Deleted::Pending(obj));
+                }
+                if let Some(marked) = self.mark(&current, obj).await? {
+                    return Ok(Deleted::Pending(marked));
+                }
+                continue;
+            }
+            set_finalizers(&mut obj, finalizers);
+            if let Some(grace) = self.deletion_grace(resource, &obj, options, delete_options) {
                 let now = jiff::Timestamp::now();
                 let at = now
                     .checked_add(jiff::SignedDuration::from_secs(grace))
@@ -546,21 +579,8 @@ impl Objects {
                 if options.dry_run {
                     return Ok(Deleted::Pending(obj));
                 }
-                strip_resource_version(&mut obj);
-                let txn = Txn {
-                    conditions: vec![(
-                        current.key.clone(),
-                        Condition::ModRevision(current.mod_revision),
-                    )],
-                    ops: vec![Op::Put {
-                        key: current.key.clone(),
-                        value: encode(&obj),
-                        lease: current.lease,
-                    }],
-                };
-                if let TxnOutcome::Committed { revision } = self.store.txn(txn).await? {
-                    set_resource_version(&mut obj, revision);
-                    return Ok(Deleted::Pending(obj));
+                if let Some(marked) = self.mark(&current, obj).await? {
+                    return Ok(Deleted::Pending(marked));
                 }
                 continue;
             }
@@ -574,7 +594,31 @@ impl Objects {
         Err(ApiError::conflict(resource.group, resource.plural, &name))
     }
 
-    /// The grace period a delete must wait, or `None` to delete now.
+    /// Write `obj`, marked for deletion, over `current`; `None` if it changed meanwhile.
+    async fn mark(&self, current: &KeyValue, mut obj: Value) -> Result<Option<Value>, ApiError> {
+        strip_resource_version(&mut obj);
+        let txn = Txn {
+            conditions: vec![(
+                current.key.clone(),
+                Condition::ModRevision(current.mod_revision),
+            )],
+            ops: vec![Op::Put {
+                key: current.key.clone(),
+                value: encode(&obj),
+                lease: current.lease,
+            }],
+        };
+        match self.store.txn(txn).await? {
+            TxnOutcome::Committed { revision } => {
+                set_resource_version(&mut obj, revision);
+                Ok(Some(obj))
+            }
+            TxnOutcome::ConditionFailed { .. } => Ok(None),
+        }
+    }
+
+    /// The grace period a delete must wait, or `None` to delete now. `obj` carries the
+    /// finalizers the delete leaves it with (see [`gc_finalizers`]).
     fn deletion_grace(
         &self,
         resource: &Resource,
@@ -582,15 +626,7 @@ impl Objects {
         options: &Options,
         delete_options: &Value,
     ) -> Option<i64> {
-        let finalizers = obj["metadata"]["finalizers"]
-            .as_array()
-            .is_some_and(|f| !f.is_empty());
-        let orphan_or_foreground = matches!(
-            delete_options["propagationPolicy"]
-                .as_str()
-                .or(options.propagation_policy.as_deref()),
-            Some("Foreground")
-        );
+        let finalizers = !finalizer_list(obj).is_empty();
         if resource.kind == "Namespace" {
             // The namespace lifecycle empties it, then removes it (see `namespaces`).
             return Some(0);
@@ -608,7 +644,7 @@ impl Objects {
                 return Some(grace);
             }
         }
-        (finalizers || orphan_or_foreground).then_some(0)
+        finalizers.then_some(0)
     }
 
     /// List objects matching the request's selectors, one page at a time.
@@ -995,6 +1031,7 @@ impl Objects {
         defaults::apply_defaults(resource.group, resource.kind, obj);
         if resource.kind == "Pod" && old.is_none() {
             obj["status"]["qosClass"] = json!(defaults::pod_qos_class(obj));
+            defaults::add_default_tolerations(obj);
         }
         let causes = validate::validate(resource.group, resource.kind, obj);
         if !causes.is_empty() {
@@ -1323,6 +1360,98 @@ fn prepare_status_on_create(resource: &Resource, obj: &mut Value) {
     }
 }
 
+/// What a delete does with the object's dependents (DeleteOptions' `propagationPolicy`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Propagation {
+    /// Dependents lose their reference to the object (the `orphan` finalizer).
+    Orphan,
+    /// The object goes now; the garbage collector deletes its dependents after.
+    Background,
+    /// The object stays until the dependents that block it are gone (`foregroundDeletion`).
+    Foreground,
+}
+
+/// The propagation a delete asks for, from `propagationPolicy` (body or query) or the legacy
+/// `orphanDependents`; `None` when it asks for none (the object's finalizers decide).
+fn propagation(options: &Options, delete_options: &Value) -> Result<Option<Propagation>, ApiError> {
+    let policy = delete_options["propagationPolicy"]
+        .as_str()
+        .filter(|p| !p.is_empty())
+        .or(options.propagation_policy.as_deref());
+    let orphan = delete_options["orphanDependents"].as_bool();
+    let invalid = |reason: CauseType, message: String| {
+        ApiError::invalid(
+            "meta.k8s.io",
+            "DeleteOptions",
+            "",
+            &[Cause {
+                field: "propagationPolicy".to_owned(),
+                reason,
+                message,
+            }],
+        )
+    };
+    match (policy, orphan) {
+        (Some(policy), Some(_)) => Err(invalid(
+            CauseType::Invalid,
+            format!(
+                "Invalid value: \"{policy}\": orphanDependents and deletionPropagation cannot be both set"
+            ),
+        )),
+        (Some("Orphan"), None) => Ok(Some(Propagation::Orphan)),
+        (Some("Background"), None) => Ok(Some(Propagation::Background)),
+        (Some("Foreground"), None) => Ok(Some(Propagation::Foreground)),
+        (Some(other), None) => Err(invalid(
+            CauseType::NotSupported,
+            format!(
+                "Unsupported value: \"{other}\": supported values: \"Foreground\", \"Background\", \"Orphan\""
+            ),
+        )),
+        (None, Some(true)) => Ok(Some(Propagation::Orphan)),
+        (None, Some(false)) => Ok(Some(Propagation::Background)),
+        (None, None) => Ok(None),
+    }
+}
+
+/// The garbage collector's finalizers.
+const ORPHAN: &str = "orphan";
+const FOREGROUND: &str = "foregroundDeletion";
+
+fn finalizer_list(obj: &Value) -> Vec<Value> {
+    obj["metadata"]["finalizers"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+fn set_finalizers(obj: &mut Value, finalizers: Vec<Value>) {
+    if let Some(meta) = obj["metadata"].as_object_mut() {
+        if finalizers.is_empty() {
+            meta.remove("finalizers");
+        } else {
+            meta.insert("finalizers".to_owned(), Value::Array(finalizers));
+        }
+    }
+}
+
+/// The object's finalizers after a delete with `propagation`, as kube-apiserver's
+/// `deletionFinalizersForGarbageCollection`: an explicit policy replaces whichever of
+/// `orphan` and `foregroundDeletion` the object had; no policy leaves them as they are
+/// (so a second plain delete keeps an orphaning or foreground deletion going).
+fn gc_finalizers(obj: &Value, propagation: Option<Propagation>) -> Vec<Value> {
+    let mut finalizers = finalizer_list(obj);
+    let Some(propagation) = propagation else {
+        return finalizers;
+    };
+    finalizers.retain(|f| f != ORPHAN && f != FOREGROUND);
+    match propagation {
+        Propagation::Orphan => finalizers.push(json!(ORPHAN)),
+        Propagation::Foreground => finalizers.push(json!(FOREGROUND)),
+        Propagation::Background => {}
+    }
+    finalizers
+}
+
 fn grace_period(options: &Options, delete_options: &Value) -> Option<i64> {
     delete_options["gracePeriodSeconds"]
         .as_i64()
@@ -1468,6 +1597,55 @@ mod tests {
         let scaled = json!({"metadata": {}, "spec": {"replicas": 2}});
         assert!(!spec_changed(&old, &relabelled));
         assert!(spec_changed(&old, &scaled));
+    }
+
+    #[test]
+    fn propagation_comes_from_the_policy_or_the_legacy_flag_never_both() {
+        let none = Options::default();
+        let query = Options {
+            propagation_policy: Some("Foreground".to_owned()),
+            ..Options::default()
+        };
+        assert_eq!(propagation(&none, &json!({})).unwrap(), None);
+        assert_eq!(
+            propagation(&query, &json!({})).unwrap(),
+            Some(Propagation::Foreground)
+        );
+        assert_eq!(
+            propagation(&none, &json!({"propagationPolicy": "Orphan"})).unwrap(),
+            Some(Propagation::Orphan)
+        );
+        assert_eq!(
+            propagation(&none, &json!({"orphanDependents": true})).unwrap(),
+            Some(Propagation::Orphan)
+        );
+        assert_eq!(
+            propagation(&none, &json!({"orphanDependents": false})).unwrap(),
+            Some(Propagation::Background)
+        );
+        let both = json!({"propagationPolicy": "Orphan", "orphanDependents": true});
+        assert_eq!(propagation(&none, &both).unwrap_err().code, 422);
+        let bad = propagation(&none, &json!({"propagationPolicy": "Sideways"})).unwrap_err();
+        assert_eq!(bad.code, 422);
+        assert!(bad.message.contains("supported values"), "{}", bad.message);
+    }
+
+    #[test]
+    fn a_policy_replaces_the_garbage_collector_finalizers_and_keeps_the_rest() {
+        let obj = json!({"metadata": {"finalizers": ["example.com/x", "orphan"]}});
+        assert_eq!(
+            gc_finalizers(&obj, Some(Propagation::Foreground)),
+            [json!("example.com/x"), json!("foregroundDeletion")]
+        );
+        assert_eq!(
+            gc_finalizers(&obj, Some(Propagation::Background)),
+            [json!("example.com/x")]
+        );
+        assert_eq!(gc_finalizers(&obj, None), finalizer_list(&obj));
+        assert_eq!(
+            gc_finalizers(&json!({"metadata": {}}), Some(Propagation::Orphan)),
+            [json!("orphan")]
+        );
     }
 
     #[test]

@@ -113,8 +113,13 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     );
 
     let controllers = pki.dir.join("controller-manager.kubeconfig");
+    let options = crate::controllers::Options {
+        node_monitor_grace_period: config.node_monitor_grace_period,
+        terminated_pod_gc_threshold: config.terminated_pod_gc_threshold,
+        load_balancer_pool: config.load_balancer_pool.clone(),
+    };
     tokio::spawn(async move {
-        if let Err(error) = crate::controllers::run(&controllers).await {
+        if let Err(error) = crate::controllers::run(&controllers, options).await {
             tracing::error!(%error, "the controllers stopped");
         }
     });

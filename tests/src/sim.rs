@@ -11,7 +11,8 @@
 //!   `unready` keeps it Running and never Ready.
 //! - `sim.strait.dev/ready-after-ms`: milliseconds between Running and Ready.
 //!
-//! [`SimKubelet::lose`] stops a node's heartbeats and pod handling, as a node that dies.
+//! [`SimKubelet::lose`] stops a node's heartbeats and pod handling, as a node that dies;
+//! [`SimKubelet::recover`] brings it back.
 //! Everything runs on the caller's tokio runtime; the kubelet stops when dropped.
 
 use std::{
@@ -112,6 +113,9 @@ impl SimNode {
 pub struct SimKubelet {
     tasks: Vec<JoinHandle<()>>,
     lost: Arc<Mutex<HashSet<String>>>,
+    nodes: Api<k8s_openapi::api::core::v1::Node>,
+    /// Wakes the pod player (a recovered node's pods need looking at).
+    wake: Arc<Notify>,
 }
 
 impl SimKubelet {
@@ -127,10 +131,18 @@ impl SimKubelet {
             Arc::clone(&names),
             Arc::clone(&lost),
         ));
-        let pods = tokio::spawn(play_pods(client, names, Arc::clone(&lost)));
+        let wake = Arc::new(Notify::new());
+        let pods = tokio::spawn(play_pods(
+            client.clone(),
+            names,
+            Arc::clone(&lost),
+            Arc::clone(&wake),
+        ));
         Self {
             tasks: vec![heartbeats, pods],
             lost,
+            nodes: Api::all(client),
+            wake,
         }
     }
 
@@ -140,6 +152,33 @@ impl SimKubelet {
             .lock()
             .expect("the lost set")
             .insert(name.to_owned());
+    }
+
+    /// Node `name` comes back after [`Self::lose`]: it posts Ready again, renews its Lease
+    /// and plays its pods' kubelet once more.
+    pub async fn recover(&self, name: &str) {
+        self.lost.lock().expect("the lost set").remove(name);
+        let nodes = &self.nodes;
+        let node = nodes
+            .get(name)
+            .await
+            .unwrap_or_else(|e| panic!("get node {name}: {e}"));
+        // The kubelet posts its conditions whole, Ready among them.
+        let mut conditions: Vec<Value> = node
+            .status
+            .and_then(|s| s.conditions)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|c| c.type_ != "Ready")
+            .filter_map(|c| serde_json::to_value(c).ok())
+            .collect();
+        conditions.push(ready_condition());
+        let status = json!({"status": {"conditions": conditions}});
+        nodes
+            .patch_status(name, &PatchParams::default(), &Patch::Merge(&status))
+            .await
+            .unwrap_or_else(|e| panic!("report node {name} Ready again: {e}"));
+        self.wake.notify_one();
     }
 }
 
@@ -229,8 +268,12 @@ async fn heartbeat(client: Client, names: Arc<HashSet<String>>, lost: Arc<Mutex<
 }
 
 /// Watch pods and play the kubelet for those bound to live nodes.
-async fn play_pods(client: Client, names: Arc<HashSet<String>>, lost: Arc<Mutex<HashSet<String>>>) {
-    let wake = Arc::new(Notify::new());
+async fn play_pods(
+    client: Client,
+    names: Arc<HashSet<String>>,
+    lost: Arc<Mutex<HashSet<String>>>,
+    wake: Arc<Notify>,
+) {
     let all: Api<Pod> = Api::all(client.clone());
     let (store, watch) = strait_kubewatch::cache(all, Default::default(), &wake, "sim pods");
     let play = async move {

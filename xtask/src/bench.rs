@@ -1,4 +1,4 @@
-//! `cargo xtask bench [dataplane|services|api|pods]`: runs the benchmarks; they print figures and
+//! `cargo xtask bench [dataplane|services|api|pods|scheduling]`: runs the benchmarks; they print figures and
 //! write reports under `report/`, and never fail on time.
 
 use clap::ValueEnum;
@@ -16,12 +16,20 @@ pub(crate) enum Suite {
     Api,
     /// Pod startup latency on real agents, and the agents' memory and CPU.
     Pods,
+    /// The scheduler: pods bound per second and binding latency over simulated nodes.
+    Scheduling,
 }
 
 pub(crate) fn run(suites: &[Suite], full: bool) -> anyhow::Result<()> {
     require_root("bench")?;
     crate::setup::run()?;
-    let all = [Suite::Dataplane, Suite::Services, Suite::Api, Suite::Pods];
+    let all = [
+        Suite::Dataplane,
+        Suite::Services,
+        Suite::Api,
+        Suite::Pods,
+        Suite::Scheduling,
+    ];
     let suites = if suites.is_empty() { &all[..] } else { suites };
     for suite in suites {
         match suite {
@@ -63,14 +71,19 @@ pub(crate) fn run(suites: &[Suite], full: bool) -> anyhow::Result<()> {
                 }
                 exec(&mut command)?;
             }
-            Suite::Api => {
+            Suite::Api | Suite::Scheduling => {
+                let bench = if *suite == Suite::Api {
+                    "api"
+                } else {
+                    "scheduling"
+                };
                 let mut command = cargo();
                 command.args([
                     "bench",
                     "--package",
                     "strait-control",
                     "--bench",
-                    "api",
+                    bench,
                     "--",
                 ]);
                 if !full {

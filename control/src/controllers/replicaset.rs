@@ -14,7 +14,8 @@ use serde_json::{Value, json};
 use strait_kubewatch::cache;
 
 use super::pods::{
-    self, Expectations, controller_ref, controller_uid, is_active, is_ready, selector_matches,
+    self, Expectations, available_in, controller_ref, controller_uid, is_active, is_available,
+    is_ready, ready_since, selector_matches,
 };
 use tokio::sync::Notify;
 use tracing::{info, warn};
@@ -30,6 +31,8 @@ pub struct Plan {
     pub adopt: Vec<String>,
     /// The status to write.
     pub status: Value,
+    /// When a ready pod becomes available (`spec.minReadySeconds`), to look again then.
+    pub requeue: Option<Duration>,
 }
 
 fn selects(rs: &ReplicaSet, pod: &Pod) -> bool {
@@ -38,8 +41,8 @@ fn selects(rs: &ReplicaSet, pod: &Pod) -> bool {
         .is_some_and(|s| selector_matches(&s.selector, pod.labels()))
 }
 
-/// The plan for `rs` given every pod of its namespace. Pure.
-pub fn plan(rs: &ReplicaSet, pods: &[Arc<Pod>]) -> Plan {
+/// The plan for `rs` given every pod of its namespace, at `now`. Pure.
+pub fn plan(rs: &ReplicaSet, pods: &[Arc<Pod>], now: jiff::Timestamp) -> Plan {
     let uid = rs.uid().unwrap_or_default();
     let want = usize::try_from(rs.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1)).unwrap_or(0);
     let mut owned: Vec<&Arc<Pod>> = Vec::new();
@@ -58,7 +61,10 @@ pub fn plan(rs: &ReplicaSet, pods: &[Arc<Pod>]) -> Plan {
         adopt,
         ..Plan::default()
     };
-    if owned.len() < want {
+    if rs.metadata.deletion_timestamp.is_some() {
+        // Being deleted: its pods are the garbage collector's (or an orphaning's) to
+        // handle, as kube-controller-manager syncs no replicas of a deleting ReplicaSet.
+    } else if owned.len() < want {
         plan.create = want - owned.len();
     } else if owned.len() > want {
         // kube-controller-manager's order: unscheduled, then not ready, then the newest.
@@ -76,11 +82,26 @@ pub fn plan(rs: &ReplicaSet, pods: &[Arc<Pod>]) -> Plan {
     }
     let labelled = owned.len();
     let ready_count = owned.iter().filter(|p| is_ready(p)).count();
+    // Available: ready for at least minReadySeconds, as kube-controller-manager counts it.
+    let min_ready = rs
+        .spec
+        .as_ref()
+        .and_then(|s| s.min_ready_seconds)
+        .unwrap_or(0);
+    let available_count = owned
+        .iter()
+        .filter(|p| is_available(p, min_ready, now))
+        .count();
+    plan.requeue = owned
+        .iter()
+        .filter_map(|p| ready_since(p))
+        .filter_map(|since| available_in(since, min_ready, now))
+        .min();
     plan.status = json!({
         "replicas": owned.len(),
         "fullyLabeledReplicas": labelled,
         "readyReplicas": ready_count,
-        "availableReplicas": ready_count,
+        "availableReplicas": available_count,
         "observedGeneration": rs.metadata.generation.unwrap_or(0),
     });
     plan
@@ -115,6 +136,10 @@ pub async fn run(client: Client) {
         let _ = tokio::join!(sets.wait_until_ready(), pods.wait_until_ready());
         let mut expectations = Expectations::default();
         loop {
+            let now = jiff::Timestamp::now();
+            // The next moment a ready pod becomes available (a status change no event
+            // announces); at most 30 s, a resync.
+            let mut next = Duration::from_secs(30);
             let mut by_namespace: BTreeMap<String, Vec<Arc<Pod>>> = BTreeMap::new();
             for pod in pods.state() {
                 by_namespace
@@ -138,7 +163,10 @@ pub async fn run(client: Client) {
                 if !expectations.satisfied(&uid, owned_now, still_there) {
                     continue;
                 }
-                let plan = plan(&rs, in_namespace);
+                let plan = plan(&rs, in_namespace, now);
+                if let Some(requeue) = plan.requeue {
+                    next = next.min(requeue);
+                }
                 if let Err(error) = carry_out(&client, &rs, &plan).await {
                     warn!(replicaset = %format!("{namespace}/{}", rs.name_any()), %error, "replicaset sync failed");
                     continue;
@@ -150,7 +178,7 @@ pub async fn run(client: Client) {
                     plan.delete.clone(),
                 );
             }
-            let _ = tokio::time::timeout(Duration::from_secs(30), changed.notified()).await;
+            let _ = tokio::time::timeout(next, changed.notified()).await;
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
     };
@@ -236,6 +264,10 @@ mod tests {
         Arc::new(serde_json::from_value(value).unwrap())
     }
 
+    fn now() -> jiff::Timestamp {
+        "2026-01-01T00:01:00Z".parse().unwrap()
+    }
+
     #[test]
     fn it_creates_what_is_missing_and_adopts_orphans() {
         let pods = vec![
@@ -255,7 +287,7 @@ mod tests {
                 "2026-01-01T00:00:02Z",
             ),
         ];
-        let p = plan(&rs(4), &pods);
+        let p = plan(&rs(4), &pods, now());
         assert_eq!(p.create, 2);
         assert_eq!(p.adopt, ["orphan"]);
         assert!(p.delete.is_empty());
@@ -266,6 +298,31 @@ mod tests {
         assert_eq!(template["metadata"]["generateName"], "web-abc-");
         assert_eq!(template["metadata"]["labels"]["app"], "web");
         assert_eq!(template["metadata"]["ownerReferences"][0]["uid"], "rs-uid");
+    }
+
+    #[test]
+    fn available_replicas_wait_for_min_ready_seconds() {
+        let mut set = rs(2);
+        if let Some(spec) = set.spec.as_mut() {
+            spec.min_ready_seconds = Some(10);
+        }
+        let ready_at = |name: &str, at: &str| {
+            let mut p = Pod::clone(&pod(name, Some("rs-uid"), Some("n"), true, at));
+            if let Some(c) = p.status.as_mut().and_then(|s| s.conditions.as_mut()) {
+                c[0].last_transition_time = Some(
+                    k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(at.parse().unwrap()),
+                );
+            }
+            Arc::new(p)
+        };
+        let pods = vec![
+            ready_at("long-ready", "2026-01-01T00:00:00Z"),
+            ready_at("just-ready", "2026-01-01T00:00:55Z"),
+        ];
+        let p = plan(&set, &pods, now());
+        assert_eq!(p.status["readyReplicas"], 2);
+        assert_eq!(p.status["availableReplicas"], 1);
+        assert_eq!(p.requeue, Some(Duration::from_secs(5)));
     }
 
     #[test]
@@ -301,13 +358,13 @@ mod tests {
             ),
         ];
         assert_eq!(
-            plan(&rs(1), &pods).delete,
+            plan(&rs(1), &pods, now()).delete,
             ["pending", "unready", "new-ready"]
         );
         assert_eq!(
-            plan(&rs(4), &pods),
+            plan(&rs(4), &pods, now()),
             Plan {
-                status: plan(&rs(4), &pods).status,
+                status: plan(&rs(4), &pods, now()).status,
                 ..Plan::default()
             }
         );

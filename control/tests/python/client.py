@@ -7,6 +7,7 @@ usage: client.py KUBECONFIG NAMESPACE
 
 import sys
 import threading
+import time
 
 from kubernetes import client, config, watch
 from kubernetes.client.rest import ApiException
@@ -87,6 +88,14 @@ expect(image.metadata.generation == 3, "generation bumped by each spec change")
 listed = apps.list_deployment_for_all_namespaces(field_selector=f"metadata.namespace={namespace}")
 expect([d.metadata.name for d in listed.items] == ["web"], "deployment listed across namespaces")
 apps.delete_namespaced_deployment("web", namespace)
+# The garbage collector removes the Deployment's ReplicaSets and their pods (background).
+deadline = time.time() + 60
+while time.time() < deadline and (
+    apps.list_namespaced_replica_set(namespace).items or core.list_namespaced_pod(namespace).items
+):
+    time.sleep(0.2)
+expect(apps.list_namespaced_replica_set(namespace).items == [], "the deployment's replicasets collected")
+expect(core.list_namespaced_pod(namespace).items == [], "the deployment's pods collected")
 
 # Services
 svc = core.create_namespaced_service(
