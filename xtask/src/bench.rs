@@ -1,4 +1,4 @@
-//! `cargo xtask bench [dataplane|services|api|pods|scheduling]`: runs the benchmarks; they print figures and
+//! `cargo xtask bench [dataplane|services|api|pods|scheduling|policy]`: runs the benchmarks; they print figures and
 //! write reports under `report/`, and never fail on time.
 
 use clap::ValueEnum;
@@ -18,6 +18,8 @@ pub(crate) enum Suite {
     Pods,
     /// The scheduler: pods bound per second and binding latency over simulated nodes.
     Scheduling,
+    /// NetworkPolicy: connection latency with 0 to 1,000 policies, apply → programmed.
+    Policy,
 }
 
 pub(crate) fn run(suites: &[Suite], full: bool) -> anyhow::Result<()> {
@@ -29,6 +31,7 @@ pub(crate) fn run(suites: &[Suite], full: bool) -> anyhow::Result<()> {
         Suite::Api,
         Suite::Pods,
         Suite::Scheduling,
+        Suite::Policy,
     ];
     let suites = if suites.is_empty() { &all[..] } else { suites };
     for suite in suites {
@@ -54,18 +57,16 @@ pub(crate) fn run(suites: &[Suite], full: bool) -> anyhow::Result<()> {
                 }
                 exec(&mut command)?;
             }
-            Suite::Pods => {
+            Suite::Pods | Suite::Policy => {
                 // The cluster tier needs every binary beside the agent's, in release.
                 exec(cargo().args(["build", "--release", "--bins"]))?;
+                let bench = if *suite == Suite::Pods {
+                    "pod_startup"
+                } else {
+                    "policy"
+                };
                 let mut command = cargo();
-                command.args([
-                    "bench",
-                    "--package",
-                    "strait-agent",
-                    "--bench",
-                    "pod_startup",
-                    "--",
-                ]);
+                command.args(["bench", "--package", "strait-agent", "--bench", bench, "--"]);
                 if !full {
                     command.arg("--quick");
                 }
