@@ -257,7 +257,7 @@ fn every_verdict_reaches_the_flow_ring_buffer_with_its_rule() {
     let mut t = Topology::new();
     t.program(&[json!({"podSelector": {"matchLabels": {"app": "b"}},
         "ingress": [{"from": [{"podSelector": {"matchLabels": {"app": "a"}}}], "ports": [{"port": 80}]}]})]);
-    let mut flows = t.dp.take_flows().expect("the flow ring buffer");
+    let (mut flows, lost) = t.dp.take_flows().expect("the flow ring buffer");
     assert!(t.a_to_b(80));
     assert!(!t.a_to_b(81));
     assert!(!t.a_pings_b(), "a rule with ports admits no ICMP");
@@ -289,6 +289,8 @@ fn every_verdict_reaches_the_flow_ring_buffer_with_its_rule() {
         (denied.verdict, denied.rule),
         (VERDICT_DENIED, RULE_DEFAULT_DENY)
     );
+    let lost: u64 = lost.get(&0, 0).expect("the loss counter").iter().sum();
+    assert_eq!(lost, 0, "the ring buffer had room for every record");
     let drops = t.dp.drops().expect("drop counters");
     assert!(
         drops

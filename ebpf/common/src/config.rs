@@ -2,7 +2,7 @@
 
 /// Version of the map layout (names, key and value types, sizes). A new agent reuses pinned
 /// maps only when their version equals its own; bump it whenever any map type changes.
-pub const LAYOUT_VERSION: u32 = 8;
+pub const LAYOUT_VERSION: u32 = 9;
 
 /// The single entry of the config array (index 0).
 #[repr(C)]

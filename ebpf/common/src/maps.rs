@@ -38,6 +38,8 @@ pub const ENDPOINTS: &str = "STRAIT_ENDPOINTS";
 pub const POLICY_CT_V4: &str = "STRAIT_PCT4";
 /// Flow records (a ring buffer of [`crate::policy::FlowRecord`]).
 pub const FLOWS: &str = "STRAIT_FLOWS";
+/// Flow records lost because the ring buffer was full (a per-CPU array of one `u64`).
+pub const FLOWS_LOST: &str = "STRAIT_FLOWS_LOST";
 /// Per-CPU packet drop counters indexed by [`crate::drop::DropReason`].
 pub const DROPS: &str = "STRAIT_DROPS";
 

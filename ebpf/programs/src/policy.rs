@@ -17,7 +17,7 @@ use aya_ebpf::{
     bindings::{TC_ACT_OK, TC_ACT_SHOT},
     helpers::bpf_ktime_get_ns,
     macros::{classifier, map},
-    maps::{HashMap, LpmTrie, LruHashMap, RingBuf, lpm_trie::Key},
+    maps::{HashMap, LpmTrie, LruHashMap, PerCpuArray, RingBuf, lpm_trie::Key},
     programs::TcContext,
 };
 use strait_ebpf_common::{
@@ -64,6 +64,10 @@ static STRAIT_PCT4: LruHashMap<CtKey<u32>, PolicyCtValue> = LruHashMap::pinned(C
 
 #[map]
 static STRAIT_FLOWS: RingBuf = RingBuf::pinned(FLOWS_BYTES, 0);
+
+/// Records lost to a full ring buffer, per CPU.
+#[map]
+static STRAIT_FLOWS_LOST: PerCpuArray<u64> = PerCpuArray::pinned(1, 0);
 
 /// Packets the pod sends.
 #[classifier]
@@ -260,6 +264,10 @@ fn report(
     rule: u32,
 ) {
     let Some(mut slot) = STRAIT_FLOWS.reserve::<FlowRecord>(0) else {
+        if let Some(lost) = STRAIT_FLOWS_LOST.get_ptr_mut(0) {
+            // SAFETY: this CPU's slot of a per-CPU array; programs on one CPU do not interleave.
+            unsafe { *lost += 1 };
+        }
         return;
     };
     slot.write(FlowRecord {

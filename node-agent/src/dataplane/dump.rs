@@ -371,7 +371,8 @@ impl<T: Borrow<MapData>> PolicyMapSet<T> {
         }
         for item in self.policy.iter() {
             let (key, value) = item.map_err(read(POLICY))?;
-            maps.policy.insert((key.prefix_len(), key.data()), value.rule);
+            maps.policy
+                .insert((key.prefix_len(), key.data()), value.rule);
         }
         for item in self.endpoints.iter() {
             let (ifindex, value) = item.map_err(read(ENDPOINTS))?;

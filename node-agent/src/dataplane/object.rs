@@ -22,8 +22,9 @@ use aya::{
 use strait_ebpf_common::{
     config::{LAYOUT_VERSION, NodeConfig},
     maps::{
-        BACKENDS_V4, BACKENDS_V6, CONFIG, CT_V4, CT_V6, DROPS, ENDPOINTS, FLOWS, IPCACHE_V4,
-        MAGLEV_SIZE, MAGLEV_TABLES, MAGLEV_V4, POLICY, SERVICE_STATS, SERVICES_V4, SERVICES_V6,
+        BACKENDS_V4, BACKENDS_V6, CONFIG, CT_V4, CT_V6, DROPS, ENDPOINTS, FLOWS, FLOWS_LOST,
+        IPCACHE_V4, MAGLEV_SIZE, MAGLEV_TABLES, MAGLEV_V4, POLICY, SERVICE_STATS, SERVICES_V4,
+        SERVICES_V6,
     },
     policy::{EndpointValue, IpcacheValue, PolicyKey, PolicyValue},
     service::{Backend4, Backend6, ServiceStats, ServiceValue, ipv6_words},
@@ -34,8 +35,7 @@ use super::{
     DataplaneError,
     dump::{
         CtDump, CtMaps, CtPressure, DropCount, LbMaps, PolicyMapSet, ServiceDump, ServiceStatsDump,
-        open_pinned,
-        read_drops, read_service_stats,
+        open_pinned, read_drops, read_service_stats,
     },
     plan::{BackendEntry, Frontend, MapOp, PodCidr, ServiceKey, ServiceSpec, ServiceTable},
     policy::{PolicyMaps, PolicyOp},
@@ -579,9 +579,12 @@ impl Dataplane {
         .read()
     }
 
-    /// The flow ring buffer, for one reader (the agent's flow task); `None` once taken.
-    pub fn take_flows(&mut self) -> Option<RingBuf<MapData>> {
-        RingBuf::try_from(self.ebpf.take_map(FLOWS)?).ok()
+    /// The flow ring buffer and the counter of records it lost, for one reader (the agent's
+    /// flow task); `None` once taken.
+    pub fn take_flows(&mut self) -> Option<(RingBuf<MapData>, PerCpuArray<MapData, u64>)> {
+        let ring = RingBuf::try_from(self.ebpf.take_map(FLOWS)?).ok()?;
+        let lost = PerCpuArray::try_from(self.ebpf.take_map(FLOWS_LOST)?).ok()?;
+        Some((ring, lost))
     }
 
     /// The services as the maps hold them.

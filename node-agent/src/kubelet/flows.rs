@@ -16,7 +16,7 @@ use std::{
     time::{Duration, SystemTime},
 };
 
-use aya::maps::{MapData, RingBuf};
+use aya::maps::{MapData, PerCpuArray, RingBuf};
 use serde::Serialize;
 use strait_ebpf_common::policy::{
     DIR_INGRESS, FlowRecord, RULE_DEFAULT_DENY, RULE_HOST, RULE_NOT_ISOLATED, RULE_TRACKED,
@@ -97,6 +97,7 @@ pub struct FlowLog {
     records: Mutex<VecDeque<Arc<Flow>>>,
     capacity: usize,
     evicted: AtomicU64,
+    lost: AtomicU64,
     followers: broadcast::Sender<Arc<Flow>>,
 }
 
@@ -106,6 +107,7 @@ impl FlowLog {
             records: Mutex::new(VecDeque::with_capacity(capacity.min(1024))),
             capacity: capacity.max(1),
             evicted: AtomicU64::new(0),
+            lost: AtomicU64::new(0),
             followers: broadcast::channel(1024).0,
         }
     }
@@ -147,6 +149,11 @@ impl FlowLog {
     /// Records dropped to stay within the capacity.
     pub fn evicted(&self) -> u64 {
         self.evicted.load(Ordering::Relaxed)
+    }
+
+    /// Records the kernel lost to a full ring buffer (all CPUs, since the agent started).
+    pub fn lost(&self) -> u64 {
+        self.lost.load(Ordering::Relaxed)
     }
 }
 
@@ -225,7 +232,7 @@ impl AsRawFd for Ring {
 
 /// Drains the ring buffer into `log` as records arrive.
 pub async fn run(
-    ring: RingBuf<MapData>,
+    (ring, lost): (RingBuf<MapData>, PerCpuArray<MapData, u64>),
     log: Arc<FlowLog>,
     endpoints: Arc<Endpoints>,
     node: String,
@@ -250,6 +257,9 @@ pub async fn run(
             }
         }
         guard.clear_ready();
+        if let Ok(per_cpu) = lost.get(&0, 0) {
+            log.lost.store(per_cpu.iter().sum(), Ordering::Relaxed);
+        }
     }
 }
 

@@ -84,7 +84,8 @@ pub async fn serve(listener: TcpListener, tls: rustls::ServerConfig, endpoint: A
 
 /// `GET /flows?namespace=&pod=&verdict=&limit=&follow=`: the newest records (100 unless
 /// `limit`), one JSON object per line, oldest first; with `follow`, then every new record as
-/// it is decided. The `X-Strait-Flows-Evicted` header counts records the bounded log dropped.
+/// it is decided. `X-Strait-Flows-Evicted` counts records the bounded log dropped,
+/// `X-Strait-Flows-Lost` those the kernel's ring buffer had no room for.
 async fn flow_log(State(endpoint): State<Arc<Endpoint>>, RawQuery(query): RawQuery) -> Response {
     let params: BTreeMap<String, String> =
         strait_api::query::pairs(query.as_deref().unwrap_or_default())
@@ -143,6 +144,7 @@ async fn flow_log(State(endpoint): State<Arc<Endpoint>>, RawQuery(query): RawQue
     Response::builder()
         .header(header::CONTENT_TYPE, "application/x-ndjson")
         .header("X-Strait-Flows-Evicted", evicted)
+        .header("X-Strait-Flows-Lost", endpoint.flows.lost().to_string())
         .body(body)
         .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
 }
