@@ -17,7 +17,7 @@ use std::{
     path::{Path, PathBuf},
     sync::{
         Arc,
-        atomic::{AtomicBool, Ordering},
+        atomic::{AtomicBool, AtomicU16, Ordering},
     },
     thread,
     time::{Duration, Instant},
@@ -110,12 +110,21 @@ fn connects(from: &Path, to: &str, proto: Proto, port: u16) -> bool {
             let mut buf = [0u8; 2];
             s.read_exact(&mut buf).is_ok()
         }),
-        Proto::Udp => UdpSocket::bind("0.0.0.0:0").is_ok_and(|s| {
+        // A fresh source port for every datagram probe: an allowed UDP flow stays in the
+        // policy conntrack for a minute (as established connections survive a policy change,
+        // by design), and a kernel-chosen port may repeat an earlier probe's tuple.
+        Proto::Udp => udp_socket().is_some_and(|s| {
             let _ = s.set_read_timeout(Some(timeout));
             let mut buf = [0u8; 16];
             s.send_to(b"ping", target).is_ok() && s.recv_from(&mut buf).is_ok_and(|(n, _)| n == 4)
         }),
     })
+}
+
+/// A UDP socket on a source port no earlier probe used.
+fn udp_socket() -> Option<UdpSocket> {
+    static NEXT: AtomicU16 = AtomicU16::new(20_000);
+    (0..100).find_map(|_| UdpSocket::bind(("0.0.0.0", NEXT.fetch_add(1, Ordering::Relaxed))).ok())
 }
 
 struct Model<'a> {
