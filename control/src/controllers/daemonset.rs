@@ -639,11 +639,7 @@ async fn carry_out(client: &Client, ds: &DaemonSet, hash: &str, plan: &Plan) -> 
         }
     }
     let current = serde_json::to_value(&ds.status).unwrap_or_default();
-    let changed = plan.status.as_object().is_some_and(|want| {
-        want.iter()
-            .any(|(k, v)| current.get(k).unwrap_or(&json!(0)) != v)
-    });
-    if changed {
+    if pods::status_differs(&current, &plan.status) {
         let sets: Api<DaemonSet> = Api::namespaced(client.clone(), &namespace);
         sets.patch_status(
             &name,

@@ -537,20 +537,12 @@ async fn evict(client: &Client, pod: &Pod) -> kube::Result<()> {
     let namespace = pod.namespace().unwrap_or_default();
     let name = pod.name_any();
     let api: Api<Pod> = Api::namespaced(client.clone(), &namespace);
-    let mut conditions: Vec<Value> = pod
-        .status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .into_iter()
-        .flatten()
-        .filter(|c| c.type_ != "DisruptionTarget")
-        .filter_map(|c| serde_json::to_value(c).ok())
-        .collect();
-    conditions.push(json!({
-        "type": "DisruptionTarget", "status": "True", "reason": "DeletionByTaintManager",
-        "message": "Taint manager: deleting due to NoExecute taint",
-        "lastTransitionTime": now_text(),
-    }));
+    let conditions = super::pods::with_disruption_target(
+        pod,
+        "DeletionByTaintManager",
+        "Taint manager: deleting due to NoExecute taint",
+        &now_text(),
+    );
     // The whole list is written: only over the state it was computed from.
     let patch = json!({
         "metadata": {"resourceVersion": pod.resource_version()},

@@ -14,7 +14,7 @@ use kube::{
     Api, Client, ResourceExt as _,
     api::{DeleteParams, Patch, PatchParams, Preconditions},
 };
-use serde_json::{Value, json};
+use serde_json::json;
 use strait_kubewatch::cache;
 use tokio::sync::Notify;
 use tracing::{info, warn};
@@ -188,7 +188,12 @@ async fn collect_pod(client: &Client, pod: &Pod, reason: Reason) -> kube::Result
         }
     }
     if let Some(message) = reason.message() {
-        let mut status = json!({"conditions": conditions_with_disruption(pod, message)});
+        let mut status = json!({"conditions": super::pods::with_disruption_target(
+            pod,
+            "DeletionByPodGC",
+            message,
+            &super::nodelifecycle::now_text(),
+        )});
         if !is_finished(pod) {
             status["phase"] = json!("Failed");
         }
@@ -224,23 +229,6 @@ async fn collect_pod(client: &Client, pod: &Pod, reason: Reason) -> kube::Result
         Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => Ok(()),
         Err(error) => Err(error),
     }
-}
-
-fn conditions_with_disruption(pod: &Pod, message: &str) -> Vec<Value> {
-    let mut conditions: Vec<Value> = pod
-        .status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .into_iter()
-        .flatten()
-        .filter(|c| c.type_ != "DisruptionTarget")
-        .filter_map(|c| serde_json::to_value(c).ok())
-        .collect();
-    conditions.push(json!({
-        "type": "DisruptionTarget", "status": "True", "reason": "DeletionByPodGC",
-        "message": message, "lastTransitionTime": super::nodelifecycle::now_text(),
-    }));
-    conditions
 }
 
 #[cfg(test)]

@@ -142,6 +142,34 @@ pub fn pod_from_template(
     json!({"apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": template["spec"]})
 }
 
+/// The pod's conditions with a DisruptionTarget condition (`reason`, `message`) in place of
+/// any earlier one: what a controller writes before it deletes a pod it evicts.
+pub fn with_disruption_target(pod: &Pod, reason: &str, message: &str, now: &str) -> Vec<Value> {
+    let mut conditions: Vec<Value> = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .into_iter()
+        .flatten()
+        .filter(|c| c.type_ != "DisruptionTarget")
+        .filter_map(|c| serde_json::to_value(c).ok())
+        .collect();
+    conditions.push(json!({
+        "type": "DisruptionTarget", "status": "True", "reason": reason,
+        "message": message, "lastTransitionTime": now,
+    }));
+    conditions
+}
+
+/// Whether `want` (a status's fields) differs from `current` (the object's status), a field
+/// absent from `current` counting as 0: a controller writes its status only then.
+pub fn status_differs(current: &Value, want: &Value) -> bool {
+    want.as_object().is_some_and(|want| {
+        want.iter()
+            .any(|(k, v)| current.get(k).unwrap_or(&json!(0)) != v)
+    })
+}
+
 /// How long creations and deletions not yet seen through the watch hold an owner back
 /// (kube-controller-manager's expectations TTL).
 pub const EXPECTATIONS_TTL: Duration = Duration::from_secs(30);

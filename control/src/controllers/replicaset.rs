@@ -212,11 +212,7 @@ async fn carry_out(client: &Client, rs: &ReplicaSet, plan: &Plan) -> kube::Resul
         }
     }
     let current = serde_json::to_value(&rs.status).unwrap_or_default();
-    let changed = plan.status.as_object().is_some_and(|want| {
-        want.iter()
-            .any(|(k, v)| current.get(k).unwrap_or(&json!(0)) != v)
-    });
-    if changed {
+    if pods::status_differs(&current, &plan.status) {
         let sets: Api<ReplicaSet> = Api::namespaced(client.clone(), &namespace);
         sets.patch_status(
             &name,
