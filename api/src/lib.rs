@@ -7,6 +7,7 @@
 //! how `kubectl get` sees them ([`table`]); [`query`] decodes query strings; [`protobuf`] turns kubectl's protobuf request
 //! bodies into JSON. Nothing here does I/O, so all of it is unit-tested.
 
+pub mod cron;
 pub mod defaults;
 pub mod discovery;
 pub mod join;

@@ -23,7 +23,6 @@ mod apps;
 mod cluster;
 mod config;
 mod container;
-mod cron;
 mod field;
 mod meta;
 mod names;

@@ -40,6 +40,10 @@ const PACKAGES: &[(&str, &str)] = &[
     ("etcd-client", "etcdctl for store tests"),
     ("bind9-dnsutils", "dig, for cluster DNS tests"),
     (
+        "tzdata",
+        "the zone database CronJob time zones are found in",
+    ),
+    (
         "python3",
         "socket-level clients in tests (getpeername, unconnected UDP)",
     ),

@@ -4,11 +4,11 @@
 
 use serde_json::Value;
 
-use super::cron;
 use super::field::{Errs, IntOrStr, join, peek};
 use super::meta::{self, NameRule};
 use super::names;
 use super::pod::{self, PodContext};
+use crate::cron;
 
 /// The CronJob name leaves room for the 11-character suffix of the Jobs it creates.
 const CRON_JOB_NAME_MAX: usize = 52;
@@ -523,8 +523,16 @@ pub(crate) fn validate_cron_job(e: &mut Errs, obj: &Value) {
     match e.str_or_empty(spec, "spec", "schedule") {
         "" => e.required("spec.schedule", ""),
         schedule => {
-            if let Err(msg) = cron::parse_schedule(schedule) {
-                e.invalid("spec.schedule", schedule, &msg);
+            // A `TZ=` prefix is reported below, whatever zone it names; the rest must parse.
+            let fields = match schedule
+                .strip_prefix("TZ=")
+                .or(schedule.strip_prefix("CRON_TZ="))
+            {
+                Some(rest) => rest.split_once(' ').map_or("", |(_, fields)| fields),
+                None => schedule,
+            };
+            if let Err(error) = cron::Schedule::parse(fields, jiff::tz::TimeZone::UTC) {
+                e.invalid("spec.schedule", schedule, &error.to_string());
             }
             if schedule.contains("TZ") {
                 e.invalid(

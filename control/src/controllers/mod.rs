@@ -2,10 +2,12 @@
 //! a kube-rs client of the API this process serves, with the controller-manager identity.
 //!
 //! - [`cloud`]: the cloud provider seam and the service controller (LoadBalancer addresses).
+//! - [`cronjob`]: Jobs started on a cron schedule, with concurrency and history limits.
 //! - [`daemonset`]: one pod per eligible node for each DaemonSet, rolled out node by node.
 //! - [`deployment`]: ReplicaSets per pod template, rolled out by strategy, with revisions.
 //! - [`endpointslice`]: EndpointSlices and Endpoints for Services with selectors.
 //! - [`gc`]: the garbage collector (owner references, orphan and foreground deletion).
+//! - [`job`]: each Job's pods until enough succeed, its failure, suspension and TTL.
 //! - [`nodelifecycle`]: node health from heartbeats, its taints, and taint-based eviction.
 //! - [`podgc`]: deletes pods no kubelet will finish, and terminated pods beyond a threshold.
 //! - [`pods`]: label selectors, owners, readiness and expectations, for every controller.
@@ -15,10 +17,12 @@
 //! - [`serviceaccount`]: a `default` ServiceAccount in every namespace.
 
 pub mod cloud;
+pub mod cronjob;
 pub mod daemonset;
 pub mod deployment;
 pub mod endpointslice;
 pub mod gc;
+pub mod job;
 pub mod nodelifecycle;
 pub mod podgc;
 pub mod pods;
@@ -61,23 +65,36 @@ pub async fn run(kubeconfig: &Path, options: Options) -> anyhow::Result<()> {
     let file = Kubeconfig::read_from(kubeconfig)?;
     let config = kube::Config::from_custom_kubeconfig(file, &KubeConfigOptions::default()).await?;
     let client = Client::try_from(config)?;
-    let cloud_client = client.clone();
-    tokio::join!(
-        daemonset::run(client.clone()),
-        deployment::run(client.clone()),
-        endpointslice::run(client.clone()),
-        gc::run(client.clone()),
-        nodelifecycle::run(client.clone(), options.node_monitor_grace_period),
-        podgc::run(client.clone(), options.terminated_pod_gc_threshold),
-        serviceaccount::run(client.clone()),
-        async {
-            // Without a provider LoadBalancer Services stay pending, as without a cloud.
-            if let Some(pool) = options.load_balancer_pool.clone() {
-                cloud::run(cloud_client, cloud::LocalPool::new(pool)).await;
-            }
-        },
-        replicaset::run(client.clone()),
-        scheduler::run(client)
-    );
+    // Each controller is a task of its own: they share nothing but the client, one stalled
+    // loop must not starve the others, and one joined future of every loop would be too
+    // large for a thread's stack.
+    let mut controllers = tokio::task::JoinSet::new();
+    controllers.spawn(cronjob::run(client.clone()));
+    controllers.spawn(daemonset::run(client.clone()));
+    controllers.spawn(deployment::run(client.clone()));
+    controllers.spawn(endpointslice::run(client.clone()));
+    controllers.spawn(gc::run(client.clone()));
+    controllers.spawn(job::run(client.clone()));
+    controllers.spawn(nodelifecycle::run(
+        client.clone(),
+        options.node_monitor_grace_period,
+    ));
+    controllers.spawn(podgc::run(
+        client.clone(),
+        options.terminated_pod_gc_threshold,
+    ));
+    controllers.spawn(replicaset::run(client.clone()));
+    controllers.spawn(serviceaccount::run(client.clone()));
+    // Without a provider LoadBalancer Services stay pending, as without a cloud.
+    if let Some(pool) = options.load_balancer_pool {
+        controllers.spawn(cloud::run(client.clone(), cloud::LocalPool::new(pool)));
+    }
+    controllers.spawn(scheduler::run(client));
+    // The loops run until the process ends; one that returns or panics is a bug, and the
+    // process should stop rather than run without it.
+    if let Some(ended) = controllers.join_next().await {
+        ended?;
+        anyhow::bail!("a controller loop ended");
+    }
     Ok(())
 }
