@@ -17,6 +17,7 @@
 //! Invariants: a directory under `layers/` is always complete (it is unpacked in `tmp/` and renamed),
 //! and a record only names layers that exist (layers are committed before records).
 
+pub mod build;
 mod error;
 mod mount;
 mod reference;

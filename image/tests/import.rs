@@ -11,8 +11,9 @@ use std::{
     process::Command,
 };
 
+use strait_image::build::{Entry, ImageBuilder};
 use strait_image::{Image, ImageError, ImageStore, mount_rootfs, unmount_rootfs};
-use strait_tests::image::{Entry, TestImage, busybox_archive, busybox_oci_layout};
+use strait_tests::image::{busybox_archive, busybox_oci_layout};
 use tempfile::TempDir;
 
 /// A mounted rootfs, unmounted on drop.
@@ -112,7 +113,7 @@ fn docker_archive_imports_mounts_and_runs() {
 #[test]
 fn oci_layout_whiteouts_hide_lower_files() {
     let dir = TempDir::new().unwrap();
-    let layout = TestImage::busybox(
+    let layout = ImageBuilder::busybox(
         "registry.local:5000/team/app:v1",
         &[
             ("/etc/motd", b"gone\n", 0o644),
@@ -120,13 +121,16 @@ fn oci_layout_whiteouts_hide_lower_files() {
             ("/data/sub/older", b"older\n", 0o644),
         ],
     )
+    .unwrap()
     .with_layer(&[
         Entry::whiteout("/etc/motd"),
         Entry::dir("/data", 0o755),
         Entry::opaque("/data"),
         Entry::file("/data/new", b"new\n", 0o600),
     ])
-    .write_oci_layout(&dir.path().join("layout"));
+    .unwrap()
+    .write_oci_layout(&dir.path().join("layout"))
+    .unwrap();
     let store = store(&dir);
 
     let imported = store.import(&layout).expect("import the OCI layout");
@@ -163,8 +167,10 @@ fn oci_layout_whiteouts_hide_lower_files() {
 #[test]
 fn gzip_oci_archive_imports() {
     let dir = TempDir::new().unwrap();
-    let archive = TestImage::busybox("app", &[])
-        .write_oci_archive(&dir.path().join("app.oci.tar.gz.bin"), true);
+    let archive = ImageBuilder::busybox("app", &[])
+        .unwrap()
+        .write_oci_archive(&dir.path().join("app.oci.tar.gz.bin"), true)
+        .unwrap();
     let store = store(&dir);
     let imported = store.import(&archive).expect("import the gzip oci-archive");
     assert_eq!(imported[0].reference, "docker.io/library/app:latest");
@@ -175,13 +181,16 @@ fn gzip_oci_archive_imports() {
 #[test]
 fn reimports_and_second_tags_share_layers() {
     let dir = TempDir::new().unwrap();
-    let image = TestImage::busybox("busybox:one", &[]);
-    let one = image.write_docker_archive(&dir.path().join("one.tar.gz"), true);
-    let two = TestImage {
+    let image = ImageBuilder::busybox("busybox:one", &[]).unwrap();
+    let one = image
+        .write_docker_archive(&dir.path().join("one.tar.gz"), true)
+        .unwrap();
+    let two = ImageBuilder {
         reference: "example.com/busybox:two".to_owned(),
         ..image.clone()
     }
-    .write_oci_layout(&dir.path().join("two"));
+    .write_oci_layout(&dir.path().join("two"))
+    .unwrap();
     let store = store(&dir);
 
     let first = store.import(&one).unwrap();
@@ -225,9 +234,12 @@ fn corrupt_blob_is_refused_and_store_unchanged() {
         .unwrap();
     let before = snapshot(store.root());
 
-    let layout = TestImage::busybox("busybox:bad", &[])
+    let layout = ImageBuilder::busybox("busybox:bad", &[])
+        .unwrap()
         .with_layer(&[Entry::file("/extra", b"extra", 0o644)])
-        .write_oci_layout(&dir.path().join("bad"));
+        .unwrap()
+        .write_oci_layout(&dir.path().join("bad"))
+        .unwrap();
     // Corrupt the top layer's blob: same size, one byte changed.
     let index: serde_json::Value =
         serde_json::from_slice(&fs::read(layout.join("index.json")).unwrap()).unwrap();
@@ -266,9 +278,11 @@ fn truncated_tarballs_are_refused_and_store_unchanged() {
     let dir = TempDir::new().unwrap();
     let store = store(&dir);
     let before = snapshot(store.root());
-    let image = TestImage::busybox("busybox:cut", &[]);
+    let image = ImageBuilder::busybox("busybox:cut", &[]).unwrap();
     for gzip in [false, true] {
-        let path = image.write_docker_archive(&dir.path().join(format!("cut-{gzip}.tar")), gzip);
+        let path = image
+            .write_docker_archive(&dir.path().join(format!("cut-{gzip}.tar")), gzip)
+            .unwrap();
         let bytes = fs::read(&path).unwrap();
         fs::write(&path, &bytes[..bytes.len() * 2 / 3]).unwrap();
 
