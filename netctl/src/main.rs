@@ -6,6 +6,7 @@ use clap::{Parser, Subcommand};
 
 mod bench;
 mod bpf;
+mod cluster;
 mod flows;
 mod image;
 mod policy;
@@ -26,6 +27,11 @@ enum Command {
     Bench {
         #[command(subcommand)]
         command: BenchCommand,
+    },
+    /// Local clusters on this machine: nodes in network namespaces, real agents.
+    Cluster {
+        #[command(subcommand)]
+        command: ClusterCommand,
     },
     /// Inspect this node's eBPF dataplane.
     Bpf {
@@ -72,6 +78,47 @@ enum Command {
         #[command(subcommand)]
         command: PolicyCommand,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum ClusterCommand {
+    /// Start a cluster: an underlay bridge, K node namespaces each running strait-agent,
+    /// strait-control on the host's end of the underlay; waits until every node is Ready.
+    Up {
+        /// The cluster's name (a DNS label of at most 12 characters).
+        #[arg(long, default_value = "strait")]
+        name: String,
+        /// How many nodes.
+        #[arg(long, default_value_t = 2)]
+        nodes: usize,
+        /// The control plane's store.
+        #[arg(long, value_enum, default_value_t = StoreArg::Redb)]
+        store: StoreArg,
+        /// The directory holding strait-control, strait-agent, strait-cni and strait-dns
+        /// (default: netctl's own).
+        #[arg(long)]
+        bin_dir: Option<PathBuf>,
+        /// Seconds to wait for every node to be Ready.
+        #[arg(long, default_value_t = 120)]
+        timeout: u64,
+    },
+    /// Stop a cluster and remove everything it made.
+    Down {
+        #[arg(long, default_value = "strait")]
+        name: String,
+    },
+    /// Show clusters: their processes and nodes.
+    Status {
+        /// Only this cluster.
+        #[arg(long)]
+        name: Option<String>,
+    },
+}
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum StoreArg {
+    Redb,
+    Etcd,
 }
 
 #[derive(Debug, Subcommand)]
@@ -205,6 +252,24 @@ fn main() -> anyhow::Result<()> {
         } => match table {
             bpf::Table::Identities => bpf::identities(&state_dir, json),
             _ => bpf::dump(&pin_dir, table, json),
+        },
+        Command::Cluster { command } => match command {
+            ClusterCommand::Up {
+                name,
+                nodes,
+                store,
+                bin_dir,
+                timeout,
+            } => {
+                let store = match store {
+                    StoreArg::Redb => strait_cluster::Store::Redb,
+                    StoreArg::Etcd => strait_cluster::Store::Etcd,
+                };
+                let timeout = std::time::Duration::from_secs(timeout);
+                cluster::up(&name, nodes, store, bin_dir, timeout)
+            }
+            ClusterCommand::Down { name } => cluster::down(&name),
+            ClusterCommand::Status { name } => cluster::status(name.as_deref()),
         },
         Command::Image {
             command: ImageCommand::Import { files, store },

@@ -1,0 +1,431 @@
+//! Local Strait clusters on one machine, as kind and k3d make Kubernetes ones: each node a
+//! network namespace on an underlay bridge, running a real `strait-agent` (and the cluster
+//! DNS), with `strait-control` on the host's end of the underlay. `netctl cluster` is the
+//! user's door to it; tests and the demo use it too.
+//!
+//! - [`plan`]: names and addresses, pure.
+//! - [`state`]: the record on disk `down` and `status` work from.
+//! - `host` (private): namespaces, links, processes, mounts, cgroups, pins.
+
+pub mod plan;
+pub mod state;
+
+mod host;
+
+use std::{
+    fs,
+    net::{SocketAddr, TcpStream},
+    path::{Path, PathBuf},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, bail};
+use k8s_openapi::api::core::v1::Node;
+use kube::{
+    Api, Client,
+    config::{KubeConfigOptions, Kubeconfig},
+};
+
+pub use plan::{Plan, PlanError, Store};
+pub use state::{Process, Record};
+
+/// Where the binaries a cluster runs are.
+#[derive(Clone, Debug)]
+pub struct Binaries {
+    pub control: PathBuf,
+    pub agent: PathBuf,
+    /// The directory holding `strait-cni` (the agent's `--cni-bin-dir`).
+    pub cni_dir: PathBuf,
+    pub dns: PathBuf,
+}
+
+impl Binaries {
+    /// The binaries in `dir` (cargo builds every binary of the workspace into one).
+    pub fn in_dir(dir: &Path) -> Self {
+        Self {
+            control: dir.join("strait-control"),
+            agent: dir.join("strait-agent"),
+            cni_dir: dir.to_owned(),
+            dns: dir.join("strait-dns"),
+        }
+    }
+
+    fn check(&self) -> anyhow::Result<()> {
+        for binary in [
+            &self.control,
+            &self.agent,
+            &self.cni_dir.join("strait-cni"),
+            &self.dns,
+        ] {
+            if !binary.is_file() {
+                bail!(
+                    "{} is missing: build the workspace first (`cargo build`), or pass \
+                     --bin-dir with the directory holding Strait's binaries",
+                    binary.display()
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What `up` is asked for.
+#[derive(Clone, Debug)]
+pub struct Request {
+    pub name: String,
+    pub nodes: usize,
+    pub store: Store,
+    pub binaries: Binaries,
+    /// How long to wait for every node to be Ready.
+    pub timeout: Duration,
+}
+
+/// What `up` measured.
+#[derive(Clone, Debug)]
+pub struct Started {
+    pub record: Record,
+    /// From the start of `up` to every node Ready.
+    pub ready_after: Duration,
+}
+
+/// Commands a cluster needs on the host, with the Debian package that has each.
+const PREREQUISITES: &[(&str, &str)] = &[
+    ("ip", "iproute2"),
+    ("nsenter", "util-linux"),
+    ("runc", "runc"),
+    ("umount", "mount"),
+];
+
+/// Brings a cluster up and waits until every node is Ready. On any failure, what was made
+/// is removed again and the error says what failed.
+pub fn up(request: &Request) -> anyhow::Result<Started> {
+    let began = Instant::now();
+    check_prerequisites(request)?;
+    // Held while the name and range are chosen and recorded: two `up`s at once must not
+    // take the same range.
+    let lock = state::lock()?;
+    if let Some(existing) = Record::load(&request.name)? {
+        bail!(
+            "cluster {:?} already exists (created {}); remove it with `netctl cluster down --name {}`",
+            request.name,
+            existing.created,
+            request.name
+        );
+    }
+    let taken: Vec<u8> = state::list()?.iter().map(|r| r.plan.index).collect();
+    let plan = Plan::new(&request.name, request.nodes, request.store, &taken)?;
+    if plan.store == Store::Etcd {
+        bail!("--store etcd is not supported by `netctl cluster up` yet; use --store redb");
+    }
+    let mut record = Record {
+        plan,
+        created: jiff::Timestamp::now().to_string(),
+        processes: Vec::new(),
+    };
+    // Recorded before anything is made, so a failure from here on can be undone.
+    record.save().context("write the cluster record")?;
+    drop(lock);
+    match make(&mut record, request) {
+        Ok(()) => Ok(Started {
+            record,
+            ready_after: began.elapsed(),
+        }),
+        Err(error) => {
+            let logs = record.plan.log_dir();
+            down_record(&record);
+            Err(error.context(format!(
+                "cluster {:?} did not come up and was removed (logs were in {})",
+                request.name,
+                logs.display()
+            )))
+        }
+    }
+}
+
+fn check_prerequisites(request: &Request) -> anyhow::Result<()> {
+    plan::validate_name(&request.name)?;
+    for (program, package) in PREREQUISITES {
+        if !host::on_path(program) {
+            bail!("`{program}` is missing: apt-get install {package}");
+        }
+    }
+    request.binaries.check()?;
+    strait_host::mounts::ensure_bpffs().context("mount bpffs")?;
+    strait_image::build::busybox_binary().context("the demo image needs busybox")?;
+    Ok(())
+}
+
+fn make(record: &mut Record, request: &Request) -> anyhow::Result<()> {
+    let plan = record.plan.clone();
+    fs::create_dir_all(plan.log_dir())?;
+    fs::create_dir_all(plan.control_dir())?;
+
+    // The underlay: a bridge in its own namespace, the host plugged in.
+    host::add_netns(&plan.underlay_netns)?;
+    let underlay = plan.underlay_netns.as_str();
+    host::run(&["ip", "-n", underlay, "link", "add", "br0", "type", "bridge"])?;
+    host::run(&["ip", "-n", underlay, "link", "set", "br0", "up"])?;
+    host::run(&[
+        "ip",
+        "link",
+        "add",
+        &plan.host_link,
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "host",
+        "netns",
+        underlay,
+    ])?;
+    host::run(&[
+        "ip", "-n", underlay, "link", "set", "host", "master", "br0", "up",
+    ])?;
+    let host_cidr = format!("{}/{}", plan.host_ip, Plan::PREFIX);
+    host::run(&["ip", "addr", "add", &host_cidr, "dev", &plan.host_link])?;
+    host::run(&["ip", "link", "set", &plan.host_link, "up"])?;
+
+    // The control plane, on the host's end of the underlay.
+    let control_log = plan.log_dir().join("control.log");
+    let listen = SocketAddr::from((plan.host_ip, plan::API_PORT));
+    let argv = vec![
+        request.binaries.control.display().to_string(),
+        format!("--listen={listen}"),
+        format!("--advertise-address={}", plan.host_ip),
+        format!("--data-dir={}", plan.control_dir().display()),
+    ];
+    let pid = host::spawn(None, &argv, &[], &control_log)?;
+    record.processes.push(Process {
+        role: "control".to_owned(),
+        node: None,
+        pid,
+        binary: request.binaries.control.clone(),
+        log: control_log.clone(),
+    });
+    record.save()?;
+    wait_serving(listen, pid, &request.binaries.control, &control_log)?;
+    let token = fs::read_to_string(plan.control_dir().join("node-token"))
+        .context("read the control plane's node token")?;
+
+    // The demo image, built once and imported by every node.
+    let image = strait_image::build::busybox_archive(&plan.image_dir(), plan::DEMO_IMAGE, &[])
+        .context("build the demo image")?;
+
+    for node in &plan.nodes {
+        host::add_netns(&node.netns)?;
+        host::run(&[
+            "ip",
+            "-n",
+            underlay,
+            "link",
+            "add",
+            &node.port,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &node.uplink,
+            "netns",
+            &node.netns,
+        ])?;
+        host::run(&[
+            "ip", "-n", underlay, "link", "set", &node.port, "master", "br0", "up",
+        ])?;
+        let cidr = format!("{}/{}", node.ip, Plan::PREFIX);
+        host::run(&[
+            "ip",
+            "-n",
+            &node.netns,
+            "addr",
+            "add",
+            &cidr,
+            "dev",
+            &node.uplink,
+        ])?;
+        host::run(&["ip", "-n", &node.netns, "link", "set", &node.uplink, "up"])?;
+        host::run(&[
+            "ip",
+            "netns",
+            "exec",
+            &node.netns,
+            "sysctl",
+            "-qw",
+            "net.ipv4.ip_forward=1",
+        ])?;
+        fs::create_dir_all(&node.state_dir)?;
+        let cgroup = host::create_cgroup(&node.cgroup)?;
+        let log = plan.log_dir().join(format!("agent-{}.log", node.name));
+        let argv = vec![
+            request.binaries.agent.display().to_string(),
+            format!("--server={}", plan.server()),
+            format!("--token={}", token.trim()),
+            format!("--node-name={}", node.name),
+            format!("--node-ip={}", node.ip),
+            format!("--state-dir={}", node.state_dir.display()),
+            format!("--pin-dir={}", node.pin_dir.display()),
+            format!("--cgroup={}", cgroup.display()),
+            format!("--uplink={}", node.uplink),
+            format!("--cni-bin-dir={}", request.binaries.cni_dir.display()),
+            format!("--image-dir={}", node.state_dir.join("images").display()),
+            format!("--import-image={}", image.display()),
+        ];
+        let pid = host::spawn(Some(&node.netns), &argv, &[("RUST_LOG", "info")], &log)?;
+        record.processes.push(Process {
+            role: "agent".to_owned(),
+            node: Some(node.name.clone()),
+            pid,
+            binary: request.binaries.agent.clone(),
+            log,
+        });
+        record.save()?;
+    }
+
+    wait_nodes_ready(record, request.timeout)
+}
+
+/// Waits until the control plane accepts connections, or fails with its log.
+fn wait_serving(listen: SocketAddr, pid: u32, binary: &Path, log: &Path) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if TcpStream::connect_timeout(&listen, Duration::from_millis(200)).is_ok()
+            && log_says_serving(log)
+        {
+            return Ok(());
+        }
+        if !host::runs(pid, binary) || Instant::now() > deadline {
+            bail!(
+                "strait-control did not start serving on {listen}; its log:\n{}",
+                tail(log, 20)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn log_says_serving(log: &Path) -> bool {
+    fs::read_to_string(log).is_ok_and(|text| text.contains("strait-control: serving"))
+}
+
+/// The last `lines` lines of a log.
+fn tail(log: &Path, lines: usize) -> String {
+    let text = fs::read_to_string(log).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// A kube client with the cluster's admin kubeconfig.
+pub async fn client(plan: &Plan) -> anyhow::Result<Client> {
+    let file = Kubeconfig::read_from(plan.kubeconfig())
+        .with_context(|| format!("read {}", plan.kubeconfig().display()))?;
+    let config = kube::Config::from_custom_kubeconfig(file, &KubeConfigOptions::default()).await?;
+    Ok(Client::try_from(config)?)
+}
+
+fn wait_nodes_ready(record: &Record, timeout: Duration) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let plan = &record.plan;
+    let deadline = Instant::now() + timeout;
+    runtime.block_on(async {
+        let nodes: Api<Node> = Api::all(client(plan).await?);
+        loop {
+            let ready = match nodes.list(&Default::default()).await {
+                Ok(list) => list.items.iter().filter(|n| is_ready(n)).count(),
+                Err(_) => 0,
+            };
+            if ready == plan.nodes.len() {
+                return Ok(());
+            }
+            for process in &record.processes {
+                if !host::runs(process.pid, &process.binary) {
+                    bail!(
+                        "{} {} exited; its log:\n{}",
+                        process.role,
+                        process.node.as_deref().unwrap_or(""),
+                        tail(&process.log, 20)
+                    );
+                }
+            }
+            if Instant::now() > deadline {
+                bail!("{ready}/{} nodes Ready after {timeout:?}", plan.nodes.len());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+}
+
+/// Whether a Node's Ready condition is True.
+pub fn is_ready(node: &Node) -> bool {
+    node.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+/// Removes cluster `name` and everything it made. Fails only if there is no such cluster.
+pub fn down(name: &str) -> anyhow::Result<Record> {
+    let record = Record::load(name)?
+        .with_context(|| format!("there is no cluster {name:?} (see `netctl cluster status`)"))?;
+    down_record(&record);
+    Ok(record)
+}
+
+/// Removes everything `record` names, in the reverse order of `up`; each step tolerates
+/// what is gone already.
+fn down_record(record: &Record) {
+    let plan = &record.plan;
+    // Agents first (they would recreate what is being removed), then the control plane.
+    for process in record.processes.iter().rev() {
+        host::stop(process.pid, &process.binary, Duration::from_secs(5));
+    }
+    for node in &plan.nodes {
+        host::remove_node_state(&node.state_dir);
+        host::remove_cgroups(&node.cgroup);
+        host::remove_netns(&node.netns);
+    }
+    host::remove_cgroups(&plan.cgroup);
+    host::remove_tree(&plan.pin_dir);
+    host::remove_host_link(&plan.host_link);
+    host::remove_netns(&plan.underlay_netns);
+    host::unmount_under(&plan.dir);
+    host::remove_tree(&plan.dir);
+    // Under the lock: an `up` at the same time may be recording a cluster in them.
+    let _lock = state::lock();
+    // The parents every local cluster shares, once the last cluster is gone (a node
+    // installed on this host keeps its own pins and state in them, so only empty ones go).
+    for (dir, stop) in [
+        (
+            plan.dir.as_path(),
+            Path::new(strait_host::paths::STATE_DIR).parent(),
+        ),
+        (
+            plan.pin_dir.as_path(),
+            Path::new(strait_host::paths::PIN_DIR).parent(),
+        ),
+    ] {
+        host::remove_empty_parents(dir, stop.unwrap_or(Path::new("/")));
+    }
+    if let Ok(root) = strait_host::mounts::cgroup2_mount() {
+        host::remove_empty_parents(&root.join(&plan.cgroup), &root);
+    }
+}
+
+/// One process's state, for `status`.
+#[derive(Clone, Debug)]
+pub struct ProcessStatus {
+    pub process: Process,
+    pub running: bool,
+}
+
+/// A cluster's processes and whether each still runs.
+pub fn processes(record: &Record) -> Vec<ProcessStatus> {
+    record
+        .processes
+        .iter()
+        .map(|p| ProcessStatus {
+            running: host::runs(p.pid, &p.binary),
+            process: p.clone(),
+        })
+        .collect()
+}
