@@ -111,20 +111,33 @@ pub(crate) fn spawn(
     Ok(child.id())
 }
 
-/// Whether `pid` runs `binary` (a pid may have been reused since it was recorded).
+/// Whether `pid` is alive and runs `binary` (a pid may have been reused since it was
+/// recorded). Just after it was spawned a process may still be `nsenter`, which execs the
+/// binary once in the namespace, or have no command line yet (the kernel sets it late in
+/// exec); both count as running it.
 pub(crate) fn runs(pid: u32, binary: &Path) -> bool {
+    // The third field of /proc/PID/stat is the state; a zombie has exited.
+    let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    let state = stat
+        .rsplit_once(')')
+        .and_then(|(_, rest)| rest.split_whitespace().next());
+    if matches!(state, Some("Z" | "X") | None) {
+        return false;
+    }
     let Ok(cmdline) = fs::read(format!("/proc/{pid}/cmdline")) else {
         return false;
     };
-    let Some(name) = binary.file_name() else {
-        return false;
-    };
-    cmdline
+    let argv0 = cmdline
         .split(|b| *b == 0)
         .next()
         .map(|argv0| Path::new(OsStr::from_bytes(argv0)))
-        .and_then(Path::file_name)
-        .is_some_and(|argv0| argv0 == name)
+        .and_then(Path::file_name);
+    match argv0 {
+        None => true,
+        Some(name) => Some(name) == binary.file_name() || name == "nsenter",
+    }
 }
 
 /// Stops `pid` if it still runs `binary`: SIGTERM, then SIGKILL after `grace`.

@@ -292,9 +292,11 @@ fn wait_serving(listen: SocketAddr, pid: u32, binary: &Path, log: &Path) -> anyh
         {
             return Ok(());
         }
-        if !host::runs(pid, binary) || Instant::now() > deadline {
+        let running = host::runs(pid, binary);
+        if !running || Instant::now() > deadline {
             bail!(
-                "strait-control did not start serving on {listen}; its log:\n{}",
+                "strait-control (pid {pid}, {}) did not start serving on {listen}; its log:\n{}",
+                if running { "still running" } else { "exited" },
                 tail(log, 20)
             );
         }

@@ -1,0 +1,282 @@
+//! `netctl cluster up | down | status` as a user runs them: real namespaces, a real
+//! control plane and real agents. Up then down leaves nothing of the cluster behind
+//! (namespaces, links, mounts, pins, cgroups, processes, files); two clusters run side by
+//! side; bad input is refused with a clear message and nothing made.
+//!
+//! Each test names its clusters uniquely and removes them on drop, also when it panics.
+
+use std::{
+    fs,
+    path::{Path, PathBuf},
+    process::{Command, Output},
+    thread,
+    time::{Duration, Instant},
+};
+
+const NETCTL: &str = env!("CARGO_BIN_EXE_netctl");
+const KUBECTL: &str = "/usr/lib/google-cloud-sdk/bin/kubectl.1.33";
+
+fn netctl(args: &[&str]) -> Output {
+    Command::new(NETCTL)
+        .args(args)
+        .env_remove("RUST_BACKTRACE")
+        .output()
+        .expect("run netctl")
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// A cluster name no other test (or run) uses, within the 12-character limit.
+fn unique(tag: char) -> String {
+    format!("t{}{tag}", std::process::id() % 1_000_000)
+}
+
+/// A cluster brought up by `netctl cluster up`, brought down on drop.
+struct Up {
+    name: String,
+}
+
+impl Up {
+    fn start(name: &str, nodes: usize) -> Self {
+        let up = Self {
+            name: name.to_owned(),
+        };
+        let out = netctl(&[
+            "cluster",
+            "up",
+            "--name",
+            name,
+            "--nodes",
+            &nodes.to_string(),
+        ]);
+        assert!(out.status.success(), "cluster up {name}: {}", text(&out));
+        up
+    }
+
+    fn dir(&self) -> PathBuf {
+        Path::new("/var/lib/strait/clusters").join(&self.name)
+    }
+
+    fn kubectl(&self, args: &[&str]) -> String {
+        let kubeconfig = self.dir().join("control/admin.kubeconfig");
+        let out = Command::new(KUBECTL)
+            .arg("--kubeconfig")
+            .arg(&kubeconfig)
+            .args(args)
+            .output()
+            .expect("run kubectl");
+        assert!(
+            out.status.success(),
+            "kubectl {args:?} on {}: {}",
+            self.name,
+            text(&out)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+impl Drop for Up {
+    fn drop(&mut self) {
+        let _ = netctl(&["cluster", "down", "--name", &self.name]);
+    }
+}
+
+/// What of cluster `name` exists on the machine, one line per thing.
+fn traces(name: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    let netns = Command::new("ip")
+        .args(["netns", "list"])
+        .output()
+        .expect("ip netns list");
+    let prefix = format!("strait-{name}-");
+    found.extend(
+        String::from_utf8_lossy(&netns.stdout)
+            .lines()
+            .filter(|l| l.starts_with(&prefix))
+            .map(|l| format!("netns {l}")),
+    );
+    if Path::new("/sys/class/net")
+        .join(format!("st-{name}"))
+        .exists()
+    {
+        found.push(format!("link st-{name}"));
+    }
+    let dir = format!("/var/lib/strait/clusters/{name}");
+    found.extend(
+        fs::read_to_string("/proc/self/mountinfo")
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.split_whitespace().nth(4))
+            .filter(|m| m.starts_with(&dir))
+            .map(|m| format!("mount {m}")),
+    );
+    for path in [
+        dir.clone(),
+        format!("/sys/fs/bpf/strait/clusters/{name}"),
+        format!("/sys/fs/cgroup/unified/strait/clusters/{name}"),
+        format!("/sys/fs/cgroup/strait/clusters/{name}"),
+    ] {
+        if Path::new(&path).exists() {
+            found.push(format!("path {path}"));
+        }
+    }
+    // Live processes whose command line names the cluster's directory (zombies have none).
+    for entry in fs::read_dir("/proc").into_iter().flatten().flatten() {
+        if let Ok(cmdline) = fs::read(entry.path().join("cmdline"))
+            && String::from_utf8_lossy(&cmdline).contains(&format!("{dir}/"))
+        {
+            found.push(format!(
+                "process {} {}",
+                entry.file_name().to_string_lossy(),
+                String::from_utf8_lossy(&cmdline).replace('\0', " ")
+            ));
+        }
+    }
+    found
+}
+
+fn wait_until(what: &str, timeout: Duration, mut check: impl FnMut() -> Result<(), String>) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        match check() {
+            Ok(()) => return,
+            Err(last) if Instant::now() > deadline => panic!("{what}: {last}"),
+            Err(_) => thread::sleep(Duration::from_millis(200)),
+        }
+    }
+}
+
+#[test]
+fn up_runs_pods_and_down_leaves_nothing_behind() {
+    let name = unique('a');
+    assert_eq!(traces(&name), Vec::<String>::new(), "a clean start");
+    let up = Up::start(&name, 2);
+    assert!(!traces(&name).is_empty(), "the cluster exists");
+
+    let nodes = up.kubectl(&[
+        "get",
+        "nodes",
+        "-o",
+        "jsonpath={range .items[*]}{.metadata.name}={.status.conditions[?(@.type==\"Ready\")].status} {end}",
+    ]);
+    assert_eq!(nodes.trim(), "node-0=True node-1=True");
+    let status = text(&netctl(&["cluster", "status", "--name", &name]));
+    assert_eq!(status.matches("running").count(), 3, "{status}");
+    assert!(status.contains("172.30."), "{status}");
+
+    // The demo image is on every node: a pod of it runs.
+    up.kubectl(&[
+        "run",
+        "sleeper",
+        "--image=strait.local/busybox:1",
+        "--restart=Never",
+        "--",
+        "sleep",
+        "3600",
+    ]);
+    wait_until("the pod to run", Duration::from_secs(60), || {
+        let phase = up.kubectl(&["get", "pod", "sleeper", "-o", "jsonpath={.status.phase}"]);
+        if phase == "Running" {
+            Ok(())
+        } else {
+            Err(phase)
+        }
+    });
+
+    let out = netctl(&["cluster", "down", "--name", &name]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(
+        traces(&name),
+        Vec::<String>::new(),
+        "nothing left of {name}"
+    );
+    let again = netctl(&["cluster", "down", "--name", &name]);
+    assert!(!again.status.success());
+    assert!(
+        text(&again).contains("there is no cluster"),
+        "{}",
+        text(&again)
+    );
+}
+
+#[test]
+fn two_clusters_run_side_by_side() {
+    let (one, two) = (unique('b'), unique('c'));
+    let handles: Vec<_> = [one.clone(), two.clone()]
+        .into_iter()
+        .map(|name| thread::spawn(move || Up::start(&name, 1)))
+        .collect();
+    let ups: Vec<Up> = handles
+        .into_iter()
+        .map(|h| h.join().expect("cluster up"))
+        .collect();
+    let servers: Vec<String> = ups
+        .iter()
+        .map(|up| {
+            up.kubectl(&[
+                "config",
+                "view",
+                "--minify",
+                "-o",
+                "jsonpath={.clusters[0].cluster.server}",
+            ])
+        })
+        .collect();
+    assert_ne!(servers[0], servers[1], "each cluster has its own API");
+    for up in &ups {
+        let nodes = up.kubectl(&["get", "nodes", "-o", "name"]);
+        assert_eq!(nodes.trim(), "node/node-0", "{}", up.name);
+    }
+    // Taking one down leaves the other working.
+    let mut ups = ups;
+    drop(ups.remove(0));
+    assert_eq!(traces(&one), Vec::<String>::new());
+    let status = text(&netctl(&["cluster", "status", "--name", &two]));
+    assert_eq!(status.matches("running").count(), 2, "{status}");
+}
+
+#[test]
+fn bad_input_is_refused_and_nothing_is_made() {
+    let name = unique('d');
+    let up = Up::start(&name, 1);
+
+    // A name in use: refused, and the cluster that has it keeps running.
+    let out = netctl(&["cluster", "up", "--name", &name, "--nodes", "1"]);
+    assert!(!out.status.success());
+    assert!(text(&out).contains("already exists"), "{}", text(&out));
+    up.kubectl(&["get", "nodes"]);
+
+    let cases: [(Option<&str>, &[&str], &str); 4] = [
+        (Some("Not_A_Name"), &[], "is not valid"),
+        (None, &["--nodes", "300"], "at most 241"),
+        (None, &["--nodes", "0"], "at least one node"),
+        (
+            None,
+            &["--bin-dir", "/nonexistent"],
+            "is missing: build the workspace first",
+        ),
+    ];
+    for (i, (name, args, message)) in cases.iter().enumerate() {
+        let other = name.map_or_else(
+            || unique(char::from(b'e' + u8::try_from(i).expect("a few cases"))),
+            str::to_owned,
+        );
+        let mut argv = vec!["cluster", "up", "--name", other.as_str()];
+        argv.extend(*args);
+        let out = netctl(&argv);
+        assert!(!out.status.success(), "{argv:?}");
+        assert!(text(&out).contains(message), "{argv:?}: {}", text(&out));
+        assert!(!text(&out).contains("panicked"), "{}", text(&out));
+        assert_eq!(
+            traces(&other),
+            Vec::<String>::new(),
+            "{argv:?} made nothing"
+        );
+    }
+}
