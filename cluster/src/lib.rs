@@ -188,21 +188,23 @@ fn make(record: &mut Record, request: &Request) -> anyhow::Result<()> {
     // The control plane, on the host's end of the underlay.
     let control_log = plan.log_dir().join("control.log");
     let listen = SocketAddr::from((plan.host_ip, plan::API_PORT));
-    let argv = vec![
-        request.binaries.control.display().to_string(),
+    let args = vec![
         format!("--listen={listen}"),
         format!("--advertise-address={}", plan.host_ip),
         format!("--data-dir={}", plan.control_dir().display()),
     ];
-    let pid = host::spawn(None, &argv, &[], &control_log)?;
-    record.processes.push(Process {
-        role: "control".to_owned(),
-        node: None,
-        pid,
-        binary: request.binaries.control.clone(),
-        log: control_log.clone(),
-    });
-    record.save()?;
+    let pid = start(
+        record,
+        Process {
+            role: "control".to_owned(),
+            node: None,
+            pid: 0,
+            binary: request.binaries.control.clone(),
+            args,
+            netns: None,
+            log: control_log.clone(),
+        },
+    )?;
     wait_serving(listen, pid, &request.binaries.control, &control_log)?;
     let token = fs::read_to_string(plan.control_dir().join("node-token"))
         .context("read the control plane's node token")?;
@@ -255,8 +257,7 @@ fn make(record: &mut Record, request: &Request) -> anyhow::Result<()> {
         fs::create_dir_all(&node.state_dir)?;
         let cgroup = host::create_cgroup(&node.cgroup)?;
         let log = plan.log_dir().join(format!("agent-{}.log", node.name));
-        let argv = vec![
-            request.binaries.agent.display().to_string(),
+        let args = vec![
             format!("--server={}", plan.server()),
             format!("--token={}", token.trim()),
             format!("--node-name={}", node.name),
@@ -269,18 +270,69 @@ fn make(record: &mut Record, request: &Request) -> anyhow::Result<()> {
             format!("--image-dir={}", node.state_dir.join("images").display()),
             format!("--import-image={}", image.display()),
         ];
-        let pid = host::spawn(Some(&node.netns), &argv, &[("RUST_LOG", "info")], &log)?;
-        record.processes.push(Process {
-            role: "agent".to_owned(),
-            node: Some(node.name.clone()),
-            pid,
-            binary: request.binaries.agent.clone(),
-            log,
-        });
-        record.save()?;
+        start(
+            record,
+            Process {
+                role: "agent".to_owned(),
+                node: Some(node.name.clone()),
+                pid: 0,
+                binary: request.binaries.agent.clone(),
+                args,
+                netns: Some(node.netns.clone()),
+                log,
+            },
+        )?;
     }
 
     wait_nodes_ready(record, request.timeout)
+}
+
+/// Starts `process` (its pid is filled in) and adds it to the record.
+fn start(record: &mut Record, mut process: Process) -> anyhow::Result<u32> {
+    process.pid = spawn(&process)?;
+    let pid = process.pid;
+    record.processes.push(process);
+    record.save()?;
+    Ok(pid)
+}
+
+fn spawn(process: &Process) -> anyhow::Result<u32> {
+    let mut argv = vec![process.binary.display().to_string()];
+    argv.extend(process.args.iter().cloned());
+    host::spawn(
+        process.netns.as_deref(),
+        &argv,
+        &[("RUST_LOG", "info")],
+        &process.log,
+    )
+}
+
+/// Restarts the `index`th process of a running cluster, with `binary` instead of the one it
+/// ran if given (an upgrade), and records its new pid. The process gets SIGTERM first and
+/// SIGKILL after `grace`.
+pub fn restart(
+    record: &mut Record,
+    index: usize,
+    binary: Option<&Path>,
+    grace: Duration,
+) -> anyhow::Result<u32> {
+    let process = record
+        .processes
+        .get_mut(index)
+        .with_context(|| format!("cluster {} has no process {index}", record.plan.name))?;
+    host::stop(process.pid, &process.binary, grace);
+    if let Some(binary) = binary {
+        process.binary = binary.to_owned();
+    }
+    process.pid = spawn(process)?;
+    let pid = process.pid;
+    record.save()?;
+    Ok(pid)
+}
+
+/// Whether `process` is alive and runs its binary.
+pub fn is_running(process: &Process) -> bool {
+    host::runs(process.pid, &process.binary)
 }
 
 /// Waits until the control plane accepts connections, or fails with its log.

@@ -3,7 +3,9 @@
 //! starts, so `down` can remove a cluster whose `up` failed half-way, or whose maker died.
 
 use std::{
-    fs, io,
+    fs,
+    io::{self, Write as _},
+    os::unix::fs::OpenOptionsExt as _,
     path::{Path, PathBuf},
 };
 
@@ -21,6 +23,12 @@ pub struct Process {
     pub pid: u32,
     /// The binary it runs (checked before it is signalled: pids are reused).
     pub binary: PathBuf,
+    /// Its arguments after the binary, to start it again the same way.
+    #[serde(default)]
+    pub args: Vec<String>,
+    /// The network namespace it runs in; none is the host's.
+    #[serde(default)]
+    pub netns: Option<String>,
     pub log: PathBuf,
 }
 
@@ -44,7 +52,14 @@ impl Record {
         fs::create_dir_all(&self.plan.dir)?;
         let path = Self::path(&self.plan);
         let temporary = path.with_extension("json.tmp");
-        fs::write(&temporary, serde_json::to_vec_pretty(self)?)?;
+        // Only root reads it: the agents' arguments hold the join token.
+        let mut file = fs::OpenOptions::new()
+            .create(true)
+            .write(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&temporary)?;
+        file.write_all(&serde_json::to_vec_pretty(self)?)?;
         fs::rename(&temporary, &path)
     }
 
