@@ -15,6 +15,7 @@
 //! - [`revision`]: ControllerRevisions, the template history of DaemonSets and StatefulSets.
 //! - [`scheduler`]: binds pods without a node.
 //! - [`serviceaccount`]: a `default` ServiceAccount in every namespace.
+//! - [`statefulset`]: each StatefulSet's ordered pods and their claims, rolled out by revision.
 
 pub mod cloud;
 pub mod cronjob;
@@ -30,6 +31,7 @@ pub mod replicaset;
 pub mod revision;
 pub mod scheduler;
 pub mod serviceaccount;
+pub mod statefulset;
 
 use std::{path::Path, time::Duration};
 
@@ -85,6 +87,7 @@ pub async fn run(kubeconfig: &Path, options: Options) -> anyhow::Result<()> {
     ));
     controllers.spawn(replicaset::run(client.clone()));
     controllers.spawn(serviceaccount::run(client.clone()));
+    controllers.spawn(statefulset::run(client.clone()));
     // Without a provider LoadBalancer Services stay pending, as without a cloud.
     if let Some(pool) = options.load_balancer_pool {
         controllers.spawn(cloud::run(client.clone(), cloud::LocalPool::new(pool)));

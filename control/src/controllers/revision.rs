@@ -23,7 +23,17 @@ const SAFE: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
 /// The hash of a pod template: 32-bit FNV-1a over its JSON, each decimal digit rendered in
 /// [`SAFE`] characters as `rand.SafeEncodeString` does.
 pub fn hash(template: &PodTemplateSpec) -> String {
-    let bytes = serde_json::to_vec(template).unwrap_or_default();
+    hash_with_collisions(template, 0)
+}
+
+/// [`hash`] for a set that has met `collisions` revision names taken by other objects
+/// (`status.collisionCount`): a nonzero count joins the hashed bytes, as upstream's
+/// `HashControllerRevision` does, so each collision yields a new name.
+pub fn hash_with_collisions(template: &PodTemplateSpec, collisions: i32) -> String {
+    let mut bytes = serde_json::to_vec(template).unwrap_or_default();
+    if collisions != 0 {
+        bytes.extend_from_slice(&collisions.to_le_bytes());
+    }
     let mut h: u32 = 0x811c_9dc5;
     for b in bytes {
         h ^= u32::from(b);
@@ -202,6 +212,8 @@ mod tests {
         assert_eq!(a, hash(&template("a")));
         assert_ne!(a, hash(&template("b")));
         assert!(a.bytes().all(|c| SAFE.contains(&c)), "{a}");
+        assert_eq!(a, hash_with_collisions(&template("a"), 0));
+        assert_ne!(a, hash_with_collisions(&template("a"), 1));
         let r = revision("x-1", "a", 1);
         assert_eq!(super::template(&r), Some(template("a")));
         assert_eq!(
