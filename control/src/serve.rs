@@ -117,6 +117,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         node_monitor_grace_period: config.node_monitor_grace_period,
         terminated_pod_gc_threshold: config.terminated_pod_gc_threshold,
         load_balancer_pool: config.load_balancer_pool.clone(),
+        // Stable across restarts: a process restarted in place resumes its own Lease at
+        // once instead of waiting out its earlier life's.
+        identity: url.clone(),
     };
     tokio::spawn(async move {
         if let Err(error) = crate::controllers::run(&controllers, options).await {

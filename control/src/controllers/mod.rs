@@ -8,6 +8,7 @@
 //! - [`endpointslice`]: EndpointSlices and Endpoints for Services with selectors.
 //! - [`gc`]: the garbage collector (owner references, orphan and foreground deletion).
 //! - [`job`]: each Job's pods until enough succeed, its failure, suspension and TTL.
+//! - [`leader`]: leader election among control processes sharing a store.
 //! - [`nodelifecycle`]: node health from heartbeats, its taints, and taint-based eviction.
 //! - [`podgc`]: deletes pods no kubelet will finish, and terminated pods beyond a threshold.
 //! - [`pods`]: label selectors, owners, readiness and expectations, for every controller.
@@ -24,6 +25,7 @@ pub mod deployment;
 pub mod endpointslice;
 pub mod gc;
 pub mod job;
+pub mod leader;
 pub mod nodelifecycle;
 pub mod podgc;
 pub mod pods;
@@ -50,6 +52,8 @@ pub struct Options {
     pub terminated_pod_gc_threshold: i64,
     /// `--load-balancer-pool`: the local cloud provider's addresses; none, no provider.
     pub load_balancer_pool: Option<cloud::Pool>,
+    /// This process's name in leader election (unique among the control processes).
+    pub identity: String,
 }
 
 impl Default for Options {
@@ -58,6 +62,7 @@ impl Default for Options {
             node_monitor_grace_period: nodelifecycle::DEFAULT_GRACE,
             terminated_pod_gc_threshold: podgc::DEFAULT_THRESHOLD,
             load_balancer_pool: None,
+            identity: "strait-control".to_owned(),
         }
     }
 }
@@ -67,6 +72,28 @@ pub async fn run(kubeconfig: &Path, options: Options) -> anyhow::Result<()> {
     let file = Kubeconfig::read_from(kubeconfig)?;
     let config = kube::Config::from_custom_kubeconfig(file, &KubeConfigOptions::default()).await?;
     let client = Client::try_from(config)?;
+    loop {
+        leader::acquire(&client, &options.identity).await;
+        tracing::info!(identity = %options.identity, "leading: the controllers start");
+        let mut controllers = spawn(&client, &options);
+        tokio::select! {
+            () = leader::hold(&client, &options.identity) => {
+                tracing::warn!(identity = %options.identity, "lost the lead: the controllers stop");
+                controllers.shutdown().await;
+            }
+            // The loops run until the process ends; one that returns or panics is a bug, and
+            // the process should stop rather than run without it.
+            Some(ended) = controllers.join_next() => {
+                ended?;
+                anyhow::bail!("a controller loop ended");
+            }
+        }
+    }
+}
+
+/// Starts every controller.
+fn spawn(client: &Client, options: &Options) -> tokio::task::JoinSet<()> {
+    let client = client.clone();
     // Each controller is a task of its own: they share nothing but the client, one stalled
     // loop must not starve the others, and one joined future of every loop would be too
     // large for a thread's stack.
@@ -89,15 +116,9 @@ pub async fn run(kubeconfig: &Path, options: Options) -> anyhow::Result<()> {
     controllers.spawn(serviceaccount::run(client.clone()));
     controllers.spawn(statefulset::run(client.clone()));
     // Without a provider LoadBalancer Services stay pending, as without a cloud.
-    if let Some(pool) = options.load_balancer_pool {
+    if let Some(pool) = options.load_balancer_pool.clone() {
         controllers.spawn(cloud::run(client.clone(), cloud::LocalPool::new(pool)));
     }
     controllers.spawn(scheduler::run(client));
-    // The loops run until the process ends; one that returns or panics is a bug, and the
-    // process should stop rather than run without it.
-    if let Some(ended) = controllers.join_next().await {
-        ended?;
-        anyhow::bail!("a controller loop ended");
-    }
-    Ok(())
+    controllers
 }
