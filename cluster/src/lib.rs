@@ -114,9 +114,6 @@ pub fn up(request: &Request) -> anyhow::Result<Started> {
     }
     let taken: Vec<u8> = state::list()?.iter().map(|r| r.plan.index).collect();
     let plan = Plan::new(&request.name, request.nodes, request.store, &taken)?;
-    if plan.store == Store::Etcd {
-        bail!("--store etcd is not supported by `netctl cluster up` yet; use --store redb");
-    }
     let mut record = Record {
         plan,
         created: jiff::Timestamp::now().to_string(),
@@ -144,7 +141,11 @@ pub fn up(request: &Request) -> anyhow::Result<Started> {
 
 fn check_prerequisites(request: &Request) -> anyhow::Result<()> {
     plan::validate_name(&request.name)?;
-    for (program, package) in PREREQUISITES {
+    let etcd: &[(&str, &str)] = match request.store {
+        Store::Etcd => &[("etcd", "etcd-server"), ("etcdctl", "etcd-client")],
+        Store::Redb => &[],
+    };
+    for (program, package) in PREREQUISITES.iter().chain(etcd) {
         if !host::on_path(program) {
             bail!("`{program}` is missing: apt-get install {package}");
         }
@@ -185,27 +186,63 @@ fn make(record: &mut Record, request: &Request) -> anyhow::Result<()> {
     host::run(&["ip", "addr", "add", &host_cidr, "dev", &plan.host_link])?;
     host::run(&["ip", "link", "set", &plan.host_link, "up"])?;
 
-    // The control plane, on the host's end of the underlay.
-    let control_log = plan.log_dir().join("control.log");
-    let listen = SocketAddr::from((plan.host_ip, plan::API_PORT));
-    let args = vec![
-        format!("--listen={listen}"),
-        format!("--advertise-address={}", plan.host_ip),
-        format!("--data-dir={}", plan.control_dir().display()),
-    ];
-    let pid = start(
-        record,
-        Process {
-            role: "control".to_owned(),
-            node: None,
-            pid: 0,
-            binary: request.binaries.control.clone(),
-            args,
-            netns: None,
-            log: control_log.clone(),
-        },
-    )?;
-    wait_serving(listen, pid, &request.binaries.control, &control_log)?;
+    start_etcd(record)?;
+
+    // The control plane, on the host's end of the underlay: one process, or two sharing etcd.
+    let endpoints: Vec<String> = plan
+        .etcd_members()
+        .iter()
+        .map(|m| format!("http://127.0.0.1:{}", m.client_port))
+        .collect();
+    for (index, ip) in plan.control_ips().into_iter().enumerate() {
+        let dir = plan.control_dir_of(index);
+        fs::create_dir_all(&dir)?;
+        if index > 0 {
+            host::run(&[
+                "ip",
+                "addr",
+                "add",
+                &format!("{ip}/32"),
+                "dev",
+                &plan.host_link,
+            ])?;
+            // One CA and one set of tokens for the whole control plane: a client or agent
+            // trusts and is trusted by every process. Each issues its own serving certificate.
+            fs::create_dir_all(dir.join("pki"))?;
+            for file in ["pki/ca.crt", "pki/ca.key", "tokens"] {
+                fs::copy(plan.control_dir().join(file), dir.join(file))
+                    .with_context(|| format!("share {file} with control process {index}"))?;
+            }
+        }
+        let log = plan.log_dir().join(match index {
+            0 => "control.log".to_owned(),
+            n => format!("control-{n}.log"),
+        });
+        let listen = SocketAddr::from((ip, plan::API_PORT));
+        let mut args = vec![
+            format!("--listen={listen}"),
+            format!("--advertise-address={ip}"),
+            format!("--data-dir={}", dir.display()),
+        ];
+        if plan.store == Store::Etcd {
+            args.push("--store=etcd".to_owned());
+            args.push(format!("--etcd-endpoints={}", endpoints.join(",")));
+            args.push(format!("--etcd-prefix=/strait/{}", plan.name));
+        }
+        let pid = start(
+            record,
+            Process {
+                role: "control".to_owned(),
+                node: None,
+                pid: 0,
+                binary: request.binaries.control.clone(),
+                args,
+                netns: None,
+                log: log.clone(),
+            },
+        )?;
+        wait_serving(listen, pid, &request.binaries.control, &log)?;
+    }
     let token = fs::read_to_string(plan.control_dir().join("node-token"))
         .context("read the control plane's node token")?;
 
@@ -285,6 +322,90 @@ fn make(record: &mut Record, request: &Request) -> anyhow::Result<()> {
     }
 
     wait_nodes_ready(record, request.timeout)
+}
+
+/// Starts the etcd members of a cluster on etcd and waits until they form a cluster.
+fn start_etcd(record: &mut Record) -> anyhow::Result<()> {
+    let members = record.plan.etcd_members();
+    if members.is_empty() {
+        return Ok(());
+    }
+    let peers: Vec<String> = members
+        .iter()
+        .map(|m| format!("{}=http://127.0.0.1:{}", m.name, m.peer_port))
+        .collect();
+    for member in &members {
+        for port in [member.client_port, member.peer_port] {
+            if std::net::TcpListener::bind(("127.0.0.1", port)).is_err() {
+                bail!(
+                    "port {port} on 127.0.0.1, which {} needs, is in use",
+                    member.name
+                );
+            }
+        }
+        fs::create_dir_all(&member.data_dir)?;
+        let client = format!("http://127.0.0.1:{}", member.client_port);
+        let peer = format!("http://127.0.0.1:{}", member.peer_port);
+        let args = vec![
+            format!("--name={}", member.name),
+            format!("--data-dir={}", member.data_dir.display()),
+            format!("--listen-client-urls={client}"),
+            format!("--advertise-client-urls={client}"),
+            format!("--listen-peer-urls={peer}"),
+            format!("--initial-advertise-peer-urls={peer}"),
+            format!("--initial-cluster={}", peers.join(",")),
+            format!("--initial-cluster-token=strait-{}", record.plan.name),
+            "--initial-cluster-state=new".to_owned(),
+        ];
+        start(
+            record,
+            Process {
+                role: "etcd".to_owned(),
+                node: None,
+                pid: 0,
+                binary: PathBuf::from(which("etcd")?),
+                args,
+                netns: None,
+                log: record.plan.log_dir().join(format!("{}.log", member.name)),
+            },
+        )?;
+    }
+    let endpoints: Vec<String> = members
+        .iter()
+        .map(|m| format!("http://127.0.0.1:{}", m.client_port))
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let healthy = std::process::Command::new("etcdctl")
+            .arg(format!("--endpoints={}", endpoints.join(",")))
+            .args(["endpoint", "health"])
+            .env("ETCDCTL_API", "3")
+            .output()
+            .is_ok_and(|out| out.status.success());
+        if healthy {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            let log = record.plan.log_dir().join("etcd-0.log");
+            bail!(
+                "the etcd members did not become healthy; etcd-0's log:\n{}",
+                tail(&log, 20)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// The full path of `program` on PATH (recorded, so a pid is checked against it).
+fn which(program: &str) -> anyhow::Result<String> {
+    std::env::var_os("PATH")
+        .and_then(|paths| {
+            std::env::split_paths(&paths)
+                .map(|dir| dir.join(program))
+                .find(|path| path.is_file())
+        })
+        .map(|path| path.display().to_string())
+        .with_context(|| format!("`{program}` is not on PATH"))
 }
 
 /// Starts `process` (its pid is filled in) and adds it to the record.

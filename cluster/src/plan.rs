@@ -90,6 +90,24 @@ pub struct NodePlan {
     pub cgroup: PathBuf,
 }
 
+/// One etcd member of a cluster on etcd.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EtcdMember {
+    pub name: String,
+    /// Its client port on 127.0.0.1.
+    pub client_port: u16,
+    /// Its peer port on 127.0.0.1.
+    pub peer_port: u16,
+    pub data_dir: PathBuf,
+}
+
+/// Members of a local etcd cluster: three, so that one may fail.
+const ETCD_MEMBERS: u16 = 3;
+/// Control processes on etcd: two, so that one may fail.
+const CONTROL_PROCESSES_ON_ETCD: u8 = 2;
+/// The first etcd port; 256 clusters × 8 ports stay below 22048.
+const ETCD_PORT_BASE: u16 = 20000;
+
 /// Everything a cluster is made of.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Plan {
@@ -162,6 +180,45 @@ impl Plan {
 
     /// The underlay prefix length.
     pub const PREFIX: u8 = 24;
+
+    /// The control processes' addresses: one on redb; two sharing etcd.
+    pub fn control_ips(&self) -> Vec<Ipv4Addr> {
+        let count = match self.store {
+            Store::Redb => 1,
+            Store::Etcd => CONTROL_PROCESSES_ON_ETCD,
+        };
+        (1..=count)
+            .map(|host| Ipv4Addr::new(UNDERLAY_BASE[0], UNDERLAY_BASE[1], self.index, host))
+            .collect()
+    }
+
+    /// The etcd members of a cluster on etcd (none on redb), on loopback ports that differ
+    /// per cluster: `20000 + 8 × index + 2 × member` for clients, one more for peers.
+    pub fn etcd_members(&self) -> Vec<EtcdMember> {
+        if self.store == Store::Redb {
+            return Vec::new();
+        }
+        (0..ETCD_MEMBERS)
+            .map(|member| {
+                let client_port = ETCD_PORT_BASE + 8 * u16::from(self.index) + 2 * member;
+                EtcdMember {
+                    name: format!("etcd-{member}"),
+                    client_port,
+                    peer_port: client_port + 1,
+                    data_dir: self.dir.join("etcd").join(format!("etcd-{member}")),
+                }
+            })
+            .collect()
+    }
+
+    /// The control plane's data directory: `control` for the first process, `control-N`
+    /// for the others.
+    pub fn control_dir_of(&self, process: usize) -> PathBuf {
+        match process {
+            0 => self.control_dir(),
+            n => self.dir.join(format!("control-{n}")),
+        }
+    }
 
     /// The API's address.
     pub fn server(&self) -> String {
@@ -257,6 +314,33 @@ mod tests {
         let error = Plan::new("a", MAX_NODES + 1, Store::Redb, &[]).unwrap_err();
         assert_eq!(error, PlanError::TooManyNodes(242));
         assert!(error.to_string().contains("at most 241"), "{error}");
+    }
+
+    #[test]
+    fn a_cluster_on_etcd_has_three_members_and_two_control_processes() {
+        let plan = Plan::new("ha", 1, Store::Etcd, &[0, 1]).expect("a plan");
+        assert_eq!(plan.index, 2);
+        let ports: Vec<(u16, u16)> = plan
+            .etcd_members()
+            .iter()
+            .map(|m| (m.client_port, m.peer_port))
+            .collect();
+        assert_eq!(ports, [(20016, 20017), (20018, 20019), (20020, 20021)]);
+        assert_eq!(
+            plan.control_ips(),
+            [Ipv4Addr::new(172, 30, 2, 1), Ipv4Addr::new(172, 30, 2, 2)]
+        );
+        assert_eq!(
+            plan.control_dir_of(1),
+            Path::new("/var/lib/strait/clusters/ha/control-1")
+        );
+        let redb = Plan::new("one", 1, Store::Redb, &[]).expect("a plan");
+        assert!(redb.etcd_members().is_empty());
+        assert_eq!(redb.control_ips().len(), 1);
+        // The last range's ports stay below the next cluster's and within u16.
+        let last =
+            Plan::new("last", 1, Store::Etcd, &(0..255).collect::<Vec<u8>>()).expect("a plan");
+        assert_eq!(last.etcd_members()[2].peer_port, 22045);
     }
 
     #[test]

@@ -280,3 +280,48 @@ fn bad_input_is_refused_and_nothing_is_made() {
         );
     }
 }
+
+#[test]
+fn a_cluster_on_etcd_keeps_answering_with_one_member_killed() {
+    let name = unique('z');
+    let up = Up { name: name.clone() };
+    let out = netctl(&[
+        "cluster", "up", "--name", &name, "--nodes", "1", "--store", "etcd",
+    ]);
+    assert!(out.status.success(), "cluster up on etcd: {}", text(&out));
+    let record: serde_json::Value =
+        serde_json::from_slice(&fs::read(up.dir().join("cluster.json")).expect("the record"))
+            .expect("a JSON record");
+    let processes = record["processes"].as_array().expect("processes");
+    let roles: Vec<&str> = processes
+        .iter()
+        .filter_map(|p| p["role"].as_str())
+        .collect();
+    assert_eq!(
+        roles,
+        ["etcd", "etcd", "etcd", "control", "control", "agent"]
+    );
+
+    let member = processes[1]["pid"].as_i64().expect("a pid");
+    let killed = Command::new("kill")
+        .args(["-9", &member.to_string()])
+        .status()
+        .expect("kill");
+    assert!(killed.success());
+    // A write through one control process is read through the other, on two members left.
+    up.kubectl(&["create", "configmap", "after-loss", "--from-literal=k=v"]);
+    let second = up.dir().join("control-1/admin.kubeconfig");
+    let out = Command::new(KUBECTL)
+        .arg("--kubeconfig")
+        .arg(&second)
+        .args(["get", "configmap", "after-loss", "-o", "jsonpath={.data.k}"])
+        .output()
+        .expect("kubectl");
+    assert_eq!(text(&out), "v");
+    drop(up);
+    assert_eq!(
+        traces(&name),
+        Vec::<String>::new(),
+        "nothing left of {name}"
+    );
+}

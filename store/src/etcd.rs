@@ -15,6 +15,7 @@
 //! already delivered is dropped.
 
 use std::{
+    future::Future,
     sync::{
         Arc,
         atomic::{AtomicI64, Ordering},
@@ -190,6 +191,39 @@ enum Probe {
     Future,
 }
 
+/// How often a call that never reached a member is tried again.
+const UNSENT_RETRIES: u32 = 6;
+
+/// Runs an etcd call again when it failed before reaching any member. The client spreads
+/// calls over every endpoint, a dead member's too; a call sent there fails to connect, and
+/// is safe to send again (it never arrived), so the next try picks another member. Calls
+/// that may have arrived are never repeated: the caller sees their error.
+async fn unsent_retried<T, F, Fut>(mut call: F) -> Result<T, etcd_client::Error>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, etcd_client::Error>>,
+{
+    let mut attempt = 0;
+    loop {
+        match call().await {
+            Err(error) if attempt < UNSENT_RETRIES && never_sent(&error) => {
+                attempt += 1;
+                tokio::time::sleep(Duration::from_millis(10 * u64::from(attempt))).await;
+            }
+            result => return result,
+        }
+    }
+}
+
+/// Whether the call failed to connect, so no member saw it.
+fn never_sent(error: &etcd_client::Error) -> bool {
+    match error {
+        etcd_client::Error::GRpcStatus(status) => status.message().contains("tcp connect error"),
+        etcd_client::Error::TransportError(_) => true,
+        _ => false,
+    }
+}
+
 fn engine(what: &str, error: &impl std::fmt::Display) -> Error {
     Error::Engine(format!("etcd: {what}: {error}"))
 }
@@ -227,12 +261,15 @@ impl EtcdStore {
         if request.revision != 0 {
             options = options.with_revision(request.revision);
         }
-        let response = match self
-            .client
-            .kv_client()
-            .max_decoding_message_size(MAX_MESSAGE)
-            .get(start, Some(options))
-            .await
+        let response = match unsent_retried(|| {
+            let mut kv = self
+                .client
+                .kv_client()
+                .max_decoding_message_size(MAX_MESSAGE);
+            let (start, options) = (start.clone(), options.clone());
+            async move { kv.get(start, Some(options)).await }
+        })
+        .await
         {
             Ok(response) => response,
             Err(error) => {
@@ -299,7 +336,12 @@ impl EtcdStore {
     async fn probe(&self, revision: Revision) -> Result<Probe, Error> {
         let (start, _) = self.keys.scope("");
         let options = GetOptions::new().with_count_only().with_revision(revision);
-        match self.client.kv_client().get(start, Some(options)).await {
+        let read = || {
+            let mut kv = self.client.kv_client();
+            let (start, options) = (start.clone(), options.clone());
+            async move { kv.get(start, Some(options)).await }
+        };
+        match unsent_retried(read).await {
             Ok(_) => Ok(Probe::Readable),
             Err(error) => match classify(&error) {
                 Failure::Compacted => Ok(Probe::Compacted),
@@ -337,12 +379,16 @@ impl EtcdStore {
 impl Store for EtcdStore {
     async fn current_revision(&self) -> Result<Revision, Error> {
         let (start, _) = self.keys.scope("");
-        let response = self
-            .client
-            .kv_client()
-            .get(start, Some(GetOptions::new().with_count_only()))
-            .await
-            .map_err(|e| engine("read of the current revision", &e))?;
+        let response = unsent_retried(|| {
+            let mut kv = self.client.kv_client();
+            let start = start.clone();
+            async move {
+                kv.get(start, Some(GetOptions::new().with_count_only()))
+                    .await
+            }
+        })
+        .await
+        .map_err(|e| engine("read of the current revision", &e))?;
         header_revision(response.header(), "read of the current revision")
     }
 
@@ -373,12 +419,13 @@ impl Store for EtcdStore {
     }
 
     async fn get(&self, key: &str) -> Result<Option<KeyValue>, Error> {
-        let response = self
-            .client
-            .kv_client()
-            .get(self.keys.full(key), None)
-            .await
-            .map_err(|e| engine(&format!("read of {key}"), &e))?;
+        let response = unsent_retried(|| {
+            let mut kv = self.client.kv_client();
+            let full = self.keys.full(key);
+            async move { kv.get(full, None).await }
+        })
+        .await
+        .map_err(|e| engine(&format!("read of {key}"), &e))?;
         response
             .kvs()
             .first()
@@ -469,7 +516,13 @@ impl Store for EtcdStore {
             .when(compares)
             .and_then(ops)
             .or_else(reads);
-        let response = match self.client.kv_client().txn(request).await {
+        let response = match unsent_retried(|| {
+            let mut kv = self.client.kv_client();
+            let request = request.clone();
+            async move { kv.txn(request).await }
+        })
+        .await
+        {
             Ok(response) => response,
             Err(error) => {
                 return Err(match classify(&error) {
@@ -592,12 +645,12 @@ impl Store for EtcdStore {
         // etcd counts TTLs in whole seconds (and raises short ones to its minimum).
         let seconds = ttl.as_secs() + u64::from(ttl.subsec_nanos() > 0);
         let seconds = i64::try_from(seconds.max(1)).unwrap_or(i64::MAX);
-        let response = self
-            .client
-            .lease_client()
-            .grant(seconds, None)
-            .await
-            .map_err(|e| engine(&format!("grant of a lease for {seconds} s"), &e))?;
+        let response = unsent_retried(|| {
+            let mut leases = self.client.lease_client();
+            async move { leases.grant(seconds, None).await }
+        })
+        .await
+        .map_err(|e| engine(&format!("grant of a lease for {seconds} s"), &e))?;
         Ok(response.id())
     }
 
@@ -613,7 +666,12 @@ impl Store for EtcdStore {
     }
 
     async fn revoke_lease(&self, lease: LeaseId) -> Result<(), Error> {
-        match self.client.lease_client().revoke(lease).await {
+        match unsent_retried(|| {
+            let mut leases = self.client.lease_client();
+            async move { leases.revoke(lease).await }
+        })
+        .await
+        {
             Ok(_) => Ok(()),
             Err(error) => Err(match classify(&error) {
                 Failure::LeaseNotFound => Error::LeaseNotFound(lease),
