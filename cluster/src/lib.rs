@@ -10,6 +10,7 @@
 pub mod plan;
 pub mod state;
 
+mod dns;
 mod host;
 
 use std::{
@@ -321,8 +322,61 @@ fn make(record: &mut Record, request: &Request) -> anyhow::Result<()> {
         )?;
     }
 
-    wait_nodes_ready(record, request.timeout)
+    // The cluster DNS, node-local: each node's resolver answers its own pods (see the
+    // `kube-system/kube-dns` Service, internalTrafficPolicy Local) and registers itself.
+    for node in &plan.nodes {
+        let args = vec![
+            format!("--listen={}:53", node.ip),
+            format!("--kubeconfig={}", plan.kubeconfig().display()),
+            format!("--node-name={}", node.name),
+            format!("--advertise-address={}", node.ip),
+            format!("--metrics={}:9153", node.ip),
+        ];
+        start(
+            record,
+            Process {
+                role: "dns".to_owned(),
+                node: Some(node.name.clone()),
+                pid: 0,
+                binary: request.binaries.dns.clone(),
+                args,
+                netns: Some(node.netns.clone()),
+                log: plan.log_dir().join(format!("dns-{}.log", node.name)),
+            },
+        )?;
+    }
+
+    wait_nodes_ready(record, request.timeout)?;
+    wait_dns_answering(record, request.timeout)
 }
+
+/// Waits until every node's cluster DNS answers for the `kubernetes` Service.
+fn wait_dns_answering(record: &Record, timeout: Duration) -> anyhow::Result<()> {
+    let deadline = Instant::now() + timeout;
+    for node in &record.plan.nodes {
+        let server = SocketAddr::from((node.ip, 53));
+        loop {
+            let answer = dns::a_records(server, KUBERNETES_SERVICE, Duration::from_millis(300));
+            match answer {
+                Ok(addresses) if !addresses.is_empty() => break,
+                _ if Instant::now() > deadline => {
+                    let log = record.plan.log_dir().join(format!("dns-{}.log", node.name));
+                    bail!(
+                        "the cluster DNS of {} did not answer for {KUBERNETES_SERVICE} within \
+                         {timeout:?} ({answer:?}); its log:\n{}",
+                        node.name,
+                        tail(&log, 20)
+                    );
+                }
+                _ => std::thread::sleep(Duration::from_millis(50)),
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The name `up` asks every node's DNS for before it calls the cluster up.
+const KUBERNETES_SERVICE: &str = "kubernetes.default.svc.cluster.local.";
 
 /// Starts the etcd members of a cluster on etcd and waits until they form a cluster.
 fn start_etcd(record: &mut Record) -> anyhow::Result<()> {

@@ -125,6 +125,13 @@ impl Ranges {
         Ipv4Addr::from(u32::from(self.service_net) + 1)
     }
 
+    /// The tenth address, the cluster DNS Service's (kubeadm's choice, so pods' resolv.conf
+    /// reads as on other clusters); `None` when the range is too small to hold it.
+    pub fn dns_ip(&self) -> Option<Ipv4Addr> {
+        let ip = Ipv4Addr::from(u32::from(self.service_net).checked_add(10)?);
+        self.contains(ip).then_some(ip)
+    }
+
     fn contains(&self, ip: Ipv4Addr) -> bool {
         let offset = u32::from(ip).wrapping_sub(u32::from(self.service_net));
         // Network and broadcast addresses are never handed out.

@@ -3,6 +3,9 @@
 //! - The namespaces every cluster has: default, kube-system, kube-public, kube-node-lease.
 //! - The `kubernetes` Service in `default` (the first address of the service range, port 443)
 //!   with its Endpoints and EndpointSlice pointing at this API server.
+//! - The `kube-dns` Service in `kube-system` (the tenth address of the service range, no
+//!   selector: each node's strait-dns adds its own EndpointSlice; `internalTrafficPolicy:
+//!   Local` keeps every pod on its own node's resolver).
 //! - Allocation repair: every ClusterIP and NodePort key matches a Service that holds it.
 //! - Namespaces left Terminating by a crash are emptied and removed.
 
@@ -101,6 +104,7 @@ pub async fn defaults(
         &[],
     )
     .await?;
+    kube_dns(objects, ranges).await;
     if endpoint.is_loopback() {
         // Pods cannot reach a loopback address, and Endpoints may not hold one: a control
         // plane on loopback (tests, a single-machine trial) has a Service without endpoints.
@@ -135,6 +139,34 @@ pub async fn defaults(
     )
     .await?;
     Ok(())
+}
+
+/// Create the `kube-system/kube-dns` Service. A failure (the address already held by a
+/// Service created before this one existed, a range too small) is logged, not fatal: the
+/// cluster works without cluster DNS.
+async fn kube_dns(objects: &Objects, ranges: &Ranges) {
+    let Some(ip) = ranges.dns_ip() else {
+        tracing::warn!("the service range is too small for the kube-dns Service's tenth address");
+        return;
+    };
+    let port = |name: &str, protocol: &str, port: u16| json!({"name": name, "port": port, "protocol": protocol, "targetPort": port});
+    let service = json!({
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": "kube-dns", "namespace": "kube-system",
+                     "labels": {"k8s-app": "kube-dns", "kubernetes.io/name": "CoreDNS"}},
+        "spec": {
+            "type": "ClusterIP",
+            "clusterIP": ip.to_string(),
+            "clusterIPs": [ip.to_string()],
+            "internalTrafficPolicy": "Local",
+            "ports": [port("dns", "UDP", 53), port("dns-tcp", "TCP", 53), port("metrics", "TCP", 9153)],
+            "sessionAffinity": "None",
+        },
+    });
+    let target = target("", "v1", "services", Some("kube-system"));
+    if let Err(error) = ensure(objects, &target, service, &[]).await {
+        tracing::warn!(%ip, %error, "failed to create Service kube-system/kube-dns");
+    }
 }
 
 /// Make the allocation keys match the Services: drop keys no Service holds, add keys a

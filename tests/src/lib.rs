@@ -15,6 +15,7 @@ pub mod cleanup;
 pub mod cluster;
 pub mod cmd;
 pub mod control;
+pub mod dns;
 pub mod etcd;
 pub mod http;
 pub mod image;

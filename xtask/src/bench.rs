@@ -1,4 +1,4 @@
-//! `cargo xtask bench [dataplane|services|api|pods|scheduling|policy]`: runs the benchmarks; they print figures and
+//! `cargo xtask bench [dataplane|services|api|pods|scheduling|policy|dns|cluster]`: runs the benchmarks; they print figures and
 //! write reports under `report/`, and never fail on time.
 
 use clap::ValueEnum;
@@ -20,6 +20,10 @@ pub(crate) enum Suite {
     Scheduling,
     /// NetworkPolicy: connection latency with 0 to 1,000 policies, apply → programmed.
     Policy,
+    /// Cluster DNS: dnsperf against strait-dns and unbound serving the same names.
+    Dns,
+    /// `netctl cluster up` to every node Ready and answering DNS, `down`, and memory.
+    Cluster,
 }
 
 pub(crate) fn run(suites: &[Suite], full: bool) -> anyhow::Result<()> {
@@ -32,6 +36,8 @@ pub(crate) fn run(suites: &[Suite], full: bool) -> anyhow::Result<()> {
         Suite::Pods,
         Suite::Scheduling,
         Suite::Policy,
+        Suite::Dns,
+        Suite::Cluster,
     ];
     let suites = if suites.is_empty() { &all[..] } else { suites };
     for suite in suites {
@@ -90,6 +96,31 @@ pub(crate) fn run(suites: &[Suite], full: bool) -> anyhow::Result<()> {
                 if !full {
                     command.arg("--quick");
                 }
+                exec(&mut command)?;
+            }
+            Suite::Dns => {
+                // The benchmark runs strait-control from beside strait-dns, in release.
+                exec(cargo().args([
+                    "build",
+                    "--release",
+                    "--package",
+                    "strait-control",
+                    "--package",
+                    "strait-dns",
+                ]))?;
+                let mut command = cargo();
+                command.args(["bench", "--package", "strait-dns", "--bench", "dns", "--"]);
+                if !full {
+                    command.arg("--quick");
+                }
+                exec(&mut command)?;
+            }
+            Suite::Cluster => {
+                // `netctl cluster up` runs the binaries beside netctl's, in release.
+                exec(cargo().args(["build", "--release", "--bins"]))?;
+                let mut command = cargo();
+                command.args(["bench", "--package", "netctl", "--bench", "cluster_up", "--"]);
+                command.arg(if full { "--full" } else { "--quick" });
                 exec(&mut command)?;
             }
         }

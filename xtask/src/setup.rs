@@ -39,6 +39,11 @@ const PACKAGES: &[(&str, &str)] = &[
     ),
     ("etcd-client", "etcdctl for store tests"),
     ("bind9-dnsutils", "dig, for cluster DNS tests"),
+    ("dnsperf", "load for the cluster DNS benchmark"),
+    (
+        "unbound",
+        "the cluster DNS benchmark's baseline (started by the benchmark, never as a service)",
+    ),
     (
         "tzdata",
         "the zone database CronJob time zones are found in",

@@ -1,0 +1,306 @@
+//! `cargo xtask bench dns`: dnsperf against strait-dns (cluster names from its watch cache,
+//! and external names from its forwarding cache) and against Debian's unbound serving the
+//! same names as local-data, on the same machine in the same run. Prints queries per second
+//! and latency, writes `report/dns.md`; never passes or fails on time.
+//!
+//! ```text
+//!   namespace (lo only)
+//!   ├── strait-control  127.0.0.1:6443   N Services in namespace `bench`
+//!   ├── strait-dns      127.0.0.2:53     --upstream 127.0.0.3:53
+//!   ├── unbound         127.0.0.3:53     local-data: the N cluster names + N external names
+//!   └── dnsperf         → one of them
+//! ```
+
+use std::{
+    fmt::Write as _,
+    path::{Path, PathBuf},
+    process::{Child, Stdio},
+    time::{Duration, Instant},
+};
+
+use strait_tests::{ControlPlane, Netns, dns::DnsServer};
+
+const DNS: &str = env!("CARGO_BIN_EXE_strait-dns");
+
+/// One dnsperf run's figures.
+struct Run {
+    target: &'static str,
+    names: &'static str,
+    qps: f64,
+    avg_ms: f64,
+    max_ms: f64,
+    lost: String,
+}
+
+/// Runs dnsperf from inside `ns` and reads its summary.
+fn dnsperf(
+    ns: &Netns,
+    server: &str,
+    file: &Path,
+    seconds: u32,
+) -> anyhow::Result<(f64, f64, f64, String)> {
+    let out = ns.exec(&[
+        "dnsperf",
+        "-s",
+        server,
+        "-d",
+        file.to_str().unwrap_or_default(),
+        "-l",
+        &seconds.to_string(),
+        "-c",
+        "4",
+        "-T",
+        "1",
+        "-q",
+        "100",
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    let field = |label: &str| {
+        text.lines()
+            .find_map(|l| l.trim().strip_prefix(label))
+            .map(str::trim)
+            .map(str::to_owned)
+    };
+    let qps: f64 = field("Queries per second:")
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| anyhow::anyhow!("dnsperf against {server} printed no rate:\n{text}"))?;
+    // "Average Latency (s):  0.000123 (min 0.000012, max 0.001234)"
+    let latency = field("Average Latency (s):").unwrap_or_default();
+    let avg: f64 = latency
+        .split_whitespace()
+        .next()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(f64::NAN);
+    let max: f64 = latency
+        .split("max ")
+        .nth(1)
+        .and_then(|v| v.trim_end_matches(')').parse().ok())
+        .unwrap_or(f64::NAN);
+    let lost = field("Queries lost:").unwrap_or_default();
+    Ok((qps, avg * 1e3, max * 1e3, lost))
+}
+
+fn rss_mib(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let kib: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(f64::NAN);
+    kib / 1024.0
+}
+
+struct Unbound(Child);
+
+impl Drop for Unbound {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    strait_tests::clean_up_on_signal()?;
+    let args: Vec<String> = std::env::args().collect();
+    let quick = args.iter().any(|a| a == "--quick");
+    let (services, seconds) = if quick { (200, 5) } else { (1000, 15) };
+    let report_dir = args
+        .iter()
+        .position(|a| a == "--report-dir")
+        .and_then(|i| args.get(i + 1))
+        .map_or_else(
+            || Path::new(env!("CARGO_MANIFEST_DIR")).join("../report"),
+            PathBuf::from,
+        );
+    let control = Path::new(DNS).with_file_name("strait-control");
+    anyhow::ensure!(
+        control.exists(),
+        "{} is missing: build every binary first (`cargo build --release --bins`)",
+        control.display()
+    );
+    let plane = ControlPlane::start(&control, &[]);
+    let ns = plane.netns();
+    let work = tempfile::tempdir()?;
+
+    eprintln!("bench dns: creating {services} Services");
+    let mut items = vec![
+        serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "bench"}}),
+    ];
+    items.extend((0..services).map(|i| {
+        serde_json::json!({"apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": format!("svc-{i}"), "namespace": "bench"},
+            "spec": {"ports": [{"name": "http", "port": 80}]}})
+    }));
+    let manifest = work.path().join("services.json");
+    std::fs::write(
+        &manifest,
+        serde_json::json!({"apiVersion": "v1", "kind": "List", "items": items}).to_string(),
+    )?;
+    plane.kubectl_ok(
+        "1.33",
+        &["apply", "-f", manifest.to_str().unwrap_or_default()],
+    );
+    let listed = plane.kubectl_ok(
+        "1.33",
+        &[
+            "-n",
+            "bench",
+            "get",
+            "svc",
+            "-o",
+            "jsonpath={range .items[*]}{.metadata.name} {.spec.clusterIP}{\"\\n\"}{end}",
+        ],
+    );
+    let cluster: Vec<(String, String)> = listed
+        .lines()
+        .filter_map(|l| l.split_once(' '))
+        .map(|(n, ip)| (format!("{n}.bench.svc.cluster.local"), ip.to_owned()))
+        .collect();
+    anyhow::ensure!(
+        cluster.len() == services,
+        "listed {} Services",
+        cluster.len()
+    );
+    let external: Vec<(String, String)> = (0..services)
+        .map(|i| {
+            (
+                format!("ext-{i}.example.test"),
+                format!("192.0.2.{}", i % 250 + 1),
+            )
+        })
+        .collect();
+
+    // unbound: the same names as local-data, two threads (the machine's cores).
+    let mut conf = String::from(
+        "server:\n  interface: 127.0.0.3\n  port: 53\n  do-daemonize: no\n  chroot: \"\"\n  \
+         username: \"\"\n  pidfile: \"\"\n  use-syslog: no\n  logfile: \"\"\n  verbosity: 0\n  \
+         num-threads: 2\n  access-control: 127.0.0.0/8 allow\n  \
+         local-zone: \"cluster.local.\" static\n  local-zone: \"example.test.\" static\n",
+    );
+    for (name, ip) in &cluster {
+        let _ = writeln!(conf, "  local-data: \"{name}. 5 IN A {ip}\"");
+    }
+    for (name, ip) in &external {
+        let _ = writeln!(conf, "  local-data: \"{name}. 3600 IN A {ip}\"");
+    }
+    let conf_path = work.path().join("unbound.conf");
+    std::fs::write(&conf_path, conf)?;
+    let unbound = Unbound(
+        ns.command(&[
+            "unbound",
+            "-d",
+            "-c",
+            conf_path.to_str().unwrap_or_default(),
+        ])
+        .stdout(Stdio::null())
+        .spawn()?,
+    );
+
+    let dns = DnsServer::start(
+        Path::new(DNS),
+        ns,
+        "127.0.0.2:53",
+        &plane.kubeconfig(),
+        &["--upstream", "127.0.0.3:53"],
+    );
+    // Wait until strait-dns holds every Service and unbound answers.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let last = &cluster[services - 1];
+    loop {
+        let a = dns.dig(ns, &["+short", &last.0]);
+        let b = strait_tests::dns::dig(ns, "127.0.0.3:53", &["+short", &last.0]);
+        if a.trim() == last.1 && b.trim() == last.1 {
+            break;
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "servers not ready: {a:?} {b:?}\n{}",
+            dns.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let write_queries = |file: &str, names: &[(String, String)]| -> anyhow::Result<PathBuf> {
+        let path = work.path().join(file);
+        let text: String = names.iter().map(|(n, _)| format!("{n} A\n")).collect();
+        std::fs::write(&path, text)?;
+        Ok(path)
+    };
+    let cluster_file = write_queries("cluster.txt", &cluster)?;
+    let external_file = write_queries("external.txt", &external)?;
+    // Fill strait-dns's forwarding cache: one pass over the external names.
+    let _ = dnsperf(ns, "127.0.0.2", &external_file, 2);
+
+    let mut runs = Vec::new();
+    for (target, server, names, file) in [
+        (
+            "strait-dns",
+            "127.0.0.2",
+            "cluster (watch cache)",
+            &cluster_file,
+        ),
+        (
+            "strait-dns",
+            "127.0.0.2",
+            "external (forward cache)",
+            &external_file,
+        ),
+        (
+            "unbound",
+            "127.0.0.3",
+            "cluster (local-data)",
+            &cluster_file,
+        ),
+        (
+            "unbound",
+            "127.0.0.3",
+            "external (local-data)",
+            &external_file,
+        ),
+    ] {
+        eprintln!("bench dns: {target}, {names}, {seconds} s");
+        let (qps, avg_ms, max_ms, lost) = dnsperf(ns, server, file, seconds)?;
+        runs.push(Run {
+            target,
+            names,
+            qps,
+            avg_ms,
+            max_ms,
+            lost,
+        });
+    }
+    let strait_rss = dns.pid().map_or(f64::NAN, rss_mib);
+    let unbound_rss = rss_mib(unbound.0.id());
+
+    let mut report = String::new();
+    let _ = writeln!(report, "# Cluster DNS: strait-dns and unbound\n");
+    let _ = writeln!(
+        report,
+        "{services} Services; dnsperf `-c 4 -T 1 -q 100 -l {seconds}` from the same namespace, \
+         on the same 2-core machine as both servers (dnsperf shares the cores). unbound 1.17 \
+         with `num-threads: 2`, every name as local-data; strait-dns (release) answering \
+         cluster names from its watch cache and external names from its forwarding cache, \
+         filled by one pass first. Figures only: nothing passes or fails on them.\n"
+    );
+    let _ = writeln!(
+        report,
+        "| server | names | queries/s | avg latency (ms) | max latency (ms) | lost |"
+    );
+    let _ = writeln!(report, "|---|---|---:|---:|---:|---|");
+    for r in &runs {
+        let _ = writeln!(
+            report,
+            "| {} | {} | {:.0} | {:.3} | {:.3} | {} |",
+            r.target, r.names, r.qps, r.avg_ms, r.max_ms, r.lost
+        );
+    }
+    let _ = writeln!(
+        report,
+        "\nResident memory after the runs: strait-dns {strait_rss:.1} MiB, unbound {unbound_rss:.1} MiB."
+    );
+    std::fs::create_dir_all(&report_dir)?;
+    std::fs::write(report_dir.join("dns.md"), &report)?;
+    print!("{report}");
+    drop(dns);
+    drop(unbound);
+    Ok(())
+}

@@ -1,0 +1,258 @@
+//! `strait-dns`: the cluster DNS. Answers the Kubernetes DNS-Based Service Discovery
+//! specification for the cluster domain from watch caches of Services, EndpointSlices and
+//! Pods, and forwards every other name to upstream resolvers through a cache.
+//!
+//! - [`names`]: what a query name means under the zone (pure).
+//! - [`snapshot`]: the cluster reduced to what names need (pure).
+//! - [`answer`]: snapshot + question → records and rcode (pure; most tests are here).
+//! - [`state`]: watch caches → the current snapshot.
+//! - [`forward`]: upstreams, deadline, cache.
+//! - [`server`]: the hickory `RequestHandler` tying them together.
+//! - [`register`]: this node's EndpointSlice behind `kube-system/kube-dns`.
+//! - [`metrics`]: Prometheus text.
+
+pub mod answer;
+pub mod forward;
+pub mod metrics;
+pub mod names;
+pub mod register;
+pub mod server;
+pub mod snapshot;
+pub mod state;
+
+use std::{
+    net::{IpAddr, SocketAddr},
+    path::PathBuf,
+    sync::Arc,
+    time::Duration,
+};
+
+use hickory_server::Server;
+use kube::{
+    Client,
+    config::{KubeConfigOptions, Kubeconfig},
+};
+use tokio::net::{TcpListener, UdpSocket};
+
+use crate::{answer::Zone, forward::Forwarder, metrics::Metrics, server::Handler, state::Shared};
+
+/// How long a TCP connection may sit idle between requests.
+const TCP_IDLE: Duration = Duration::from_secs(10);
+
+/// Everything the binary is configured with.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// UDP and TCP address to answer on.
+    pub listen: SocketAddr,
+    /// The cluster domain (`cluster.local`).
+    pub cluster_domain: String,
+    /// TTL of cluster records and of their negative answers.
+    pub ttl: u32,
+    /// Upstream resolvers; empty means those of `resolv_conf`.
+    pub upstream: Vec<SocketAddr>,
+    /// Where the host's resolvers are listed.
+    pub resolv_conf: PathBuf,
+    /// The deadline for one forwarded question, over every upstream.
+    pub upstream_timeout: Duration,
+    /// Kubeconfig; the in-cluster or default one when unset.
+    pub kubeconfig: Option<PathBuf>,
+    /// Address for `/metrics`.
+    pub metrics: Option<SocketAddr>,
+    /// With `advertise_address`: register behind `kube-system/kube-dns` as this node.
+    pub node_name: Option<String>,
+    pub advertise_address: Option<IpAddr>,
+}
+
+/// Why strait-dns could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum DnsError {
+    #[error("`{domain}` is not a valid cluster domain")]
+    Zone {
+        domain: String,
+        #[source]
+        source: hickory_proto::ProtoError,
+    },
+    #[error("failed to bind {proto} {address}")]
+    Bind {
+        proto: &'static str,
+        address: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("failed to read kubeconfig {path}")]
+    Kubeconfig {
+        path: PathBuf,
+        #[source]
+        source: kube::config::KubeconfigError,
+    },
+    #[error("failed to build an API client")]
+    Client(#[source] kube::Error),
+    #[error("advertise address {0} is a loopback address: pods cannot reach it")]
+    LoopbackAdvertise(IpAddr),
+    #[error("failed to read {path} for upstream resolvers")]
+    ResolvConf {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+async fn client(kubeconfig: Option<&PathBuf>) -> Result<Client, DnsError> {
+    let Some(path) = kubeconfig else {
+        return Client::try_default().await.map_err(DnsError::Client);
+    };
+    let error = |source| DnsError::Kubeconfig {
+        path: path.clone(),
+        source,
+    };
+    let file = Kubeconfig::read_from(path).map_err(error)?;
+    let config = kube::Config::from_custom_kubeconfig(file, &KubeConfigOptions::default())
+        .await
+        .map_err(error)?;
+    Client::try_from(config).map_err(DnsError::Client)
+}
+
+/// The upstreams: configured ones, or the host's, never this server itself.
+fn upstreams(config: &Config) -> Result<Vec<SocketAddr>, DnsError> {
+    let listed = if config.upstream.is_empty() {
+        let text = std::fs::read_to_string(&config.resolv_conf).map_err(|source| {
+            DnsError::ResolvConf {
+                path: config.resolv_conf.clone(),
+                source,
+            }
+        })?;
+        forward::parse_resolv_conf(&text)
+    } else {
+        config.upstream.clone()
+    };
+    Ok(listed.into_iter().filter(|u| *u != config.listen).collect())
+}
+
+/// Serves until `shutdown` completes; then, when registered, marks this node's endpoint
+/// not ready before returning.
+pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), DnsError> {
+    let zone = Zone::new(&config.cluster_domain, config.ttl).map_err(|source| DnsError::Zone {
+        domain: config.cluster_domain.clone(),
+        source,
+    })?;
+    if let Some(address) = config.advertise_address.filter(IpAddr::is_loopback) {
+        return Err(DnsError::LoopbackAdvertise(address));
+    }
+    let metrics = Arc::new(Metrics::default());
+    let upstreams = upstreams(&config)?;
+    if upstreams.is_empty() {
+        tracing::warn!("no upstream resolvers: names outside the cluster get SERVFAIL");
+    }
+    let client = client(config.kubeconfig.as_ref()).await?;
+    let state = Shared::default();
+    tokio::spawn(state::follow(client.clone(), state.clone()));
+    let handler = Handler {
+        zone,
+        state: state.clone(),
+        forwarder: Arc::new(Forwarder::new(
+            upstreams.clone(),
+            config.upstream_timeout,
+            Arc::clone(&metrics),
+        )),
+        metrics: Arc::clone(&metrics),
+    };
+    let bind = |proto, source| DnsError::Bind {
+        proto,
+        address: config.listen,
+        source,
+    };
+    let udp = UdpSocket::bind(config.listen)
+        .await
+        .map_err(|e| bind("UDP", e))?;
+    let tcp = TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| bind("TCP", e))?;
+    let mut server = Server::new(handler);
+    server.register_socket(udp);
+    server.register_listener(tcp, TCP_IDLE, 64);
+    if let Some(address) = config.metrics {
+        let listener = TcpListener::bind(address)
+            .await
+            .map_err(|source| DnsError::Bind {
+                proto: "TCP",
+                address,
+                source,
+            })?;
+        let metrics = Arc::clone(&metrics);
+        tokio::spawn(async move {
+            if let Err(error) = metrics::serve(listener, metrics).await {
+                tracing::error!(%error, "the metrics server stopped");
+            }
+        });
+    }
+    tracing::info!(listen = %config.listen, ?upstreams, "serving");
+    // Tests and scripts wait for this line.
+    println!("strait-dns: serving on {}", config.listen);
+    let registration = match (&config.node_name, config.advertise_address) {
+        (Some(node), Some(address)) => Some((node.clone(), address)),
+        _ => None,
+    };
+    let registering = registration.clone().map(|(node, address)| {
+        let (client, state, port) = (client.clone(), state.clone(), config.listen.port());
+        tokio::spawn(async move { keep_registered(&client, &node, address, port, &state).await })
+    });
+    shutdown.await;
+    if let Some(task) = registering {
+        // Stopped for sure before the last write, so a late "ready" cannot overtake it.
+        task.abort();
+        let _ = task.await;
+    }
+    if let Some((node, address)) = registration {
+        // Not ready first, so clients move away before the process is gone.
+        let unregister = register::register(&client, &node, address, config.listen.port(), false);
+        match tokio::time::timeout(Duration::from_secs(5), unregister).await {
+            Ok(Ok(())) => tracing::info!(%node, "marked this node's kube-dns endpoint not ready"),
+            Ok(Err(error)) => {
+                tracing::warn!(error = %chain(&error), "failed to mark the endpoint not ready");
+            }
+            Err(_) => tracing::warn!("timed out marking the endpoint not ready"),
+        }
+    }
+    if let Err(error) = server.shutdown_gracefully().await {
+        tracing::warn!(%error, "shutting the DNS server down");
+    }
+    Ok(())
+}
+
+/// Registers as ready once the caches have listed (so the endpoint never answers from an
+/// empty view), then re-asserts the registration every 30 s (a slice deleted by hand, or
+/// with a Node that came back, returns), retrying failures every 2 s.
+async fn keep_registered(client: &Client, node: &str, address: IpAddr, port: u16, state: &Shared) {
+    while state.get().is_none() {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut registered = false;
+    loop {
+        let pause = match register::register(client, node, address, port, true).await {
+            Ok(()) => {
+                if !registered {
+                    tracing::info!(%node, %address, "registered behind kube-system/kube-dns");
+                    registered = true;
+                }
+                Duration::from_secs(30)
+            }
+            Err(error) => {
+                tracing::info!(error = %chain(&error), "registration failed; retrying");
+                Duration::from_secs(2)
+            }
+        };
+        tokio::time::sleep(pause).await;
+    }
+}
+
+/// An error with its sources, `: `-separated, for one log line.
+fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

@@ -1,0 +1,235 @@
+//! Counters in the Prometheus text format, named as CoreDNS names its own where one exists
+//! (so dashboards carry over): requests, responses by rcode, cache hits and misses,
+//! upstream latency.
+
+use std::{
+    collections::BTreeMap,
+    fmt::Write as _,
+    sync::{
+        Mutex,
+        atomic::{AtomicU64, Ordering::Relaxed},
+    },
+    time::Duration,
+};
+
+use hickory_proto::op::ResponseCode;
+
+/// Upper bounds (seconds) of the upstream latency histogram's buckets.
+const BUCKETS: [f64; 10] = [
+    0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.25, 1.0,
+];
+
+/// Every counter of one server.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    requests_udp: AtomicU64,
+    requests_tcp: AtomicU64,
+    cluster: AtomicU64,
+    forwarded: AtomicU64,
+    responses: Mutex<BTreeMap<String, u64>>,
+    cache_hits: AtomicU64,
+    cache_misses: AtomicU64,
+    upstream_errors: AtomicU64,
+    upstream_buckets: [AtomicU64; BUCKETS.len()],
+    upstream_count: AtomicU64,
+    upstream_micros: AtomicU64,
+}
+
+impl Metrics {
+    pub fn request(&self, tcp: bool) {
+        if tcp {
+            &self.requests_tcp
+        } else {
+            &self.requests_udp
+        }
+        .fetch_add(1, Relaxed);
+    }
+
+    /// A question answered from the cluster's state (`true`) or sent to the forwarder.
+    pub fn source(&self, cluster: bool) {
+        if cluster {
+            &self.cluster
+        } else {
+            &self.forwarded
+        }
+        .fetch_add(1, Relaxed);
+    }
+
+    pub fn response(&self, rcode: ResponseCode) {
+        let name = format!("{rcode:?}").to_ascii_uppercase();
+        if let Ok(mut responses) = self.responses.lock() {
+            *responses.entry(name).or_default() += 1;
+        }
+    }
+
+    pub fn cache_hit(&self) {
+        self.cache_hits.fetch_add(1, Relaxed);
+    }
+
+    pub fn cache_miss(&self) {
+        self.cache_misses.fetch_add(1, Relaxed);
+    }
+
+    /// One exchange with an upstream and whether it gave an answer.
+    pub fn upstream(&self, took: Duration, ok: bool) {
+        if !ok {
+            self.upstream_errors.fetch_add(1, Relaxed);
+        }
+        let seconds = took.as_secs_f64();
+        for (bucket, bound) in self.upstream_buckets.iter().zip(BUCKETS) {
+            if seconds <= bound {
+                bucket.fetch_add(1, Relaxed);
+            }
+        }
+        self.upstream_count.fetch_add(1, Relaxed);
+        self.upstream_micros
+            .fetch_add(u64::try_from(took.as_micros()).unwrap_or(u64::MAX), Relaxed);
+    }
+
+    /// The text exposition format.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let get = |c: &AtomicU64| c.load(Relaxed);
+        let _ = writeln!(out, "# HELP strait_dns_requests_total Queries received.");
+        let _ = writeln!(out, "# TYPE strait_dns_requests_total counter");
+        let _ = writeln!(
+            out,
+            "strait_dns_requests_total{{proto=\"udp\"}} {}",
+            get(&self.requests_udp)
+        );
+        let _ = writeln!(
+            out,
+            "strait_dns_requests_total{{proto=\"tcp\"}} {}",
+            get(&self.requests_tcp)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP strait_dns_questions_total Questions by who answered them."
+        );
+        let _ = writeln!(out, "# TYPE strait_dns_questions_total counter");
+        let _ = writeln!(
+            out,
+            "strait_dns_questions_total{{source=\"cluster\"}} {}",
+            get(&self.cluster)
+        );
+        let _ = writeln!(
+            out,
+            "strait_dns_questions_total{{source=\"upstream\"}} {}",
+            get(&self.forwarded)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP strait_dns_responses_total Responses sent, by rcode."
+        );
+        let _ = writeln!(out, "# TYPE strait_dns_responses_total counter");
+        if let Ok(responses) = self.responses.lock() {
+            for (rcode, n) in responses.iter() {
+                let _ = writeln!(out, "strait_dns_responses_total{{rcode=\"{rcode}\"}} {n}");
+            }
+        }
+        let _ = writeln!(
+            out,
+            "# HELP strait_dns_cache_hits_total Forwarded questions answered from the cache."
+        );
+        let _ = writeln!(out, "# TYPE strait_dns_cache_hits_total counter");
+        let _ = writeln!(out, "strait_dns_cache_hits_total {}", get(&self.cache_hits));
+        let _ = writeln!(
+            out,
+            "# HELP strait_dns_cache_misses_total Forwarded questions the cache did not hold."
+        );
+        let _ = writeln!(out, "# TYPE strait_dns_cache_misses_total counter");
+        let _ = writeln!(
+            out,
+            "strait_dns_cache_misses_total {}",
+            get(&self.cache_misses)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP strait_dns_upstream_errors_total Upstream exchanges that failed or timed out."
+        );
+        let _ = writeln!(out, "# TYPE strait_dns_upstream_errors_total counter");
+        let _ = writeln!(
+            out,
+            "strait_dns_upstream_errors_total {}",
+            get(&self.upstream_errors)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP strait_dns_upstream_duration_seconds Time of one upstream exchange."
+        );
+        let _ = writeln!(out, "# TYPE strait_dns_upstream_duration_seconds histogram");
+        for (bucket, bound) in self.upstream_buckets.iter().zip(BUCKETS) {
+            let _ = writeln!(
+                out,
+                "strait_dns_upstream_duration_seconds_bucket{{le=\"{bound}\"}} {}",
+                get(bucket)
+            );
+        }
+        let count = get(&self.upstream_count);
+        let _ = writeln!(
+            out,
+            "strait_dns_upstream_duration_seconds_bucket{{le=\"+Inf\"}} {count}"
+        );
+        #[expect(
+            clippy::cast_precision_loss,
+            reason = "a sum in seconds for a dashboard"
+        )]
+        let sum = get(&self.upstream_micros) as f64 / 1e6;
+        let _ = writeln!(out, "strait_dns_upstream_duration_seconds_sum {sum}");
+        let _ = writeln!(out, "strait_dns_upstream_duration_seconds_count {count}");
+        out
+    }
+}
+
+/// Serves `/metrics` on `listener` until the process ends.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    metrics: std::sync::Arc<Metrics>,
+) -> std::io::Result<()> {
+    let app = axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(move || {
+            let metrics = std::sync::Arc::clone(&metrics);
+            async move {
+                (
+                    [("content-type", "text/plain; version=0.0.4")],
+                    metrics.render(),
+                )
+            }
+        }),
+    );
+    axum::serve(listener, app).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_counters() {
+        let m = Metrics::default();
+        m.request(false);
+        m.response(ResponseCode::NXDomain);
+        m.response(ResponseCode::NXDomain);
+        m.cache_hit();
+        m.upstream(Duration::from_millis(2), true);
+        let text = m.render();
+        assert!(
+            text.contains("strait_dns_requests_total{proto=\"udp\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("strait_dns_responses_total{rcode=\"NXDOMAIN\"} 2"),
+            "{text}"
+        );
+        assert!(text.contains("strait_dns_cache_hits_total 1"), "{text}");
+        assert!(
+            text.contains("strait_dns_upstream_duration_seconds_bucket{le=\"0.0025\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("strait_dns_upstream_duration_seconds_bucket{le=\"0.001\"} 0"),
+            "{text}"
+        );
+    }
+}
