@@ -71,12 +71,7 @@ pub(crate) fn remove_host_link(name: &str) {
 /// Starts `argv` (inside namespace `netns` if given) in its own process group, detached from
 /// the caller's terminal, with its output appended to `log`. Returns the pid: `nsenter`
 /// execs the program, so the pid is the program's.
-pub(crate) fn spawn(
-    netns: Option<&str>,
-    argv: &[String],
-    env: &[(&str, &str)],
-    log: &Path,
-) -> anyhow::Result<u32> {
+pub(crate) fn spawn(netns: Option<&str>, argv: &[String], log: &Path) -> anyhow::Result<u32> {
     let out = fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -100,7 +95,7 @@ pub(crate) fn spawn(
         }
     };
     let child = command
-        .envs(env.iter().copied())
+        .env_remove("RUST_LOG")
         .stdin(Stdio::null())
         .stdout(out)
         .stderr(err)

@@ -474,12 +474,9 @@ fn start(record: &mut Record, mut process: Process) -> anyhow::Result<u32> {
 fn spawn(process: &Process) -> anyhow::Result<u32> {
     let mut argv = vec![process.binary.display().to_string()];
     argv.extend(process.args.iter().cloned());
-    host::spawn(
-        process.netns.as_deref(),
-        &argv,
-        &[("RUST_LOG", "info")],
-        &process.log,
-    )
+    // Each binary's own default log level (`RUST_LOG` from the caller is not passed on:
+    // hickory's per-query lines would cost the DNS half its rate).
+    host::spawn(process.netns.as_deref(), &argv, &process.log)
 }
 
 /// Restarts the `index`th process of a running cluster, with `binary` instead of the one it
