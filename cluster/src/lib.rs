@@ -9,6 +9,7 @@
 
 pub mod plan;
 pub mod state;
+pub mod upgrade;
 
 mod dns;
 mod host;

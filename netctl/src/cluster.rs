@@ -134,10 +134,17 @@ pub(crate) fn status(name: Option<&str>) -> anyhow::Result<()> {
                             "False"
                         },
                         address,
-                        node.spec.and_then(|s| s.pod_cidr).unwrap_or_default(),
-                        status
-                            .node_info
-                            .map(|i| i.kubelet_version)
+                        node.spec
+                            .clone()
+                            .and_then(|s| s.pod_cidr)
+                            .unwrap_or_default(),
+                        // The agent's own version (its build, which an upgrade changes).
+                        node.metadata
+                            .annotations
+                            .as_ref()
+                            .and_then(|a| a.get(strait_host::agent::VERSION_ANNOTATION))
+                            .cloned()
+                            .or_else(|| status.node_info.map(|i| i.kubelet_version))
                             .unwrap_or_default()
                     );
                 }

@@ -4,11 +4,13 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
+mod agents;
 mod bench;
 mod bpf;
 mod cluster;
 mod flows;
 mod image;
+mod node;
 mod policy;
 
 /// netctl: Strait's networking view of a cluster: eBPF maps, flows, policy verdicts and
@@ -32,6 +34,16 @@ enum Command {
     Cluster {
         #[command(subcommand)]
         command: ClusterCommand,
+    },
+    /// Show what kubectl summarises: `get agents`, every node's agent and its version.
+    Get {
+        #[command(subcommand)]
+        command: agents::GetCommand,
+    },
+    /// The node agent: upgrade a local cluster's agents; install this machine's as a service.
+    Node {
+        #[command(subcommand)]
+        command: node::NodeCommand,
     },
     /// Inspect this node's eBPF dataplane.
     Bpf {
@@ -271,6 +283,8 @@ fn main() -> anyhow::Result<()> {
             ClusterCommand::Down { name } => cluster::down(&name),
             ClusterCommand::Status { name } => cluster::status(name.as_deref()),
         },
+        Command::Get { command } => agents::run(command),
+        Command::Node { command } => node::run(command),
         Command::Image {
             command: ImageCommand::Import { files, store },
         } => image::import(&store, &files),

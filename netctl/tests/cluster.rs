@@ -167,7 +167,8 @@ fn up_runs_pods_and_down_leaves_nothing_behind() {
     ]);
     assert_eq!(nodes.trim(), "node-0=True node-1=True");
     let status = text(&netctl(&["cluster", "status", "--name", &name]));
-    assert_eq!(status.matches("running").count(), 3, "{status}");
+    // The control plane, and an agent and a DNS server on each node.
+    assert_eq!(status.matches("running").count(), 5, "{status}");
     assert!(status.contains("172.30."), "{status}");
 
     // The demo image is on every node: a pod of it runs.
@@ -188,6 +189,19 @@ fn up_runs_pods_and_down_leaves_nothing_behind() {
             Err(phase)
         }
     });
+    // Its node's cluster DNS answers it for a Service by its short name (search path).
+    // (busybox nslookup exits 1 for the other search domains' NXDOMAIN: read what it says.)
+    let answer = Command::new(KUBECTL)
+        .arg("--kubeconfig")
+        .arg(up.dir().join("control/admin.kubeconfig"))
+        .args(["exec", "sleeper", "--", "nslookup", "-type=A", "kubernetes"])
+        .output()
+        .expect("run kubectl exec");
+    let answer = text(&answer);
+    assert!(
+        answer.contains("kubernetes.default.svc.cluster.local") && answer.contains("10.96.0.1"),
+        "{answer}"
+    );
 
     let out = netctl(&["cluster", "down", "--name", &name]);
     assert!(out.status.success(), "{}", text(&out));
@@ -238,7 +252,7 @@ fn two_clusters_run_side_by_side() {
     drop(ups.remove(0));
     assert_eq!(traces(&one), Vec::<String>::new());
     let status = text(&netctl(&["cluster", "status", "--name", &two]));
-    assert_eq!(status.matches("running").count(), 2, "{status}");
+    assert_eq!(status.matches("running").count(), 3, "{status}");
 }
 
 #[test]
@@ -299,7 +313,7 @@ fn a_cluster_on_etcd_keeps_answering_with_one_member_killed() {
         .collect();
     assert_eq!(
         roles,
-        ["etcd", "etcd", "etcd", "control", "control", "agent"]
+        ["etcd", "etcd", "etcd", "control", "control", "agent", "dns"]
     );
 
     let member = processes[1]["pid"].as_i64().expect("a pid");

@@ -501,6 +501,11 @@ pub async fn run(client: Client) {
             let mut requeue = Duration::from_secs(30);
             let mut seen = BTreeSet::new();
             for ds in sets.state() {
+                // The agents' DaemonSet shows host processes, not pods: making pods for it
+                // would run a second agent per node. Its status is super::agents'.
+                if super::agents::is_host_agent(&ds) {
+                    continue;
+                }
                 let namespace = ds.namespace().unwrap_or_default();
                 let uid = ds.uid().unwrap_or_default();
                 seen.insert(uid.clone());

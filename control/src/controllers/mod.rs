@@ -1,6 +1,7 @@
 //! Controllers that run inside `strait-control` (as k3s embeds kube-controller-manager), each
 //! a kube-rs client of the API this process serves, with the controller-manager identity.
 //!
+//! - [`agents`]: the node agents (host processes) shown as DaemonSet `kube-system/strait-agent`.
 //! - [`cloud`]: the cloud provider seam and the service controller (LoadBalancer addresses).
 //! - [`cronjob`]: Jobs started on a cron schedule, with concurrency and history limits.
 //! - [`daemonset`]: one pod per eligible node for each DaemonSet, rolled out node by node.
@@ -18,6 +19,7 @@
 //! - [`serviceaccount`]: a `default` ServiceAccount in every namespace.
 //! - [`statefulset`]: each StatefulSet's ordered pods and their claims, rolled out by revision.
 
+pub mod agents;
 pub mod cloud;
 pub mod cronjob;
 pub mod daemonset;
@@ -98,6 +100,7 @@ fn spawn(client: &Client, options: &Options) -> tokio::task::JoinSet<()> {
     // loop must not starve the others, and one joined future of every loop would be too
     // large for a thread's stack.
     let mut controllers = tokio::task::JoinSet::new();
+    controllers.spawn(agents::run(client.clone()));
     controllers.spawn(cronjob::run(client.clone()));
     controllers.spawn(daemonset::run(client.clone()));
     controllers.spawn(deployment::run(client.clone()));

@@ -39,6 +39,9 @@ pub struct NodeInfo {
     pub kernel: String,
     pub agent_port: u16,
     pub labels: Vec<(String, String)>,
+    /// This agent's version and build ([`strait_host::agent::version`]), reported in the
+    /// Node's `strait.dev/agent-version` annotation so an upgrade shows node by node.
+    pub agent_version: String,
 }
 
 impl NodeInfo {
@@ -68,8 +71,20 @@ impl NodeInfo {
             kernel,
             agent_port,
             labels,
+            agent_version: own_version(),
         }
     }
+}
+
+/// This process's agent version: the crate version and the digest of the running
+/// executable. `/proc/self/exe` is the file this process was started from even if it has
+/// been replaced on disk since; if it cannot be read the build shows as `unknown`, which no
+/// desired version equals, so the node shows as not up to date rather than wrongly as
+/// up to date.
+fn own_version() -> String {
+    let build = strait_host::agent::build_id(std::path::Path::new("/proc/self/exe"))
+        .unwrap_or_else(|_| "unknown".to_owned());
+    strait_host::agent::version(env!("CARGO_PKG_VERSION"), &build)
 }
 
 /// `MemTotal` from /proc/meminfo, in bytes.
@@ -158,11 +173,8 @@ pub fn status(info: &NodeInfo, health: &Health, now: &str, transitions: &Value) 
     })
 }
 
-/// Creates the Node (or adopts the one a previous run registered) and returns it with the
-/// pod CIDR the control plane assigned.
-pub async fn register(client: &Client, info: &NodeInfo, health: &Health) -> kube::Result<Node> {
-    let nodes: Api<Node> = Api::all(client.clone());
-    let now = now();
+/// The Node's name, labels and annotations (its agent's version). Pure.
+pub fn metadata(info: &NodeInfo) -> Value {
     let mut labels = serde_json::Map::new();
     labels.insert("kubernetes.io/hostname".into(), json!(info.name));
     labels.insert("kubernetes.io/os".into(), json!("linux"));
@@ -173,9 +185,22 @@ pub async fn register(client: &Client, info: &NodeInfo, health: &Health) -> kube
     for (k, v) in &info.labels {
         labels.insert(k.clone(), json!(v));
     }
+    json!({
+        "name": info.name,
+        "labels": labels,
+        "annotations": {strait_host::agent::VERSION_ANNOTATION: info.agent_version},
+    })
+}
+
+/// Creates the Node (or adopts the one a previous run registered) and returns it with the
+/// pod CIDR the control plane assigned.
+pub async fn register(client: &Client, info: &NodeInfo, health: &Health) -> kube::Result<Node> {
+    let nodes: Api<Node> = Api::all(client.clone());
+    let now = now();
+    let metadata = metadata(info);
     let body = json!({
         "apiVersion": "v1", "kind": "Node",
-        "metadata": {"name": info.name, "labels": labels},
+        "metadata": metadata,
         "spec": {},
         "status": status(info, health, &now, &Value::Null),
     });
@@ -183,15 +208,14 @@ pub async fn register(client: &Client, info: &NodeInfo, health: &Health) -> kube
     match nodes.create(&PostParams::default(), &node).await {
         Ok(created) => Ok(created),
         Err(kube::Error::Api(status)) if status.code == 409 => {
-            // Registered before: keep what others set (spec, taints), refresh the status.
+            // Registered before: keep what others set (spec, taints), refresh the status and
+            // the version (this run may be an upgrade).
             let current = nodes.get(&info.name).await?;
-            let labels_patch = json!({"metadata": {"labels": labels}});
+            let patch = json!({"metadata": {
+                "labels": metadata["labels"], "annotations": metadata["annotations"],
+            }});
             nodes
-                .patch(
-                    &info.name,
-                    &PatchParams::default(),
-                    &Patch::Merge(&labels_patch),
-                )
+                .patch(&info.name, &PatchParams::default(), &Patch::Merge(&patch))
                 .await?;
             let previous = serde_json::to_value(&current.status)
                 .ok()
@@ -272,6 +296,7 @@ mod tests {
             kernel: "6.18".into(),
             agent_port: 10250,
             labels: vec![],
+            agent_version: "0.1.0+0123456789ab".into(),
         }
     }
 
@@ -317,6 +342,26 @@ mod tests {
             changed["conditions"][3]["lastTransitionTime"],
             "2026-01-01T00:02:00Z"
         );
+    }
+
+    #[test]
+    fn metadata_carries_labels_and_the_agent_version() {
+        let mut info = info();
+        info.labels = vec![("zone".into(), "a".into())];
+        let m = metadata(&info);
+        assert_eq!(m["name"], "n1");
+        assert_eq!(m["labels"]["kubernetes.io/hostname"], "n1");
+        assert_eq!(m["labels"]["zone"], "a");
+        assert_eq!(
+            m["annotations"]["strait.dev/agent-version"],
+            "0.1.0+0123456789ab"
+        );
+        // The running agent's own version: its release and a 12-digit build id.
+        let own = own_version();
+        let (release, build) = own.split_once('+').expect("release+build");
+        assert_eq!(release, env!("CARGO_PKG_VERSION"));
+        assert_eq!(build.len(), 12, "{own}");
+        assert!(build.chars().all(|c| c.is_ascii_hexdigit()), "{own}");
     }
 
     #[test]
