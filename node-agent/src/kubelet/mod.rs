@@ -151,7 +151,13 @@ pub async fn run(
         ready: true,
         ..node::Health::default()
     };
-    let registered = node::register(&client, &info, &health).await?;
+    let starting = node::Health {
+        ready: false,
+        ready_message: "strait-agent is starting: its dataplane and endpoint are not up yet"
+            .to_owned(),
+        ..node::Health::default()
+    };
+    let mut registered = node::register(&client, &info, &starting, &health).await?;
     let cidr = registered
         .spec
         .as_ref()
@@ -198,7 +204,6 @@ pub async fn run(
         name: config.node_name.clone(),
         addresses: vec![config.node_ip],
     };
-    let heartbeat = heartbeat(client.clone(), info, health, registered);
     let services = services::run(client.clone(), facts, Arc::clone(&dataplane));
     let ip_reaper = reaper.clone();
     let ip: routes::IpRunner = Arc::new(move |args: &[&str]| run_ip(&ip_reaper, args));
@@ -251,6 +256,15 @@ pub async fn run(
             flows: Arc::clone(&flow_log),
         }),
     );
+    // Everything a pod needs is up and the endpoint listens: the node is Ready now.
+    let previous = serde_json::to_value(&registered.status)
+        .map(|s| s["conditions"].clone())
+        .unwrap_or_default();
+    match node::patch_status(&client, &info, &health, &previous).await {
+        Ok(node) => registered = node,
+        Err(error) => warn!(%error, "failed to report the node Ready; the heartbeat will"),
+    }
+    let heartbeat = heartbeat(client.clone(), info, health, registered);
     let pods = pods::run(pods, pod_store, pod_writer);
     tokio::select! {
         () = pods => {}

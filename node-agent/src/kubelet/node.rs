@@ -193,8 +193,18 @@ pub fn metadata(info: &NodeInfo) -> Value {
 }
 
 /// Creates the Node (or adopts the one a previous run registered) and returns it with the
-/// pod CIDR the control plane assigned.
-pub async fn register(client: &Client, info: &NodeInfo, health: &Health) -> kube::Result<Node> {
+/// pod CIDR the control plane assigned. A new Node gets `new_node` (not Ready: nothing is
+/// up yet, and the scheduler must not send it pods); a known one gets `known_node`, since
+/// a restarted agent adopts its running pods and pinned dataplane, and a Node that turned
+/// NotReady for the length of a restart would have its pods marked not Ready and taken out
+/// of their Services.
+pub async fn register(
+    client: &Client,
+    info: &NodeInfo,
+    new_node: &Health,
+    known_node: &Health,
+) -> kube::Result<Node> {
+    let health = new_node;
     let nodes: Api<Node> = Api::all(client.clone());
     let now = now();
     let metadata = metadata(info);
@@ -221,7 +231,7 @@ pub async fn register(client: &Client, info: &NodeInfo, health: &Health) -> kube
                 .ok()
                 .map(|s| s["conditions"].clone())
                 .unwrap_or(Value::Null);
-            patch_status(client, info, health, &previous).await
+            patch_status(client, info, known_node, &previous).await
         }
         Err(error) => Err(error),
     }
