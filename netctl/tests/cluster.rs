@@ -5,87 +5,11 @@
 //!
 //! Each test names its clusters uniquely and removes them on drop, also when it panics.
 
-use std::{
-    fs,
-    path::{Path, PathBuf},
-    process::{Command, Output},
-    thread,
-    time::{Duration, Instant},
-};
+use std::{fs, path::Path, process::Command, thread, time::Duration};
 
-const NETCTL: &str = env!("CARGO_BIN_EXE_netctl");
-const KUBECTL: &str = "/usr/lib/google-cloud-sdk/bin/kubectl.1.33";
+mod common;
 
-fn netctl(args: &[&str]) -> Output {
-    Command::new(NETCTL)
-        .args(args)
-        .env_remove("RUST_BACKTRACE")
-        .output()
-        .expect("run netctl")
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
-/// A cluster name no other test (or run) uses, within the 12-character limit.
-fn unique(tag: char) -> String {
-    format!("t{}{tag}", std::process::id() % 1_000_000)
-}
-
-/// A cluster brought up by `netctl cluster up`, brought down on drop.
-struct Up {
-    name: String,
-}
-
-impl Up {
-    fn start(name: &str, nodes: usize) -> Self {
-        let up = Self {
-            name: name.to_owned(),
-        };
-        let out = netctl(&[
-            "cluster",
-            "up",
-            "--name",
-            name,
-            "--nodes",
-            &nodes.to_string(),
-        ]);
-        assert!(out.status.success(), "cluster up {name}: {}", text(&out));
-        up
-    }
-
-    fn dir(&self) -> PathBuf {
-        Path::new("/var/lib/strait/clusters").join(&self.name)
-    }
-
-    fn kubectl(&self, args: &[&str]) -> String {
-        let kubeconfig = self.dir().join("control/admin.kubeconfig");
-        let out = Command::new(KUBECTL)
-            .arg("--kubeconfig")
-            .arg(&kubeconfig)
-            .args(args)
-            .output()
-            .expect("run kubectl");
-        assert!(
-            out.status.success(),
-            "kubectl {args:?} on {}: {}",
-            self.name,
-            text(&out)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-}
-
-impl Drop for Up {
-    fn drop(&mut self) {
-        let _ = netctl(&["cluster", "down", "--name", &self.name]);
-    }
-}
+use common::{KUBECTL, Up, netctl, text, unique, wait_until};
 
 /// What of cluster `name` exists on the machine, one line per thing.
 fn traces(name: &str) -> Vec<String> {
@@ -139,17 +63,6 @@ fn traces(name: &str) -> Vec<String> {
         }
     }
     found
-}
-
-fn wait_until(what: &str, timeout: Duration, mut check: impl FnMut() -> Result<(), String>) {
-    let deadline = Instant::now() + timeout;
-    loop {
-        match check() {
-            Ok(()) => return,
-            Err(last) if Instant::now() > deadline => panic!("{what}: {last}"),
-            Err(_) => thread::sleep(Duration::from_millis(200)),
-        }
-    }
 }
 
 #[test]
@@ -303,9 +216,7 @@ fn a_cluster_on_etcd_keeps_answering_with_one_member_killed() {
         "cluster", "up", "--name", &name, "--nodes", "1", "--store", "etcd",
     ]);
     assert!(out.status.success(), "cluster up on etcd: {}", text(&out));
-    let record: serde_json::Value =
-        serde_json::from_slice(&fs::read(up.dir().join("cluster.json")).expect("the record"))
-            .expect("a JSON record");
+    let record = up.record();
     let processes = record["processes"].as_array().expect("processes");
     let roles: Vec<&str> = processes
         .iter()
