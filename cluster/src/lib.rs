@@ -15,6 +15,7 @@ mod dns;
 mod host;
 
 use std::{
+    collections::BTreeSet,
     fs,
     net::{SocketAddr, TcpStream},
     path::{Path, PathBuf},
@@ -22,9 +23,10 @@ use std::{
 };
 
 use anyhow::{Context as _, bail};
-use k8s_openapi::api::core::v1::Node;
+use k8s_openapi::api::{core::v1::Node, discovery::v1::EndpointSlice};
 use kube::{
     Api, Client,
+    api::ListParams,
     config::{KubeConfigOptions, Kubeconfig},
 };
 
@@ -351,9 +353,12 @@ fn make(record: &mut Record, request: &Request) -> anyhow::Result<()> {
     wait_dns_answering(record, request.timeout)
 }
 
-/// Waits until every node's cluster DNS answers for the `kubernetes` Service.
+/// Waits until every node's cluster DNS answers for the `kubernetes` Service and stands
+/// behind `kube-system/kube-dns` for its node's pods (its EndpointSlice ready: with the
+/// Service's Local traffic policy a pod only ever asks its own node's).
 fn wait_dns_answering(record: &Record, timeout: Duration) -> anyhow::Result<()> {
     let deadline = Instant::now() + timeout;
+    wait_dns_registered(record, deadline, timeout)?;
     for node in &record.plan.nodes {
         let server = SocketAddr::from((node.ip, 53));
         loop {
@@ -374,6 +379,49 @@ fn wait_dns_answering(record: &Record, timeout: Duration) -> anyhow::Result<()> 
         }
     }
     Ok(())
+}
+
+fn wait_dns_registered(
+    record: &Record,
+    deadline: Instant,
+    timeout: Duration,
+) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let plan = &record.plan;
+    runtime.block_on(async {
+        let slices: Api<EndpointSlice> = Api::namespaced(client(plan).await?, "kube-system");
+        let params = ListParams::default().labels("kubernetes.io/service-name=kube-dns");
+        loop {
+            let serving: BTreeSet<String> = match slices.list(&params).await {
+                Ok(list) => list
+                    .items
+                    .iter()
+                    .flat_map(|slice| &slice.endpoints)
+                    .filter(|e| e.conditions.as_ref().and_then(|c| c.ready) == Some(true))
+                    .filter_map(|e| e.node_name.clone())
+                    .collect(),
+                Err(_) => BTreeSet::new(),
+            };
+            let missing: Vec<&str> = plan
+                .nodes
+                .iter()
+                .map(|n| n.name.as_str())
+                .filter(|n| !serving.contains(*n))
+                .collect();
+            if missing.is_empty() {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "the cluster DNS of {} is not behind kube-system/kube-dns after {timeout:?}",
+                    missing.join(", ")
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
 }
 
 /// The name `up` asks every node's DNS for before it calls the cluster up.

@@ -227,7 +227,12 @@ fn a_cluster_on_etcd_keeps_answering_with_one_member_killed() {
         ["etcd", "etcd", "etcd", "control", "control", "agent", "dns"]
     );
 
-    let member = processes[1]["pid"].as_i64().expect("a pid");
+    // The leader goes: the two members left elect another while the API is in use.
+    let leader = processes[..3]
+        .iter()
+        .find(|p| is_etcd_leader(p))
+        .expect("one member leads");
+    let member = leader["pid"].as_i64().expect("a pid");
     let killed = Command::new("kill")
         .args(["-9", &member.to_string()])
         .status()
@@ -249,4 +254,23 @@ fn a_cluster_on_etcd_keeps_answering_with_one_member_killed() {
         Vec::<String>::new(),
         "nothing left of {name}"
     );
+}
+
+/// Whether the recorded etcd process leads its cluster (`etcdctl endpoint status`).
+fn is_etcd_leader(process: &serde_json::Value) -> bool {
+    let endpoint = process["args"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|a| a.as_str())
+        .find_map(|a| a.strip_prefix("--advertise-client-urls="))
+        .expect("the member's client URL");
+    let out = Command::new("etcdctl")
+        .args(["--endpoints", endpoint, "endpoint", "status", "-w", "json"])
+        .env("ETCDCTL_API", "3")
+        .output()
+        .expect("run etcdctl");
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    let status = &status[0]["Status"];
+    status["leader"].as_u64().is_some() && status["leader"] == status["header"]["member_id"]
 }

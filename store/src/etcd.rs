@@ -191,37 +191,54 @@ enum Probe {
     Future,
 }
 
-/// How often a call that never reached a member is tried again.
-const UNSENT_RETRIES: u32 = 6;
+/// What an etcd call may be tried again for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Call {
+    /// A read: sending it twice changes nothing, so it is tried again while the cluster
+    /// elects a leader (a member answers "leader changed" or "no leader" until then).
+    Read,
+    /// A write: tried again only when it never reached a member, since one that did may
+    /// have been applied.
+    Write,
+}
 
-/// Runs an etcd call again when it failed before reaching any member. The client spreads
-/// calls over every endpoint, a dead member's too; a call sent there fails to connect, and
-/// is safe to send again (it never arrived), so the next try picks another member. Calls
-/// that may have arrived are never repeated: the caller sees their error.
-async fn unsent_retried<T, F, Fut>(mut call: F) -> Result<T, etcd_client::Error>
+/// How long a call is tried again for: longer than an election (etcd's default election
+/// timeout is 1 s).
+const RETRY_BUDGET: Duration = Duration::from_secs(3);
+
+/// Runs an etcd call again while it fails in a way `kind` may repeat. The client spreads
+/// calls over every endpoint, a dead member's too; a call sent there fails to connect and
+/// never arrived, so the next try picks another member.
+async fn retried<T, F, Fut>(kind: Call, mut call: F) -> Result<T, etcd_client::Error>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, etcd_client::Error>>,
 {
-    let mut attempt = 0;
+    let began = Instant::now();
+    let mut pause = Duration::from_millis(10);
     loop {
         match call().await {
-            Err(error) if attempt < UNSENT_RETRIES && never_sent(&error) => {
-                attempt += 1;
-                tokio::time::sleep(Duration::from_millis(10 * u64::from(attempt))).await;
+            Err(error) if began.elapsed() < RETRY_BUDGET && repeatable(kind, &error) => {
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_millis(200));
             }
             result => return result,
         }
     }
 }
 
-/// Whether the call failed to connect, so no member saw it.
-fn never_sent(error: &etcd_client::Error) -> bool {
-    match error {
-        etcd_client::Error::GRpcStatus(status) => status.message().contains("tcp connect error"),
-        etcd_client::Error::TransportError(_) => true,
-        _ => false,
-    }
+/// Whether a call of `kind` that failed with `error` may be sent again.
+fn repeatable(kind: Call, error: &etcd_client::Error) -> bool {
+    let message = match error {
+        etcd_client::Error::GRpcStatus(status) => status.message(),
+        etcd_client::Error::TransportError(_) => return true,
+        _ => return false,
+    };
+    let never_sent = message.contains("tcp connect error");
+    let electing = ["leader changed", "no leader", "timed out"]
+        .iter()
+        .any(|m| message.contains(m));
+    never_sent || (kind == Call::Read && electing)
 }
 
 fn engine(what: &str, error: &impl std::fmt::Display) -> Error {
@@ -261,7 +278,7 @@ impl EtcdStore {
         if request.revision != 0 {
             options = options.with_revision(request.revision);
         }
-        let response = match unsent_retried(|| {
+        let response = match retried(Call::Read, || {
             let mut kv = self
                 .client
                 .kv_client()
@@ -341,7 +358,7 @@ impl EtcdStore {
             let (start, options) = (start.clone(), options.clone());
             async move { kv.get(start, Some(options)).await }
         };
-        match unsent_retried(read).await {
+        match retried(Call::Read, read).await {
             Ok(_) => Ok(Probe::Readable),
             Err(error) => match classify(&error) {
                 Failure::Compacted => Ok(Probe::Compacted),
@@ -379,7 +396,7 @@ impl EtcdStore {
 impl Store for EtcdStore {
     async fn current_revision(&self) -> Result<Revision, Error> {
         let (start, _) = self.keys.scope("");
-        let response = unsent_retried(|| {
+        let response = retried(Call::Read, || {
             let mut kv = self.client.kv_client();
             let start = start.clone();
             async move {
@@ -419,7 +436,7 @@ impl Store for EtcdStore {
     }
 
     async fn get(&self, key: &str) -> Result<Option<KeyValue>, Error> {
-        let response = unsent_retried(|| {
+        let response = retried(Call::Read, || {
             let mut kv = self.client.kv_client();
             let full = self.keys.full(key);
             async move { kv.get(full, None).await }
@@ -516,7 +533,7 @@ impl Store for EtcdStore {
             .when(compares)
             .and_then(ops)
             .or_else(reads);
-        let response = match unsent_retried(|| {
+        let response = match retried(Call::Write, || {
             let mut kv = self.client.kv_client();
             let request = request.clone();
             async move { kv.txn(request).await }
@@ -645,7 +662,7 @@ impl Store for EtcdStore {
         // etcd counts TTLs in whole seconds (and raises short ones to its minimum).
         let seconds = ttl.as_secs() + u64::from(ttl.subsec_nanos() > 0);
         let seconds = i64::try_from(seconds.max(1)).unwrap_or(i64::MAX);
-        let response = unsent_retried(|| {
+        let response = retried(Call::Write, || {
             let mut leases = self.client.lease_client();
             async move { leases.grant(seconds, None).await }
         })
@@ -666,7 +683,7 @@ impl Store for EtcdStore {
     }
 
     async fn revoke_lease(&self, lease: LeaseId) -> Result<(), Error> {
-        match unsent_retried(|| {
+        match retried(Call::Write, || {
             let mut leases = self.client.lease_client();
             async move { leases.revoke(lease).await }
         })
