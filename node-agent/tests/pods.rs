@@ -269,16 +269,18 @@ fn config_map_updates_reach_the_file_and_an_agent_restart_restarts_nothing() {
         std::thread::sleep(Duration::from_millis(50));
     }
     cluster.wait_ready(Duration::from_secs(30));
+    // The Node stays Ready through a restart, so wait for the new agent to have looked at
+    // its containers (on a loaded machine its start-up takes seconds).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !node.log().contains("adopted a running container") {
+        assert!(Instant::now() < deadline, "no adoption: {}", node.log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
     std::thread::sleep(Duration::from_secs(2));
     let after = pod_json(&cluster, "reader");
     let status = &after["status"]["containerStatuses"][0];
     assert_eq!(status["restartCount"], 0, "{status}");
     assert_eq!(status["state"]["running"]["startedAt"], before);
-    assert!(
-        node.log().contains("adopted a running container"),
-        "{}",
-        node.log()
-    );
     // And it still follows the API after the restart.
     cluster.kubectl(&[
         "patch",
