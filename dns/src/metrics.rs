@@ -19,14 +19,21 @@ const BUCKETS: [f64; 10] = [
     0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.25, 1.0,
 ];
 
-/// Every counter of one server.
+/// Rcodes below this have a counter of their own: every code of the IANA registry up to
+/// BADCOOKIE (23). Higher ones, which only an odd upstream sends, share a locked map.
+const RCODES: usize = 24;
+
+/// Every counter of one server. Counted on every query from every serving thread, so the
+/// counters are atomics, never a lock or an allocation.
 #[derive(Debug, Default)]
 pub struct Metrics {
     requests_udp: AtomicU64,
     requests_tcp: AtomicU64,
     cluster: AtomicU64,
     forwarded: AtomicU64,
-    responses: Mutex<BTreeMap<String, u64>>,
+    /// By rcode.
+    responses: [AtomicU64; RCODES],
+    responses_other: Mutex<BTreeMap<u16, u64>>,
     cache_hits: AtomicU64,
     cache_misses: AtomicU64,
     upstream_errors: AtomicU64,
@@ -56,9 +63,16 @@ impl Metrics {
     }
 
     pub fn response(&self, rcode: ResponseCode) {
-        let name = format!("{rcode:?}").to_ascii_uppercase();
-        if let Ok(mut responses) = self.responses.lock() {
-            *responses.entry(name).or_default() += 1;
+        let code = u16::from(rcode);
+        match self.responses.get(usize::from(code)) {
+            Some(counter) => {
+                counter.fetch_add(1, Relaxed);
+            }
+            None => {
+                if let Ok(mut other) = self.responses_other.lock() {
+                    *other.entry(code).or_default() += 1;
+                }
+            }
         }
     }
 
@@ -122,10 +136,23 @@ impl Metrics {
             "# HELP strait_dns_responses_total Responses sent, by rcode."
         );
         let _ = writeln!(out, "# TYPE strait_dns_responses_total counter");
-        if let Ok(responses) = self.responses.lock() {
-            for (rcode, n) in responses.iter() {
-                let _ = writeln!(out, "strait_dns_responses_total{{rcode=\"{rcode}\"}} {n}");
-            }
+        // Named as hickory spells the rcode (`NXDOMAIN`), in the order of the names.
+        let mut responses: BTreeMap<String, u64> = BTreeMap::new();
+        let counted = (0u16..)
+            .zip(&self.responses)
+            .map(|(code, n)| (code, get(n)))
+            .filter(|(_, n)| *n > 0);
+        let other = self
+            .responses_other
+            .lock()
+            .map(|other| other.clone())
+            .unwrap_or_default();
+        for (code, n) in counted.chain(other) {
+            let name = rcode_label(code);
+            *responses.entry(name).or_default() += n;
+        }
+        for (rcode, n) in &responses {
+            let _ = writeln!(out, "strait_dns_responses_total{{rcode=\"{rcode}\"}} {n}");
         }
         let _ = writeln!(
             out,
@@ -181,6 +208,18 @@ impl Metrics {
     }
 }
 
+/// An rcode's label, as hickory's `Debug` spells it (`NXDOMAIN`). 16 is BADVERS here: it is
+/// BADSIG only in TSIG, which this server does not speak, but hickory's `From<u16>` picks
+/// BADSIG.
+fn rcode_label(code: u16) -> String {
+    let rcode: ResponseCode = if code == u16::from(ResponseCode::BADVERS) {
+        ResponseCode::BADVERS
+    } else {
+        code.into()
+    };
+    format!("{rcode:?}").to_ascii_uppercase()
+}
+
 /// Serves `/metrics` on `listener` until the process ends.
 pub async fn serve(
     listener: tokio::net::TcpListener,
@@ -211,6 +250,8 @@ mod tests {
         m.request(false);
         m.response(ResponseCode::NXDomain);
         m.response(ResponseCode::NXDomain);
+        m.response(ResponseCode::BADVERS);
+        m.response(ResponseCode::Unknown(3000));
         m.cache_hit();
         m.upstream(Duration::from_millis(2), true);
         let text = m.render();
@@ -222,6 +263,15 @@ mod tests {
             text.contains("strait_dns_responses_total{rcode=\"NXDOMAIN\"} 2"),
             "{text}"
         );
+        assert!(
+            text.contains("strait_dns_responses_total{rcode=\"BADVERS\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("strait_dns_responses_total{rcode=\"UNKNOWN(3000)\"} 1"),
+            "{text}"
+        );
+        assert!(!text.contains("rcode=\"NOERROR\""), "{text}");
         assert!(text.contains("strait_dns_cache_hits_total 1"), "{text}");
         assert!(
             text.contains("strait_dns_upstream_duration_seconds_bucket{le=\"0.0025\"} 1"),

@@ -48,8 +48,9 @@ impl Response {
     }
 }
 
-/// Answers DNS requests for one cluster domain.
-#[derive(Debug)]
+/// Answers DNS requests for one cluster domain. Cloned for each UDP serving thread; the
+/// clones share the snapshot, the forwarder's cache and the metrics.
+#[derive(Clone, Debug)]
 pub struct Handler {
     pub zone: Zone,
     pub state: Shared,
