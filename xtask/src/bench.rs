@@ -119,7 +119,14 @@ pub(crate) fn run(suites: &[Suite], full: bool) -> anyhow::Result<()> {
                 // `netctl cluster up` runs the binaries beside netctl's, in release.
                 exec(cargo().args(["build", "--release", "--bins"]))?;
                 let mut command = cargo();
-                command.args(["bench", "--package", "netctl", "--bench", "cluster_up", "--"]);
+                command.args([
+                    "bench",
+                    "--package",
+                    "netctl",
+                    "--bench",
+                    "cluster_up",
+                    "--",
+                ]);
                 command.arg(if full { "--full" } else { "--quick" });
                 exec(&mut command)?;
             }
