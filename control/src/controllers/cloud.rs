@@ -33,7 +33,7 @@ use strait_kubewatch::cache;
 use tokio::sync::Notify;
 use tracing::{info, warn};
 
-use super::nodelifecycle::record;
+use super::events::record;
 
 /// The name this controller reports as, in events.
 const NAME: &str = "service-controller";

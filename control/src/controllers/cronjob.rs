@@ -625,8 +625,7 @@ async fn event(client: &Client, cj: &CronJob, warning: bool, reason: &str, messa
     let involved = json!({"apiVersion": "batch/v1", "kind": "CronJob", "name": cj.name_any(),
                           "namespace": cj.namespace(), "uid": cj.uid()});
     let type_ = if warning { "Warning" } else { "Normal" };
-    if let Err(error) =
-        super::nodelifecycle::record(client, involved, NAME, type_, reason, message).await
+    if let Err(error) = super::events::record(client, involved, NAME, type_, reason, message).await
     {
         warn!(cronjob = %cj.name_any(), %error, reason, "event not recorded");
     }

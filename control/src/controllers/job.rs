@@ -895,8 +895,7 @@ async fn event(client: &Client, job: &Job, warning: bool, reason: &str, message:
     let involved = json!({"apiVersion": "batch/v1", "kind": "Job", "name": job.name_any(),
                           "namespace": job.namespace(), "uid": job.uid()});
     let type_ = if warning { "Warning" } else { "Normal" };
-    if let Err(error) =
-        super::nodelifecycle::record(client, involved, NAME, type_, reason, message).await
+    if let Err(error) = super::events::record(client, involved, NAME, type_, reason, message).await
     {
         warn!(job = %job.name_any(), %error, reason, "event not recorded");
     }

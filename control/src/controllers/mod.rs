@@ -7,6 +7,7 @@
 //! - [`daemonset`]: one pod per eligible node for each DaemonSet, rolled out node by node.
 //! - [`deployment`]: ReplicaSets per pod template, rolled out by strategy, with revisions.
 //! - [`endpointslice`]: EndpointSlices and Endpoints for Services with selectors.
+//! - [`events`]: the Event writer every controller records with.
 //! - [`gc`]: the garbage collector (owner references, orphan and foreground deletion).
 //! - [`job`]: each Job's pods until enough succeed, its failure, suspension and TTL.
 //! - [`leader`]: leader election among control processes sharing a store.
@@ -25,6 +26,7 @@ pub mod cronjob;
 pub mod daemonset;
 pub mod deployment;
 pub mod endpointslice;
+pub mod events;
 pub mod gc;
 pub mod job;
 pub mod leader;

@@ -192,7 +192,7 @@ async fn collect_pod(client: &Client, pod: &Pod, reason: Reason) -> kube::Result
             pod,
             "DeletionByPodGC",
             message,
-            &super::nodelifecycle::now_text(),
+            &super::events::now_text(),
         )});
         if !is_finished(pod) {
             status["phase"] = json!("Failed");

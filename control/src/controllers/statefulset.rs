@@ -24,7 +24,7 @@ use std::{
 use k8s_openapi::{
     api::{
         apps::v1::{ControllerRevision, StatefulSet},
-        core::v1::{Event, PersistentVolumeClaim, Pod, PodTemplateSpec},
+        core::v1::{PersistentVolumeClaim, Pod, PodTemplateSpec},
     },
     apimachinery::pkg::util::intstr::IntOrString,
 };
@@ -1036,28 +1036,13 @@ async fn carry_out(client: &Client, set: &StatefulSet, plan: &Plan) -> kube::Res
 /// An event on the set, as `kubectl describe` shows them; one that cannot be written is
 /// only logged, as the work it reports is done.
 async fn record(client: &Client, set: &StatefulSet, type_: &str, reason: &str, message: &str) {
-    let namespace = set.namespace().unwrap_or_default();
-    let name = set.name_any();
-    let now = jiff::Timestamp::now();
-    let stamp = now.strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
-    let event = json!({
-        "apiVersion": "v1", "kind": "Event",
-        "metadata": {"name": format!("{name}.{:x}", now.as_nanosecond()), "namespace": namespace},
-        "involvedObject": {"apiVersion": "apps/v1", "kind": "StatefulSet", "name": name,
-                           "namespace": namespace, "uid": set.uid()},
-        "reason": reason, "message": message, "type": type_,
-        "source": {"component": COMPONENT}, "reportingComponent": COMPONENT,
-        "firstTimestamp": stamp, "lastTimestamp": stamp, "count": 1,
-    });
-    let written = match serde_json::from_value::<Event>(event) {
-        Ok(event) => Api::<Event>::namespaced(client.clone(), &namespace)
-            .create(&PostParams::default(), &event)
-            .await
-            .map(drop),
-        Err(error) => Err(kube::Error::SerdeError(error)),
-    };
-    if let Err(error) = written {
-        warn!(statefulset = %format!("{namespace}/{name}"), %error, "event not recorded");
+    let involved = json!({"apiVersion": "apps/v1", "kind": "StatefulSet", "name": set.name_any(),
+                          "namespace": set.namespace(), "uid": set.uid()});
+    if let Err(error) =
+        super::events::record(client, involved, COMPONENT, type_, reason, message).await
+    {
+        let key = format!("{}/{}", set.namespace().unwrap_or_default(), set.name_any());
+        warn!(statefulset = %key, %error, "event not recorded");
     }
 }
 

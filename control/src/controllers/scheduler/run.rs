@@ -10,7 +10,7 @@ use std::{
 };
 
 use futures::StreamExt as _;
-use k8s_openapi::api::core::v1::{Event, Namespace, Node, Pod};
+use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
 use kube::{
     Api, Client, Resource, ResourceExt as _,
     api::{Patch, PatchParams, PostParams},
@@ -378,12 +378,6 @@ async fn bind(client: &Client, pod: &Pod, node: &str) -> kube::Result<()> {
     .map(drop)
 }
 
-fn now() -> String {
-    jiff::Timestamp::now()
-        .strftime("%Y-%m-%dT%H:%M:%SZ")
-        .to_string()
-}
-
 /// An event about `pod` from the scheduler, named as client-go's recorder names events (the
 /// object's name and a time in hex).
 async fn record(
@@ -393,22 +387,9 @@ async fn record(
     reason: &str,
     message: &str,
 ) -> kube::Result<()> {
-    let namespace = pod.namespace().unwrap_or_default();
-    let name = pod.name_any();
-    let now = now();
-    let event = json!({
-        "apiVersion": "v1", "kind": "Event",
-        "metadata": {"name": format!("{name}.{:x}", jiff::Timestamp::now().as_nanosecond()), "namespace": namespace},
-        "involvedObject": {"apiVersion": "v1", "kind": "Pod", "name": name, "namespace": namespace, "uid": pod.uid()},
-        "reason": reason, "message": message, "type": type_,
-        "source": {"component": NAME}, "reportingComponent": NAME,
-        "firstTimestamp": now, "lastTimestamp": now, "count": 1,
-    });
-    let event: Event = serde_json::from_value(event).map_err(kube::Error::SerdeError)?;
-    Api::<Event>::namespaced(client.clone(), &namespace)
-        .create(&PostParams::default(), &event)
-        .await
-        .map(drop)
+    let involved = json!({"apiVersion": "v1", "kind": "Pod", "name": pod.name_any(),
+                          "namespace": pod.namespace(), "uid": pod.uid()});
+    super::super::events::record(client, involved, NAME, type_, reason, message).await
 }
 
 /// kube-scheduler's "Scheduled" event.
@@ -426,7 +407,7 @@ async fn report(client: &Client, pod: &Pod, message: &str) -> kube::Result<()> {
     let pods: Api<Pod> = Api::namespaced(client.clone(), &pod.namespace().unwrap_or_default());
     let status = json!({"status": {"conditions": [{
         "type": "PodScheduled", "status": "False", "reason": "Unschedulable",
-        "message": message, "lastTransitionTime": now(),
+        "message": message, "lastTransitionTime": super::super::events::now_text(),
     }]}});
     pods.patch_status(
         &pod.name_any(),
