@@ -105,14 +105,15 @@ fn connects(from: &Path, to: &str, proto: Proto, port: u16) -> bool {
     let target: SocketAddr = format!("{to}:{port}").parse().expect("an address");
     let timeout = Duration::from_secs(1);
     run_in(from, || match proto {
-        Proto::Tcp => TcpStream::connect_timeout(&target, timeout).is_ok_and(|mut s| {
+        // A fresh source port for every probe: an allowed flow stays in the policy conntrack
+        // for a while after it ends (as established connections survive a policy change, by
+        // design), and a kernel-chosen port may repeat an earlier probe's tuple (the server
+        // closes first, so the client's port is free at once).
+        Proto::Tcp => tcp_connect(target, timeout).is_some_and(|mut s| {
             let _ = s.set_read_timeout(Some(timeout));
             let mut buf = [0u8; 2];
             s.read_exact(&mut buf).is_ok()
         }),
-        // A fresh source port for every datagram probe: an allowed UDP flow stays in the
-        // policy conntrack for a minute (as established connections survive a policy change,
-        // by design), and a kernel-chosen port may repeat an earlier probe's tuple.
         Proto::Udp => udp_socket().is_some_and(|s| {
             let _ = s.set_read_timeout(Some(timeout));
             let mut buf = [0u8; 16];
@@ -121,10 +122,26 @@ fn connects(from: &Path, to: &str, proto: Proto, port: u16) -> bool {
     })
 }
 
+/// Source ports no earlier probe used, TCP and UDP alike.
+static NEXT_PORT: AtomicU16 = AtomicU16::new(20_000);
+
 /// A UDP socket on a source port no earlier probe used.
 fn udp_socket() -> Option<UdpSocket> {
-    static NEXT: AtomicU16 = AtomicU16::new(20_000);
-    (0..100).find_map(|_| UdpSocket::bind(("0.0.0.0", NEXT.fetch_add(1, Ordering::Relaxed))).ok())
+    (0..100)
+        .find_map(|_| UdpSocket::bind(("0.0.0.0", NEXT_PORT.fetch_add(1, Ordering::Relaxed))).ok())
+}
+
+/// A TCP connection to `target` from a source port no earlier probe used.
+fn tcp_connect(target: SocketAddr, timeout: Duration) -> Option<TcpStream> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = (0..100).find_map(|_| {
+        let socket = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP)).ok()?;
+        let port = NEXT_PORT.fetch_add(1, Ordering::Relaxed);
+        let local = SocketAddr::from(([0, 0, 0, 0], port));
+        socket.bind(&local.into()).ok().map(|()| socket)
+    })?;
+    socket.connect_timeout(&target.into(), timeout).ok()?;
+    Some(socket.into())
 }
 
 struct Model<'a> {
