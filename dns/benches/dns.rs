@@ -24,12 +24,40 @@ const DNS: &str = env!("CARGO_BIN_EXE_strait-dns");
 
 /// One dnsperf run's figures.
 struct Run {
-    target: &'static str,
-    names: &'static str,
     qps: f64,
     avg_ms: f64,
     max_ms: f64,
     lost: String,
+    /// Queries answered per CPU second the server used during the run.
+    per_cpu: f64,
+}
+
+/// User and system CPU seconds `pid` has used so far.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command's closing parenthesis; utime and stime are the 12th and 13th.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok());
+    match (ticks(11), ticks(12)) {
+        (Some(user), Some(system)) => (user + system) / clock_ticks(),
+        _ => f64::NAN,
+    }
+}
+
+/// Clock ticks per second of /proc's CPU times.
+fn clock_ticks() -> f64 {
+    static TICKS: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+    *TICKS.get_or_init(|| {
+        std::process::Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+            .unwrap_or(100.0)
+    })
 }
 
 /// Runs dnsperf from inside `ns` and reads its summary.
@@ -80,6 +108,22 @@ fn dnsperf(
     Ok((qps, avg * 1e3, max * 1e3, lost))
 }
 
+/// The median of `values` and their range, `min–max`.
+fn median(values: impl Iterator<Item = f64>) -> (f64, String) {
+    let mut sorted: Vec<f64> = values.collect();
+    sorted.sort_by(f64::total_cmp);
+    let (Some(min), Some(max)) = (sorted.first(), sorted.last()) else {
+        return (f64::NAN, String::new());
+    };
+    let middle = sorted.len() / 2;
+    let median = if sorted.len().is_multiple_of(2) {
+        (sorted[middle - 1] + sorted[middle]) / 2.0
+    } else {
+        sorted[middle]
+    };
+    (median, format!("{min:.0}–{max:.0}"))
+}
+
 fn rss_mib(pid: u32) -> f64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     let kib: f64 = status
@@ -103,7 +147,7 @@ fn main() -> anyhow::Result<()> {
     strait_tests::clean_up_on_signal()?;
     let args: Vec<String> = std::env::args().collect();
     let quick = args.iter().any(|a| a == "--quick");
-    let (services, seconds) = if quick { (200, 5) } else { (1000, 15) };
+    let (services, seconds, rounds) = if quick { (200, 5, 3) } else { (1000, 15, 5) };
     let report_dir = args
         .iter()
         .position(|a| a == "--report-dir")
@@ -230,43 +274,55 @@ fn main() -> anyhow::Result<()> {
     // Fill strait-dns's forwarding cache: one pass over the external names.
     let _ = dnsperf(ns, "127.0.0.2", &external_file, 2);
 
-    let mut runs = Vec::new();
-    for (target, server, names, file) in [
+    let strait_pid = dns.pid().unwrap_or_default();
+    let unbound_pid = unbound.0.id();
+    let configs = [
         (
             "strait-dns",
+            strait_pid,
             "127.0.0.2",
             "cluster (watch cache)",
             &cluster_file,
         ),
         (
             "strait-dns",
+            strait_pid,
             "127.0.0.2",
             "external (forward cache)",
             &external_file,
         ),
         (
             "unbound",
+            unbound_pid,
             "127.0.0.3",
             "cluster (local-data)",
             &cluster_file,
         ),
         (
             "unbound",
+            unbound_pid,
             "127.0.0.3",
             "external (local-data)",
             &external_file,
         ),
-    ] {
-        eprintln!("bench dns: {target}, {names}, {seconds} s");
-        let (qps, avg_ms, max_ms, lost) = dnsperf(ns, server, file, seconds)?;
-        runs.push(Run {
-            target,
-            names,
-            qps,
-            avg_ms,
-            max_ms,
-            lost,
-        });
+    ];
+    // Rounds interleave the servers, so a disturbance of the machine (another process, a
+    // slow period of the VM) falls on both rather than on one.
+    let mut runs: Vec<Vec<Run>> = configs.iter().map(|_| Vec::new()).collect();
+    for round in 1..=rounds {
+        for ((target, pid, server, names, file), runs) in configs.iter().zip(&mut runs) {
+            eprintln!("bench dns: round {round}/{rounds}: {target}, {names}, {seconds} s");
+            let before = cpu_seconds(*pid);
+            let (qps, avg_ms, max_ms, lost) = dnsperf(ns, server, file, seconds)?;
+            let cpu = cpu_seconds(*pid) - before;
+            runs.push(Run {
+                qps,
+                avg_ms,
+                max_ms,
+                lost,
+                per_cpu: qps * f64::from(seconds) / cpu,
+            });
+        }
     }
     let strait_rss = dns.pid().map_or(f64::NAN, rss_mib);
     let unbound_rss = rss_mib(unbound.0.id());
@@ -276,23 +332,42 @@ fn main() -> anyhow::Result<()> {
     let _ = writeln!(
         report,
         "{services} Services; dnsperf `-c 4 -T 1 -q 100 -l {seconds}` from the same namespace, \
-         on the same 2-core machine as both servers (dnsperf shares the cores). unbound 1.17 \
+         on the same 2-core machine as both servers (dnsperf shares the cores), {rounds} rounds \
+         taking the servers in turn; medians, with the range over the rounds. unbound 1.17 \
          with `num-threads: 2`, every name as local-data; strait-dns (release) answering \
          cluster names from its watch cache and external names from its forwarding cache, \
-         filled by one pass first. Figures only: nothing passes or fails on them.\n"
+         filled by one pass first. Queries per CPU second divide the queries answered by the \
+         CPU time (user and system) the server used during its run: with dnsperf on the same \
+         cores, it is the fairer comparison. Figures only: nothing passes or fails on them.\n"
     );
     let _ = writeln!(
         report,
-        "| server | names | queries/s | avg latency (ms) | max latency (ms) | lost |"
+        "| server | names | queries/s | queries per server CPU second | avg latency (ms) | max latency (ms) | lost |"
     );
-    let _ = writeln!(report, "|---|---|---:|---:|---:|---|");
-    for r in &runs {
+    let _ = writeln!(report, "|---|---|---:|---:|---:|---:|---|");
+    let mut medians = Vec::new();
+    for ((target, _, _, names, _), runs) in configs.iter().zip(&runs) {
+        let (qps, qps_range) = median(runs.iter().map(|r| r.qps));
+        let (per_cpu, cpu_range) = median(runs.iter().map(|r| r.per_cpu));
+        let (avg, _) = median(runs.iter().map(|r| r.avg_ms));
+        let max = runs.iter().map(|r| r.max_ms).fold(0.0, f64::max);
+        let lost: Vec<&str> = runs.iter().map(|r| r.lost.as_str()).collect();
         let _ = writeln!(
             report,
-            "| {} | {} | {:.0} | {:.3} | {:.3} | {} |",
-            r.target, r.names, r.qps, r.avg_ms, r.max_ms, r.lost
+            "| {target} | {names} | {qps:.0} ({qps_range}) | {per_cpu:.0} ({cpu_range}) | {avg:.3} | {max:.3} | {} |",
+            lost.join(", ")
         );
+        medians.push((qps, per_cpu));
     }
+    let _ = writeln!(
+        report,
+        "\nstrait-dns / unbound, medians: cluster names {:.2}× the rate ({:.2}× per CPU second), \
+         external names {:.2}× ({:.2}× per CPU second).",
+        medians[0].0 / medians[2].0,
+        medians[0].1 / medians[2].1,
+        medians[1].0 / medians[3].0,
+        medians[1].1 / medians[3].1,
+    );
     let _ = writeln!(
         report,
         "\nResident memory after the runs: strait-dns {strait_rss:.1} MiB, unbound {unbound_rss:.1} MiB."

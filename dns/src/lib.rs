@@ -8,6 +8,9 @@
 //! - [`state`]: watch caches → the current snapshot.
 //! - [`forward`]: upstreams, deadline, cache.
 //! - [`server`]: the hickory `RequestHandler` tying them together.
+//! - [`packet`]: the UDP fast path's wire reading and cache of encoded responses (pure).
+//! - `udp`: the UDP serving threads (batched receive and send, the packet cache, misses
+//!   through hickory and the handler).
 //! - [`register`]: this node's EndpointSlice behind `kube-system/kube-dns`.
 //! - [`metrics`]: Prometheus text.
 
@@ -15,10 +18,12 @@ pub mod answer;
 pub mod forward;
 pub mod metrics;
 pub mod names;
+pub mod packet;
 pub mod register;
 pub mod server;
 pub mod snapshot;
 pub mod state;
+mod udp;
 
 use std::{
     net::{IpAddr, SocketAddr},
@@ -258,14 +263,12 @@ fn reuse_port_sockets(
     Ok(sockets)
 }
 
-/// One thread per UDP socket, each with a single-threaded runtime running a hickory
-/// [`Server`] on its socket: a query is received, answered and its response sent on one
-/// thread, as unbound's threads do. With one socket on the multi-threaded runtime, every
-/// response went from the request's task through a channel to the socket's task, often
-/// on another worker: waking it (an eventfd write, a context switch) led the profile, and
-/// the rate was half unbound's.
+/// One thread per UDP socket, each with a single-threaded runtime serving its socket
+/// ([`udp::serve`]): a query is received, answered and its response sent on one thread, as
+/// unbound's threads do, and each thread keeps its own packet cache, so the hot path shares
+/// no lock and no cache line with another thread.
 struct UdpThreads {
-    /// Dropped to stop every thread's server.
+    /// Dropped to stop every thread.
     stop: watch::Sender<()>,
     threads: Vec<JoinHandle<()>>,
 }
@@ -280,26 +283,22 @@ impl UdpThreads {
                 .enable_all()
                 .build()
                 .map_err(DnsError::Thread)?;
-            let server = {
-                // The server spawns its socket's task on the runtime entered here; it runs
-                // once the thread drives the runtime.
+            let socket = {
+                // Registered with the reactor of the runtime entered here.
                 let _entered = runtime.enter();
-                let socket = UdpSocket::from_std(socket).map_err(DnsError::Thread)?;
-                let mut server = Server::new(handler.clone());
-                server.register_socket(socket);
-                server
+                UdpSocket::from_std(socket).map_err(DnsError::Thread)?
             };
-            let stopped = stop.subscribe();
+            let (handler, stopped) = (handler.clone(), stop.subscribe());
             let thread = std::thread::Builder::new()
                 .name(format!("strait-dns-udp-{i}"))
-                .spawn(move || serve_udp(&runtime, server, stopped))
+                .spawn(move || serve_udp(&runtime, socket, handler, stopped))
                 .map_err(DnsError::Thread)?;
             threads.push(thread);
         }
         Ok(Self { stop, threads })
     }
 
-    /// Stops every thread's server and waits for the threads to end.
+    /// Stops every thread and waits for the threads to end.
     async fn stop(self) {
         drop(self.stop);
         let threads = self.threads;
@@ -312,14 +311,10 @@ impl UdpThreads {
     }
 }
 
-fn serve_udp(runtime: &Runtime, mut server: Server<Handler>, mut stopped: watch::Receiver<()>) {
-    runtime.block_on(async {
-        // Ends when the sender is dropped.
-        while stopped.changed().await.is_ok() {}
-        if let Err(error) = server.shutdown_gracefully().await {
-            tracing::warn!(%error, "shutting a UDP server down");
-        }
-    });
+fn serve_udp(runtime: &Runtime, socket: UdpSocket, handler: Handler, stopped: watch::Receiver<()>) {
+    // Misses are local tasks: they share the thread's cache without a lock.
+    let local = tokio::task::LocalSet::new();
+    runtime.block_on(local.run_until(udp::serve(socket, handler, stopped)));
 }
 
 /// Registers as ready once the caches have listed (so the endpoint never answers from an

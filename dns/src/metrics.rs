@@ -23,6 +23,31 @@ const BUCKETS: [f64; 10] = [
 /// BADCOOKIE (23). Higher ones, which only an odd upstream sends, share a locked map.
 const RCODES: usize = 24;
 
+/// Counts of queries answered from a packet cache, kept by one serving thread for a batch
+/// and added to the shared counters at once (one atomic add per counter per batch, not per
+/// query).
+#[derive(Debug, Default)]
+pub struct Tally {
+    pub cluster: u64,
+    pub forwarded: u64,
+    /// By rcode (the cache keeps NOERROR and NXDOMAIN only; the rest are room to spare).
+    pub rcodes: [u64; 16],
+}
+
+impl Tally {
+    /// One query answered with `template`.
+    pub fn count(&mut self, template: &crate::packet::Template) {
+        if template.authoritative {
+            self.cluster += 1;
+        } else {
+            self.forwarded += 1;
+        }
+        if let Some(count) = self.rcodes.get_mut(usize::from(template.rcode)) {
+            *count += 1;
+        }
+    }
+}
+
 /// Every counter of one server. Counted on every query from every serving thread, so the
 /// counters are atomics, never a lock or an allocation.
 #[derive(Debug, Default)]
@@ -36,6 +61,7 @@ pub struct Metrics {
     responses_other: Mutex<BTreeMap<u16, u64>>,
     cache_hits: AtomicU64,
     cache_misses: AtomicU64,
+    packet_hits: AtomicU64,
     upstream_errors: AtomicU64,
     upstream_buckets: [AtomicU64; BUCKETS.len()],
     upstream_count: AtomicU64,
@@ -78,6 +104,26 @@ impl Metrics {
 
     pub fn cache_hit(&self) {
         self.cache_hits.fetch_add(1, Relaxed);
+    }
+
+    /// Adds one batch of queries answered by a serving thread's packet cache, counted as the
+    /// full path would have counted them.
+    pub fn packet_hits(&self, tally: &Tally) {
+        let total = tally.cluster + tally.forwarded;
+        if total == 0 {
+            return;
+        }
+        self.requests_udp.fetch_add(total, Relaxed);
+        self.packet_hits.fetch_add(total, Relaxed);
+        self.cluster.fetch_add(tally.cluster, Relaxed);
+        self.forwarded.fetch_add(tally.forwarded, Relaxed);
+        // A forwarded answer served again was answered without asking upstream.
+        self.cache_hits.fetch_add(tally.forwarded, Relaxed);
+        for (code, count) in tally.rcodes.iter().enumerate() {
+            if *count > 0 {
+                self.responses[code].fetch_add(*count, Relaxed);
+            }
+        }
     }
 
     pub fn cache_miss(&self) {
@@ -169,6 +215,17 @@ impl Metrics {
             out,
             "strait_dns_cache_misses_total {}",
             get(&self.cache_misses)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP strait_dns_packet_cache_hits_total Queries answered by a serving thread's \
+             cache of encoded responses."
+        );
+        let _ = writeln!(out, "# TYPE strait_dns_packet_cache_hits_total counter");
+        let _ = writeln!(
+            out,
+            "strait_dns_packet_cache_hits_total {}",
+            get(&self.packet_hits)
         );
         let _ = writeln!(
             out,

@@ -20,14 +20,20 @@ use crate::{
     answer::{self, Outcome, Zone},
     forward::Forwarder,
     metrics::Metrics,
+    packet::{MAX_PAYLOAD, MIN_PAYLOAD},
     state::Shared,
 };
 
 /// How many CNAMEs of ExternalName Services are followed before giving up.
 const MAX_CHASE: usize = 8;
 
-/// The largest UDP answer sent, whatever the client offers (RFC 6891 allows clamping).
-const MAX_UDP_PAYLOAD: u16 = 4096;
+/// The UDP payload size a response to `request` may fill: what the client offered in EDNS,
+/// clamped to 512–4096 bytes (RFC 6891 allows clamping), or 512 without EDNS (RFC 1035).
+pub(crate) fn udp_payload(request: &Request) -> u16 {
+    request.edns.as_ref().map_or(MIN_PAYLOAD, |theirs| {
+        theirs.max_payload().clamp(MIN_PAYLOAD, MAX_PAYLOAD)
+    })
+}
 
 /// Everything a response needs besides the request's header.
 #[derive(Debug, Default)]
@@ -177,7 +183,7 @@ impl RequestHandler for Handler {
         // truncates UDP answers to.
         let edns = request.edns.as_ref().map(|theirs| {
             let mut ours = Edns::new();
-            ours.set_max_payload(theirs.max_payload().clamp(512, MAX_UDP_PAYLOAD));
+            ours.set_max_payload(theirs.max_payload().clamp(MIN_PAYLOAD, MAX_PAYLOAD));
             ours
         });
         let mut builder = MessageResponseBuilder::new(&request.queries, None);

@@ -1,7 +1,10 @@
 //! Watch caches of Services, EndpointSlices and Pods, and the [`Snapshot`] rebuilt from them
 //! after every change (events are coalesced by one `Notify`, so a burst costs one rebuild).
 
-use std::sync::{Arc, RwLock};
+use std::sync::{
+    Arc, RwLock,
+    atomic::{AtomicU64, Ordering},
+};
 
 use k8s_openapi::api::{
     core::v1::{Pod, Service},
@@ -15,7 +18,15 @@ use crate::snapshot::Snapshot;
 /// The snapshot the server answers from; empty until every cache has listed once (until
 /// then cluster names get SERVFAIL rather than a wrong NXDOMAIN that resolvers would cache).
 #[derive(Clone, Debug, Default)]
-pub struct Shared(Arc<RwLock<Option<Arc<Snapshot>>>>);
+pub struct Shared(Arc<Inner>);
+
+#[derive(Debug, Default)]
+struct Inner {
+    snapshot: RwLock<Option<Arc<Snapshot>>>,
+    /// Bumped with every new snapshot: what the serving threads' packet caches compare,
+    /// one load per batch of queries instead of a lock.
+    generation: AtomicU64,
+}
 
 impl Shared {
     /// A handle already holding `snapshot` (tests, benchmarks).
@@ -26,13 +37,20 @@ impl Shared {
     }
 
     pub fn get(&self) -> Option<Arc<Snapshot>> {
-        self.0.read().ok().and_then(|s| s.clone())
+        self.0.snapshot.read().ok().and_then(|s| s.clone())
     }
 
     pub fn set(&self, snapshot: Snapshot) {
-        if let Ok(mut current) = self.0.write() {
+        if let Ok(mut current) = self.0.snapshot.write() {
             *current = Some(Arc::new(snapshot));
+            // Release: whoever sees the new generation then reads the new snapshot.
+            self.0.generation.fetch_add(1, Ordering::Release);
         }
+    }
+
+    /// Which snapshot is current: 0 before the first, one more with each.
+    pub fn generation(&self) -> u64 {
+        self.0.generation.load(Ordering::Acquire)
     }
 }
 
