@@ -254,6 +254,8 @@ fn cluster_names_forwarding_and_bad_input() {
         "{metrics}"
     );
 
+    answers_are_patched_for_each_asker(ns, &dns.listen, &web_ip);
+
     // Truncation: 100 addresses do not fit 512 bytes over UDP; TCP carries them all.
     let udp = dns.dig(ns, &["+noedns", "+ignore", "many.shop.svc.cluster.local"]);
     assert!(udp.contains(" tc"), "expected the TC flag: {udp}");
@@ -346,6 +348,76 @@ fn raw(ns: &Netns, server: &str, bytes: &[u8]) -> Option<Vec<u8>> {
         buf.truncate(n);
         Some(buf)
     })
+}
+
+/// One client (one source port, so one serving thread and its packet cache) asks the same
+/// question in other spellings, with other IDs and RD flags: the first answer is cached, the
+/// rest come from the cache, and each carries its asker's ID, RD flag and spelling (resolvers
+/// randomize the case of names, draft-vixie-dnsext-0x20, and check the echo).
+fn answers_are_patched_for_each_asker(ns: &Netns, at: &str, web_ip: &str) {
+    use hickory_proto::op::Message;
+
+    let spellings = [
+        "web.shop.svc.cluster.local",
+        "WeB.sHoP.SVC.cluster.local",
+        "WEB.SHOP.SVC.CLUSTER.LOCAL",
+    ];
+    let hits_before = counter(
+        &metrics_text(ns, "127.0.0.2:9153"),
+        "strait_dns_packet_cache_hits_total",
+    );
+    let replies = ns.run(|| {
+        let socket = UdpSocket::bind("127.0.0.1:0").expect("bind");
+        socket
+            .set_read_timeout(Some(Duration::from_secs(2)))
+            .expect("timeout");
+        let mut replies = Vec::new();
+        for (i, name) in spellings.iter().cycle().take(6).enumerate() {
+            let rd = i % 2 == 0;
+            let mut q = query(if rd { 0x0100 } else { 0 }, 1, name, 1, 1);
+            let id = 0x4000 + u16::try_from(i).expect("a few");
+            q[..2].copy_from_slice(&id.to_be_bytes());
+            socket.send_to(&q, at).expect("send");
+            let mut buf = vec![0u8; 4096];
+            let n = socket.recv(&mut buf).expect("an answer within 2 s");
+            buf.truncate(n);
+            replies.push((id, rd, *name, buf));
+        }
+        replies
+    });
+    for (id, rd, name, reply) in replies {
+        let message = Message::from_vec(&reply).expect("a well-formed answer");
+        assert_eq!(message.metadata.id, id);
+        assert_eq!(
+            message.metadata.recursion_desired, rd,
+            "RD of query {id:#x}"
+        );
+        assert!(message.metadata.authoritative);
+        assert_eq!(message.queries[0].name().to_ascii(), format!("{name}."));
+        let answer = &message.answers[0];
+        assert_eq!(
+            answer.name.to_ascii(),
+            format!("{name}."),
+            "the owner as asked"
+        );
+        assert_eq!(answer.data.to_string(), web_ip);
+    }
+    let hits = counter(
+        &metrics_text(ns, "127.0.0.2:9153"),
+        "strait_dns_packet_cache_hits_total",
+    );
+    assert!(
+        hits >= hits_before + 5,
+        "five of six answers from the packet cache: {hits_before} → {hits}"
+    );
+}
+
+/// The value of an unlabelled counter in Prometheus text.
+fn counter(metrics: &str, name: &str) -> u64 {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in {metrics}"))
 }
 
 /// A query for `name` with the given header flags word, counts and class.
