@@ -35,8 +35,9 @@ use std::{
 };
 
 use hickory_server::Server;
+use k8s_openapi::api::core::v1::Node;
 use kube::{
-    Client,
+    Api, Client,
     config::{KubeConfigOptions, Kubeconfig},
 };
 use socket2::{Domain, Protocol, Socket, Type};
@@ -318,14 +319,36 @@ fn serve_udp(runtime: &Runtime, socket: UdpSocket, handler: Handler, stopped: wa
 }
 
 /// Registers as ready once the caches have listed (so the endpoint never answers from an
-/// empty view), then re-asserts the registration every 30 s (a slice deleted by hand, or
-/// with a Node that came back, returns), retrying failures every 2 s.
+/// empty view), again as soon as this node's Node object appears or changes (a resolver that
+/// starts before its node registers stands behind kube-dns the moment the node does, and a
+/// Node deleted and made again gets its slice back with the new owner), and every 30 s (a
+/// slice deleted by hand returns), retrying failures every 2 s.
 async fn keep_registered(client: &Client, node: &str, address: IpAddr, port: u16, state: &Shared) {
+    use futures::StreamExt as _;
+    use kube::runtime::{WatchStreamExt as _, watcher};
+
     while state.get().is_none() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    let nodes = Api::<Node>::all(client.clone());
+    let selector = watcher::Config::default().fields(&format!("metadata.name={node}"));
+    let mut changes = std::pin::pin!(watcher(nodes, selector).default_backoff());
     let mut registered = false;
+    let mut next = tokio::time::Instant::now();
     loop {
+        tokio::select! {
+            () = tokio::time::sleep_until(next) => {}
+            event = changes.next() => match event {
+                Some(Ok(watcher::Event::Apply(_) | watcher::Event::InitApply(_))) => {}
+                // Listing markers, deletions (the garbage collector takes the slice) and
+                // watch errors (retried with backoff by the stream) change nothing here.
+                Some(_) => continue,
+                None => {
+                    // The stream never ends while retrying; if it does, the timer remains.
+                    tokio::time::sleep_until(next).await;
+                }
+            },
+        }
         let pause = match register::register(client, node, address, port, true).await {
             Ok(()) => {
                 if !registered {
@@ -339,7 +362,7 @@ async fn keep_registered(client: &Client, node: &str, address: IpAddr, port: u16
                 Duration::from_secs(2)
             }
         };
-        tokio::time::sleep(pause).await;
+        next = tokio::time::Instant::now() + pause;
     }
 }
 

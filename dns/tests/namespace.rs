@@ -554,6 +554,50 @@ fn registers_behind_the_kube_dns_service() {
     // The EndpointSlice controller leaves a selector-less Service's slices alone.
     std::thread::sleep(Duration::from_secs(2));
     assert!(ready("true n1 Node"), "the slice stays");
+    // The Node is deleted (the garbage collector takes its slice) and made again: strait-dns
+    // sees the new Node through its watch and registers under the new owner, well before its
+    // 30 s re-assertion would.
+    // Empty while the slice is gone.
+    let owner = |plane: &ControlPlane| {
+        let out = plane.kubectl(
+            "1.33",
+            &[
+                "-n",
+                "kube-system",
+                "get",
+                "endpointslice",
+                "kube-dns-n1",
+                "-o",
+                "jsonpath={.metadata.ownerReferences[0].uid}",
+            ],
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let old_uid = plane.kubectl_ok(
+        "1.33",
+        &["get", "node", "n1", "-o", "jsonpath={.metadata.uid}"],
+    );
+    assert_eq!(owner(&plane), old_uid);
+    plane.kubectl_ok("1.33", &["delete", "node", "n1"]);
+    apply(
+        &plane,
+        "node",
+        &serde_json::json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "n1"}}),
+    );
+    let new_uid = plane.kubectl_ok(
+        "1.33",
+        &["get", "node", "n1", "-o", "jsonpath={.metadata.uid}"],
+    );
+    assert_ne!(new_uid, old_uid);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !(ready("true n1 Node") && owner(&plane) == new_uid) {
+        assert!(
+            Instant::now() < deadline,
+            "kube-dns-n1 not owned by the new Node within 20 s; strait-dns's log:\n{}",
+            dns.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
     let status = dns.terminate().expect("strait-dns exits");
     assert!(status.success(), "{status:?}: {}", dns.log());
     assert!(
