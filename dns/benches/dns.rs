@@ -147,6 +147,11 @@ fn main() -> anyhow::Result<()> {
     strait_tests::clean_up_on_signal()?;
     let args: Vec<String> = std::env::args().collect();
     let quick = args.iter().any(|a| a == "--quick");
+    if args.iter().any(|a| a == "--rebuild-only") {
+        // Only the pure part: no servers, no dnsperf.
+        print!("{}", rebuild_figures(quick));
+        return Ok(());
+    }
     let (services, seconds, rounds) = if quick { (200, 5, 3) } else { (1000, 15, 5) };
     let report_dir = args
         .iter()
@@ -372,10 +377,83 @@ fn main() -> anyhow::Result<()> {
         report,
         "\nResident memory after the runs: strait-dns {strait_rss:.1} MiB, unbound {unbound_rss:.1} MiB."
     );
+    drop(dns);
+    drop(unbound);
+    report.push_str(&rebuild_figures(quick));
     std::fs::create_dir_all(&report_dir)?;
     std::fs::write(report_dir.join("dns.md"), &report)?;
     print!("{report}");
-    drop(dns);
-    drop(unbound);
     Ok(())
+}
+
+/// How long one rebuild of the names takes at cluster scale: a change is answered once the
+/// snapshot holding it is built (`Snapshot::build`, pure, timed in this process).
+fn rebuild_figures(quick: bool) -> String {
+    use k8s_openapi::api::{core::v1::Pod, core::v1::Service, discovery::v1::EndpointSlice};
+    use strait_dns::snapshot::Snapshot;
+
+    let sizes: &[(usize, usize)] = if quick {
+        &[(1_000, 10)]
+    } else {
+        &[(1_000, 10), (10_000, 15)]
+    };
+    let mut out = String::from(
+        "\n## Rebuilding the names\n\nOne `Snapshot::build` over the watch caches' objects \
+         (every Service with one EndpointSlice, every endpoint a Pod), as after each burst of \
+         changes; median of 5 (min–max).\n\n\
+         | Services | endpoints and Pods | rebuild (ms) |\n|---:|---:|---:|\n",
+    );
+    for &(count, per_service) in sizes {
+        let ip = |i: usize| format!("10.{}.{}.{}", 64 + i / 65_536, (i / 256) % 256, i % 256);
+        let services: Vec<Service> = (0..count)
+            .map(|i| {
+                serde_json::from_value(serde_json::json!({
+                    "metadata": {"name": format!("svc-{i}"), "namespace": format!("ns-{}", i % 100)},
+                    "spec": {"clusterIP": format!("10.96.{}.{}", i / 256, i % 256),
+                             "ports": [{"name": "http", "port": 80}]}}))
+                .expect("a Service")
+            })
+            .collect();
+        let slices: Vec<EndpointSlice> = (0..count)
+            .map(|i| {
+                let endpoints: Vec<serde_json::Value> = (0..per_service)
+                    .map(|j| serde_json::json!({"addresses": [ip(i * per_service + j)],
+                                                "conditions": {"ready": true}}))
+                    .collect();
+                serde_json::from_value(serde_json::json!({
+                    "metadata": {"name": format!("svc-{i}-x"), "namespace": format!("ns-{}", i % 100),
+                                 "labels": {"kubernetes.io/service-name": format!("svc-{i}")}},
+                    "addressType": "IPv4", "endpoints": endpoints,
+                    "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}]}))
+                .expect("an EndpointSlice")
+            })
+            .collect();
+        let pods: Vec<Pod> = (0..count * per_service)
+            .map(|k| {
+                serde_json::from_value(serde_json::json!({
+                    "metadata": {"name": format!("pod-{k}"), "namespace": format!("ns-{}", (k / per_service) % 100)},
+                    "status": {"podIP": ip(k), "podIPs": [{"ip": ip(k)}]}}))
+                .expect("a Pod")
+            })
+            .collect();
+        let mut times: Vec<f64> = (0..5)
+            .map(|serial| {
+                let started = Instant::now();
+                let snapshot = Snapshot::build(&services, &slices, &pods, serial);
+                let took = started.elapsed().as_secs_f64() * 1e3;
+                assert_eq!(snapshot.services.len(), count, "every Service has a name");
+                took
+            })
+            .collect();
+        times.sort_by(f64::total_cmp);
+        let _ = writeln!(
+            out,
+            "| {count} | {} | {:.0} ({:.0}–{:.0}) |",
+            count * per_service,
+            times[2],
+            times[0],
+            times[4]
+        );
+    }
+    out
 }

@@ -74,7 +74,9 @@ pub(crate) async fn serve(socket: UdpSocket, handler: Handler, mut stop: watch::
         let mut tally = Tally::default();
         for i in 0..received {
             let (datagram, source) = inbound.get(i);
-            let Some(source) = source else { continue };
+            let Some(source) = source.filter(answerable) else {
+                continue;
+            };
             let hit = Question::parse(datagram).and_then(|question| {
                 let mut cache = cache.borrow_mut();
                 let (template, age) = cache.get(generation, question.key(), now)?;
@@ -304,9 +306,40 @@ impl Outbound {
     }
 }
 
+/// Whether a response may go to `source`: never to port 0, an unspecified address or the
+/// broadcast address (spoofed sources that would turn the server into a reflector; hickory's
+/// own loop refuses them too).
+fn answerable(source: &SocketAddr) -> bool {
+    let address_ok = match source.ip() {
+        std::net::IpAddr::V4(v4) => !v4.is_unspecified() && !v4.is_broadcast(),
+        std::net::IpAddr::V6(v6) => !v6.is_unspecified(),
+    };
+    source.port() != 0 && address_ok
+}
+
 fn to_socket_addr(address: &SockaddrStorage) -> Option<SocketAddr> {
     if let Some(v4) = address.as_sockaddr_in() {
         return Some(SocketAddr::from(*v4));
     }
     address.as_sockaddr_in6().map(|v6| SocketAddr::from(*v6))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spoofed_sources_get_no_answer() {
+        for (source, ok) in [
+            ("10.0.0.1:5353", true),
+            ("[fd00::1]:40000", true),
+            ("10.0.0.1:0", false),
+            ("0.0.0.0:53", false),
+            ("255.255.255.255:53", false),
+            ("[::]:53", false),
+        ] {
+            let source: SocketAddr = source.parse().unwrap();
+            assert_eq!(answerable(&source), ok, "{source}");
+        }
+    }
 }
