@@ -595,26 +595,11 @@ async fn sync_revisions(
             controller_ref("apps/v1", "DaemonSet", &ds.metadata),
             ds.annotations(),
         );
-        let object = serde_json::from_value(object).map_err(kube::Error::SerdeError)?;
-        match api.create(&PostParams::default(), &object).await {
-            Ok(_) => {
-                info!(daemonset = %format!("{namespace}/{}", ds.name_any()), revision = %sync.name, "revision created")
-            }
-            Err(kube::Error::Api(s)) if s.code == 409 => {}
-            Err(error) => return Err(error),
+        if revision::create(&api, object).await? {
+            info!(daemonset = %format!("{namespace}/{}", ds.name_any()), revision = %sync.name, "revision created");
         }
     }
-    if let Some(name) = &sync.renumber {
-        let patch = json!({"revision": sync.revision});
-        api.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
-            .await?;
-    }
-    for name in &sync.prune {
-        match api.delete(name, &DeleteParams::default()).await {
-            Ok(_) | Err(kube::Error::Api(_)) => {}
-            Err(error) => return Err(error),
-        }
-    }
+    revision::renumber_and_prune(&api, &sync).await?;
     Ok(sync.hash)
 }
 

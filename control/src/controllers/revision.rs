@@ -3,12 +3,16 @@
 //! template as a strategic merge patch (`{"spec": {"template": {…, "$patch": "replace"}}}`,
 //! what `kubectl rollout history --revision` and `rollout undo` read back) and numbered so the
 //! newest template has the highest `revision`. Going back to an older template renumbers its
-//! revision rather than creating a copy. Pure: [`sync`] says what to create, renumber and prune.
+//! revision rather than creating a copy. [`sync`] says what to create, renumber and prune
+//! (pure); [`create`] and [`renumber_and_prune`] are the writes both controllers make of it.
 
 use std::{collections::BTreeSet, sync::Arc};
 
 use k8s_openapi::api::{apps::v1::ControllerRevision, core::v1::PodTemplateSpec};
-use kube::ResourceExt as _;
+use kube::{
+    Api, ResourceExt as _,
+    api::{DeleteParams, Patch, PatchParams, PostParams},
+};
 use serde_json::{Value, json};
 
 use super::pods::controller_uid;
@@ -175,6 +179,35 @@ pub fn object(
         "data": data(template),
         "revision": sync.revision,
     })
+}
+
+/// Creates the revision `object` (from [`object`]); `Ok(false)` when a revision of that name
+/// exists already (the watch has not shown it yet, or a hash collision: the caller judges).
+pub async fn create(api: &Api<ControllerRevision>, object: Value) -> kube::Result<bool> {
+    let object = serde_json::from_value(object).map_err(kube::Error::SerdeError)?;
+    match api.create(&PostParams::default(), &object).await {
+        Ok(_) => Ok(true),
+        Err(kube::Error::Api(s)) if s.code == 409 => Ok(false),
+        Err(error) => Err(error),
+    }
+}
+
+/// Gives an older revision that came back its new number, and deletes the revisions beyond
+/// the history limit (one already gone is fine).
+pub async fn renumber_and_prune(api: &Api<ControllerRevision>, sync: &Sync) -> kube::Result<()> {
+    if let Some(name) = &sync.renumber {
+        let patch = json!({"revision": sync.revision});
+        api.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await?;
+    }
+    for name in &sync.prune {
+        match api.delete(name, &DeleteParams::default()).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(s)) if s.code == 404 => {}
+            Err(error) => return Err(error),
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -891,40 +891,24 @@ async fn sync_revisions(
             controller_ref("apps/v1", "StatefulSet", &set.metadata),
             set.annotations(),
         );
-        let object = serde_json::from_value(object).map_err(kube::Error::SerdeError)?;
-        match api.create(&PostParams::default(), &object).await {
-            Ok(_) => {
-                info!(statefulset = %format!("{namespace}/{name}"), revision = %sync.name, "revision created")
+        if revision::create(&api, object).await? {
+            info!(statefulset = %format!("{namespace}/{name}"), revision = %sync.name, "revision created");
+        } else {
+            // Ours and the watch has not shown it yet, or another object's name: then the
+            // next name is tried, as upstream counts collisions.
+            let existing = api.get(&sync.name).await?;
+            let ours = controller_uid(&existing.metadata) == Some(uid.as_str())
+                && existing.data.as_ref().map(|d| &d.0) == Some(&revision::data(&template));
+            if !ours {
+                let sets: Api<StatefulSet> = Api::namespaced(client.clone(), &namespace);
+                let patch = json!({"status": {"collisionCount": collision_count + 1}});
+                sets.patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                    .await?;
+                return Ok(None);
             }
-            Err(kube::Error::Api(s)) if s.code == 409 => {
-                // Ours and the watch has not shown it yet, or another object's name: then
-                // the next name is tried, as upstream counts collisions.
-                let existing = api.get(&sync.name).await?;
-                let ours = controller_uid(&existing.metadata) == Some(uid.as_str())
-                    && existing.data.as_ref().map(|d| &d.0) == Some(&revision::data(&template));
-                if !ours {
-                    let sets: Api<StatefulSet> = Api::namespaced(client.clone(), &namespace);
-                    let patch = json!({"status": {"collisionCount": collision_count + 1}});
-                    sets.patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
-                        .await?;
-                    return Ok(None);
-                }
-            }
-            Err(error) => return Err(error),
         }
     }
-    if let Some(renumbered) = &sync.renumber {
-        let patch = json!({"revision": sync.revision});
-        api.patch(renumbered, &PatchParams::default(), &Patch::Merge(&patch))
-            .await?;
-    }
-    for old in &sync.prune {
-        match api.delete(old, &DeleteParams::default()).await {
-            Ok(_) => {}
-            Err(kube::Error::Api(s)) if s.code == 404 => {}
-            Err(error) => return Err(error),
-        }
-    }
+    revision::renumber_and_prune(&api, &sync).await?;
     let current = owned
         .iter()
         .filter(|r| r.name_any() == current_name)
