@@ -299,3 +299,97 @@ fn every_verdict_reaches_the_flow_ring_buffer_with_its_rule() {
         "{drops:?}"
     );
 }
+
+/// One HTTP exchange from pod a's fixed source `port` to b:80: the server answers and closes
+/// first, then the client closes. `Err` when no connection is made within 2 s.
+fn a_to_b_from_port(a: &Netns, port: u16) -> Result<String, String> {
+    use socket2::{Domain, Protocol as SockProtocol, Socket, Type};
+    use std::io::{Read as _, Write as _};
+
+    let local = SocketAddr::from(([10, 200, 1, 2], port));
+    let remote = SocketAddr::from(([10, 200, 2, 2], 80));
+    a.run(move || {
+        let deadline = Instant::now() + Duration::from_secs(3);
+        let socket = loop {
+            let socket = Socket::new(Domain::IPV4, Type::STREAM, Some(SockProtocol::TCP))
+                .map_err(|e| format!("socket: {e}"))?;
+            socket
+                .set_reuse_address(true)
+                .map_err(|e| format!("SO_REUSEADDR: {e}"))?;
+            socket
+                .bind(&local.into())
+                .map_err(|e| format!("bind {local}: {e}"))?;
+            match socket.connect_timeout(&remote.into(), Duration::from_secs(2)) {
+                Ok(()) => break socket,
+                // The client's end of the previous connection of this tuple may not have
+                // finished closing yet (LAST_ACK): the kernel refuses the tuple until it has.
+                Err(e)
+                    if e.kind() == std::io::ErrorKind::AddrNotAvailable
+                        && Instant::now() < deadline =>
+                {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                Err(e) => return Err(format!("connect {local} → {remote}: {e}")),
+            }
+        };
+        let mut stream = std::net::TcpStream::from(socket);
+        stream
+            .set_read_timeout(Some(Duration::from_secs(2)))
+            .map_err(|e| e.to_string())?;
+        stream
+            .write_all(b"GET / HTTP/1.0\r\nHost: b\r\n\r\n")
+            .map_err(|e| format!("send: {e}"))?;
+        let mut response = String::new();
+        stream
+            .read_to_string(&mut response)
+            .map_err(|e| format!("receive: {e}"))?;
+        Ok(response)
+    })
+}
+
+#[test]
+fn a_new_connection_reusing_a_closing_tuple_is_judged_again() {
+    const PORT: u16 = 40123;
+    let allow_a = json!({"podSelector": {"matchLabels": {"app": "b"}},
+        "ingress": [{"from": [{"podSelector": {"matchLabels": {"app": "a"}}}], "ports": [{"port": 80}]}]});
+    let mut t = Topology::new();
+    let (mut flows, _lost) = t.dp.take_flows().expect("the flow ring buffer");
+    t.program(std::slice::from_ref(&allow_a));
+    let response = a_to_b_from_port(&t.a, PORT).expect("a reaches b while allowed");
+    assert!(response.ends_with("b:80\n"), "{response:?}");
+
+    // The connection has closed (FIN both ways), so its policy conntrack entries are closing
+    // and live on for seconds. A new connection of the same tuple within that time is a new
+    // connection, judged by the policy of now: b denies everything.
+    t.program(&[json!({"podSelector": {"matchLabels": {"app": "b"}}})]);
+    while flows.next().is_some() {}
+    let denied = a_to_b_from_port(&t.a, PORT);
+    assert!(
+        denied.is_err(),
+        "the reopened tuple must be denied by the new policy, got {denied:?}"
+    );
+    let b_ip = u32::from_ne_bytes([10, 200, 2, 2]);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut verdicts = Vec::new();
+    while Instant::now() < deadline && !verdicts.contains(&VERDICT_DENIED) {
+        while let Some(item) = flows.next() {
+            let record = FlowRecord::from_bytes(&item).expect("a whole flow record");
+            if record.daddr == b_ip
+                && u16::from_be(record.sport) == PORT
+                && record.direction == DIR_INGRESS
+            {
+                verdicts.push(record.verdict);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        verdicts.contains(&VERDICT_DENIED),
+        "a denied flow is reported for the reopened tuple: {verdicts:?}"
+    );
+
+    // Allowed again: the same tuple connects once more (its verdict judged afresh).
+    t.program(&[allow_a]);
+    let response = a_to_b_from_port(&t.a, PORT).expect("a reaches b from the same port again");
+    assert!(response.ends_with("b:80\n"), "{response:?}");
+}

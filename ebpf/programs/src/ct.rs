@@ -18,6 +18,24 @@ use crate::{family::Addr, packet::Packet};
 
 /// TCP flags that end a connection.
 pub(crate) const TCP_FIN_RST: u8 = 0x01 | 0x04;
+/// TCP SYN and ACK flags.
+const TCP_SYN: u8 = 0x02;
+const TCP_ACK: u8 = 0x10;
+
+/// Whether `packet` opens a TCP connection: SYN without ACK (nor FIN or RST). Meeting the entry
+/// of a connection that is closing, it is a new connection on a reused tuple (a client reusing
+/// its port once the server closed first), not a late packet of the old one: Cilium's
+/// CT_REOPENED.
+#[inline(always)]
+pub(crate) fn opens<A>(packet: &Packet<A>) -> bool {
+    packet.proto == PROTO_TCP && packet.tcp_flags & (TCP_SYN | TCP_ACK | TCP_FIN_RST) == TCP_SYN
+}
+
+/// Whether `packet` is a TCP handshake's SYN or SYN-ACK (without FIN or RST).
+#[inline(always)]
+fn handshake<A>(packet: &Packet<A>) -> bool {
+    packet.proto == PROTO_TCP && packet.tcp_flags & (TCP_SYN | TCP_FIN_RST) == TCP_SYN
+}
 
 #[inline(always)]
 pub(crate) fn now_secs() -> u32 {
@@ -38,6 +56,11 @@ pub(crate) fn lifetime(proto: u8, closing: bool) -> u32 {
 
 /// Finds the live entry for `packet` in direction `dir`, accounts the packet on it, and returns
 /// the tuple to rewrite the packet to and the service's reverse-NAT index.
+///
+/// A handshake packet (the client's SYN in the FORWARD entry, the backend's SYN-ACK in the
+/// REPLY entry) that meets a closing entry reopens it, as Cilium does: the new connection on
+/// the reused tuple keeps the backend, and its entries live as an open connection's again
+/// rather than expiring [`CT_LIFETIME_CLOSING`] seconds after its last packet.
 #[inline(always)]
 pub(crate) fn lookup<A: Addr>(packet: &Packet<A>, dir: u8) -> Option<(Tuple<A>, u16)> {
     let entry = A::ct_get_mut(CtKey::new(packet.tuple, packet.proto, dir))?;
@@ -47,6 +70,9 @@ pub(crate) fn lookup<A: Addr>(packet: &Packet<A>, dir: u8) -> Option<(Tuple<A>, 
     let entry = unsafe { &mut *entry };
     if entry.expires < now {
         return None;
+    }
+    if handshake(packet) {
+        entry.flags &= !CT_F_CLOSING;
     }
     let closing = entry.flags & CT_F_CLOSING != 0 || packet.tcp_flags & TCP_FIN_RST != 0;
     if closing {

@@ -34,7 +34,7 @@ use strait_ebpf_common::{
 };
 
 use crate::{
-    ct::{TCP_FIN_RST, lifetime, now_secs},
+    ct::{TCP_FIN_RST, lifetime, now_secs, opens},
     drop,
     packet::{ETH_HLEN, ETH_P_IP, IP_DADDR_OFF, IP_SADDR_OFF, Packet},
 };
@@ -203,6 +203,14 @@ fn parse(ctx: &TcContext) -> Option<Packet<u32>> {
 /// Whether the packet belongs to a connection already allowed here: one this hook allowed
 /// (same tuple), or one the other hook of this endpoint allowed (the reply's tuple). Refreshes
 /// the entry's lifetime.
+///
+/// A connection that closed leaves its entry for [`CT_LIFETIME_CLOSING`] seconds, and a client
+/// may reuse the tuple within them (as soon as the server closed first). Its SYN is a new
+/// connection, which the policy of now must judge, not the old verdict (Cilium's CT_REOPENED):
+/// the closing entry is removed, so the judgement's verdict replaces it, or a denial leaves
+/// none for later packets of the tuple.
+///
+/// [`CT_LIFETIME_CLOSING`]: strait_ebpf_common::ct::CT_LIFETIME_CLOSING
 #[inline(always)]
 fn tracked(packet: &Packet<u32>, direction: u8) -> bool {
     let reply_direction = if direction == DIR_INGRESS {
@@ -211,6 +219,7 @@ fn tracked(packet: &Packet<u32>, direction: u8) -> bool {
         DIR_INGRESS
     };
     let now = now_secs();
+    let opening = opens(packet);
     for key in [
         CtKey::new(packet.tuple, packet.proto, direction),
         CtKey::new(packet.tuple.reversed(), packet.proto, reply_direction),
@@ -221,8 +230,14 @@ fn tracked(packet: &Packet<u32>, direction: u8) -> bool {
             if entry.expires < now {
                 continue;
             }
-            let closing =
-                entry.flags & u32::from(CT_F_CLOSING) != 0 || packet.tcp_flags & TCP_FIN_RST != 0;
+            let was_closing = entry.flags & u32::from(CT_F_CLOSING) != 0;
+            if was_closing && opening {
+                // The entry is not used after this. Failing to remove it (another CPU did)
+                // changes nothing: the packet is judged either way.
+                let _ = STRAIT_PCT4.remove(key);
+                continue;
+            }
+            let closing = was_closing || packet.tcp_flags & TCP_FIN_RST != 0;
             if closing {
                 entry.flags |= u32::from(CT_F_CLOSING);
             }
