@@ -48,7 +48,12 @@ pub fn index() -> Value {
 const WRITE_PARAMETERS: &[&str] = &["dryRun", "fieldManager", "fieldValidation"];
 
 /// The query parameters of `delete`.
-const DELETE_PARAMETERS: &[&str] = &["dryRun", "gracePeriodSeconds", "propagationPolicy"];
+const DELETE_PARAMETERS: &[&str] = &[
+    "dryRun",
+    "gracePeriodSeconds",
+    "orphanDependents",
+    "propagationPolicy",
+];
 
 /// The query parameters of `list` (and `watch`, which is `list?watch=true`).
 const LIST_PARAMETERS: &[&str] = &[

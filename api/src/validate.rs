@@ -39,6 +39,7 @@ use std::fmt;
 use serde_json::Value;
 
 pub(crate) use config::encode_base64;
+pub(crate) use network::externally_accessible;
 pub(crate) use pod::VOLUME_SOURCES;
 pub use quantity::{Quantity, QuantityError, QuantityFormat, parse_quantity};
 

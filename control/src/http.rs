@@ -20,7 +20,7 @@ use crate::{
     namespaces, nodes,
     objects::{self, Deleted, Objects, PatchType, ScaleChange},
     pki::{Identity, Pki},
-    request::{self, Options, Route, Target},
+    request::{self, DeleteOptions, Options, Route, Target},
 };
 
 /// Request bodies above this are refused with 413 (kube-apiserver's limit is 3 MiB too).
@@ -335,15 +335,24 @@ async fn object(
         }
         ("delete", None) => {
             let body = read_optional_body(headers, body).await?;
-            match objects.delete(target, options, &body).await? {
+            let delete_options = DeleteOptions::from_request(options, &body);
+            match objects.delete(target, &delete_options).await? {
                 Deleted::Pending(obj) => {
-                    if resource.kind == "Namespace" && !options.dry_run {
+                    if resource.kind == "Namespace" && !delete_options.dry_run {
                         namespaces::spawn_finalizer(
                             Arc::clone(objects),
                             target.name.clone().unwrap_or_default(),
                         );
                     }
-                    json_response(StatusCode::OK, &down(obj))
+                    // kube-apiserver answers 202 when an object that asked for cascading
+                    // deletion with `orphanDependents: false` is not gone yet (kept for
+                    // old clients; other pending deletes are a 200).
+                    let status = if delete_options.orphan_dependents == Some(false) {
+                        StatusCode::ACCEPTED
+                    } else {
+                        StatusCode::OK
+                    };
+                    json_response(status, &down(obj))
                 }
                 // kube-apiserver returns the last state of pods and services, a Status for
                 // the rest.
@@ -357,6 +366,7 @@ async fn object(
         }
         ("deletecollection", None) => {
             let body = read_optional_body(headers, body).await?;
+            let delete_options = DeleteOptions::from_request(options, &body);
             let page = objects
                 .list(
                     target,
@@ -373,7 +383,7 @@ async fn object(
                     name: item["metadata"]["name"].as_str().map(str::to_owned),
                     ..target.clone()
                 };
-                match objects.delete(&one, options, &body).await {
+                match objects.delete(&one, &delete_options).await {
                     Ok(Deleted::Now(obj) | Deleted::Pending(obj)) => items.push(down(obj)),
                     // Deleted by someone else meanwhile: what was asked is done.
                     Err(e) if e.code == StatusCode::NOT_FOUND => {}

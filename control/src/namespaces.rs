@@ -15,7 +15,7 @@ use strait_store::RangeRequest;
 use crate::{
     error::ApiError,
     objects::{self, Objects},
-    request::{Options, Target},
+    request::{DeleteOptions, Options, Target},
 };
 
 /// Empty and remove the namespace `name`, in the background.
@@ -74,10 +74,7 @@ async fn finalize_once(objects: &Objects, name: &str) -> Result<bool, ApiError> 
                 name: obj["metadata"]["name"].as_str().map(str::to_owned),
                 subresource: None,
             };
-            match objects
-                .delete(&target, &Options::default(), &Value::Null)
-                .await
-            {
+            match objects.delete(&target, &DeleteOptions::default()).await {
                 Ok(_) => {}
                 Err(e) if e.code == 404 => {}
                 Err(e) => return Err(e),

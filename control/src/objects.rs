@@ -22,6 +22,7 @@ use strait_api::{
     defaults, patch,
     registry::{self, Resource},
     selector::{FieldSelector, LabelSelector},
+    strategy,
     validate::{self, Cause, CauseType},
 };
 use strait_store::{
@@ -32,7 +33,7 @@ use crate::{
     alloc::{self, Ranges},
     convert,
     error::ApiError,
-    request::{FieldValidation, Options, Target},
+    request::{DeleteOptions, FieldValidation, Options, Target},
     typed,
 };
 
@@ -401,7 +402,10 @@ impl Objects {
             let generation = old["metadata"]["generation"].as_i64().unwrap_or(1);
             new["metadata"]["generation"] = json!(generation + 1);
         }
-        self.admit(resource, &mut new, Some(&old), options, warnings)?;
+        // A write to the main resource gets the kind's update preparation; a status write
+        // keeps the stored spec, as kube-apiserver's status strategies do.
+        let prepare = target.subresource.is_none();
+        self.admit(resource, &mut new, Some((&old, prepare)), options, warnings)?;
         // Status writes change nothing the update rules guard.
         let causes = if target.subresource.as_deref() == Some("status") {
             Vec::new()
@@ -498,19 +502,18 @@ impl Objects {
     pub async fn delete(
         &self,
         target: &Target,
-        options: &Options,
-        delete_options: &Value,
+        delete_options: &DeleteOptions,
     ) -> Result<Deleted, ApiError> {
         let resource = target.resource;
         let name = target.name("delete")?.to_owned();
-        let propagation = propagation(options, delete_options)?;
-        let preconditions = &delete_options["preconditions"];
+        let propagation = propagation(delete_options)?;
+        let dry_run = delete_options.dry_run;
         for _ in 0..RETRIES {
             let current = self
                 .read(resource, target.namespace.as_deref(), &name)
                 .await?;
             let mut obj = decode(&current);
-            if let Some(uid) = preconditions["uid"].as_str()
+            if let Some(uid) = delete_options.uid.as_deref()
                 && obj["metadata"]["uid"].as_str() != Some(uid)
             {
                 return Err(ApiError::conflict_with(
@@ -523,7 +526,7 @@ impl Objects {
                     ),
                 ));
             }
-            if let Some(rv) = preconditions["resourceVersion"].as_str()
+            if let Some(rv) = delete_options.resource_version.as_deref()
                 && parse_revision(rv, "preconditions.resourceVersion")? != current.mod_revision
             {
                 return Err(ApiError::conflict(resource.group, resource.plural, &name));
@@ -533,10 +536,10 @@ impl Objects {
                 // Already being deleted. A grace period of 0 on a pod forces it (once its
                 // finalizers are gone); a new propagation policy changes the finalizers.
                 let force =
-                    resource.kind == "Pod" && grace_period(options, delete_options) == Some(0);
+                    resource.kind == "Pod" && delete_options.grace_period_seconds == Some(0);
                 let refinalized = finalizers != finalizer_list(&obj);
                 if force && finalizers.is_empty() {
-                    if options.dry_run {
+                    if dry_run {
                         return Ok(Deleted::Now(obj));
                     }
                     if self.remove(resource, &current, &obj).await?.is_some() {
@@ -554,7 +557,7 @@ impl Objects {
                     obj["metadata"]["deletionTimestamp"] = json!(now());
                     obj["metadata"]["deletionGracePeriodSeconds"] = json!(0);
                 }
-                if options.dry_run {
+                if dry_run {
                     return Ok(Deleted::Pending(obj));
                 }
                 if let Some(marked) = self.mark(&current, obj).await? {
@@ -563,7 +566,7 @@ impl Objects {
                 continue;
             }
             set_finalizers(&mut obj, finalizers);
-            if let Some(grace) = self.deletion_grace(resource, &obj, options, delete_options) {
+            if let Some(grace) = self.deletion_grace(resource, &obj, delete_options) {
                 let now = jiff::Timestamp::now();
                 let at = now
                     .checked_add(jiff::SignedDuration::from_secs(grace))
@@ -576,7 +579,7 @@ impl Objects {
                 if resource.kind == "Namespace" {
                     obj["status"]["phase"] = json!("Terminating");
                 }
-                if options.dry_run {
+                if dry_run {
                     return Ok(Deleted::Pending(obj));
                 }
                 if let Some(marked) = self.mark(&current, obj).await? {
@@ -584,7 +587,7 @@ impl Objects {
                 }
                 continue;
             }
-            if options.dry_run {
+            if dry_run {
                 return Ok(Deleted::Now(obj));
             }
             if self.remove(resource, &current, &obj).await?.is_some() {
@@ -623,8 +626,7 @@ impl Objects {
         &self,
         resource: &Resource,
         obj: &Value,
-        options: &Options,
-        delete_options: &Value,
+        delete_options: &DeleteOptions,
     ) -> Option<i64> {
         let finalizers = !finalizer_list(obj).is_empty();
         if resource.kind == "Namespace" {
@@ -637,7 +639,8 @@ impl Objects {
                 .is_some_and(|n| !n.is_empty())
         {
             // A pod on a node waits for its kubelet to stop the containers.
-            let grace = grace_period(options, delete_options)
+            let grace = delete_options
+                .grace_period_seconds
                 .or_else(|| obj["spec"]["terminationGracePeriodSeconds"].as_i64())
                 .unwrap_or(30);
             if grace > 0 {
@@ -985,12 +988,14 @@ impl Objects {
         Err(ApiError::conflict(resource.group, resource.plural, &name))
     }
 
-    /// Defaulting, field validation and validation of an object about to be written.
+    /// Defaulting, field validation and validation of an object about to be written. On an
+    /// update `old` is the stored object, with whether the kind's update preparation
+    /// ([`strategy::prepare_for_update`]) runs between defaulting and validation.
     fn admit(
         &self,
         resource: &'static Resource,
         obj: &mut Value,
-        old: Option<&Value>,
+        old: Option<(&Value, bool)>,
         options: &Options,
         warnings: &mut Vec<String>,
     ) -> Result<(), ApiError> {
@@ -1029,6 +1034,9 @@ impl Objects {
             )));
         }
         defaults::apply_defaults(resource.group, resource.kind, obj);
+        if let Some((old, true)) = old {
+            strategy::prepare_for_update(resource.group, resource.kind, obj, old);
+        }
         if resource.kind == "Pod" && old.is_none() {
             obj["status"]["qosClass"] = json!(defaults::pod_qos_class(obj));
             defaults::add_default_tolerations(obj);
@@ -1371,14 +1379,13 @@ enum Propagation {
     Foreground,
 }
 
-/// The propagation a delete asks for, from `propagationPolicy` (body or query) or the legacy
-/// `orphanDependents`; `None` when it asks for none (the object's finalizers decide).
-fn propagation(options: &Options, delete_options: &Value) -> Result<Option<Propagation>, ApiError> {
-    let policy = delete_options["propagationPolicy"]
-        .as_str()
-        .filter(|p| !p.is_empty())
-        .or(options.propagation_policy.as_deref());
-    let orphan = delete_options["orphanDependents"].as_bool();
+/// The propagation a delete asks for, from `propagationPolicy` or the legacy
+/// `orphanDependents` (true: Orphan, false: Background), checked as apimachinery's
+/// `ValidateDeleteOptions` checks them; `None` when it asks for neither (the object's
+/// finalizers decide, as in the registry's `deletionFinalizersForGarbageCollection`).
+fn propagation(delete_options: &DeleteOptions) -> Result<Option<Propagation>, ApiError> {
+    let policy = delete_options.propagation_policy.as_deref();
+    let orphan = delete_options.orphan_dependents;
     let invalid = |reason: CauseType, message: String| {
         ApiError::invalid(
             "meta.k8s.io",
@@ -1404,7 +1411,7 @@ fn propagation(options: &Options, delete_options: &Value) -> Result<Option<Propa
         (Some(other), None) => Err(invalid(
             CauseType::NotSupported,
             format!(
-                "Unsupported value: \"{other}\": supported values: \"Foreground\", \"Background\", \"Orphan\""
+                "Unsupported value: \"{other}\": supported values: \"Foreground\", \"Background\", \"Orphan\", \"nil\""
             ),
         )),
         (None, Some(true)) => Ok(Some(Propagation::Orphan)),
@@ -1450,12 +1457,6 @@ fn gc_finalizers(obj: &Value, propagation: Option<Propagation>) -> Vec<Value> {
         Propagation::Background => {}
     }
     finalizers
-}
-
-fn grace_period(options: &Options, delete_options: &Value) -> Option<i64> {
-    delete_options["gracePeriodSeconds"]
-        .as_i64()
-        .or(options.grace_period_seconds)
 }
 
 /// The store writes a Service's allocations with it: new ones must be free, dropped ones go.
@@ -1601,33 +1602,76 @@ mod tests {
 
     #[test]
     fn propagation_comes_from_the_policy_or_the_legacy_flag_never_both() {
-        let none = Options::default();
-        let query = Options {
-            propagation_policy: Some("Foreground".to_owned()),
-            ..Options::default()
+        let from = |query: &str, body: Value| {
+            let query = Options::parse(Some(query)).unwrap();
+            propagation(&DeleteOptions::from_request(&query, &body))
         };
-        assert_eq!(propagation(&none, &json!({})).unwrap(), None);
+        assert_eq!(from("", Value::Null).unwrap(), None);
         assert_eq!(
-            propagation(&query, &json!({})).unwrap(),
+            from("propagationPolicy=Foreground", Value::Null).unwrap(),
             Some(Propagation::Foreground)
         );
         assert_eq!(
-            propagation(&none, &json!({"propagationPolicy": "Orphan"})).unwrap(),
+            from("", json!({"propagationPolicy": "Orphan"})).unwrap(),
             Some(Propagation::Orphan)
         );
         assert_eq!(
-            propagation(&none, &json!({"orphanDependents": true})).unwrap(),
+            from("", json!({"orphanDependents": true})).unwrap(),
             Some(Propagation::Orphan)
         );
         assert_eq!(
-            propagation(&none, &json!({"orphanDependents": false})).unwrap(),
+            from("", json!({"orphanDependents": false})).unwrap(),
             Some(Propagation::Background)
         );
-        let both = json!({"propagationPolicy": "Orphan", "orphanDependents": true});
-        assert_eq!(propagation(&none, &both).unwrap_err().code, 422);
-        let bad = propagation(&none, &json!({"propagationPolicy": "Sideways"})).unwrap_err();
+        // The legacy query parameter, read as apimachinery reads a bool parameter.
+        for (query, want) in [
+            ("orphanDependents=true", Propagation::Orphan),
+            ("orphanDependents=", Propagation::Orphan),
+            ("orphanDependents=yes", Propagation::Orphan),
+            ("orphanDependents=false", Propagation::Background),
+            ("orphanDependents=FALSE", Propagation::Background),
+            ("orphanDependents=0", Propagation::Background),
+        ] {
+            assert_eq!(from(query, Value::Null).unwrap(), Some(want), "{query}");
+        }
+        // A body is the whole of the options: the query's count for nothing beside it.
+        assert_eq!(
+            from(
+                "orphanDependents=true",
+                json!({"propagationPolicy": "Foreground"})
+            )
+            .unwrap(),
+            Some(Propagation::Foreground)
+        );
+        assert_eq!(from("propagationPolicy=Orphan", json!({})).unwrap(), None);
+
+        for conflicting in [
+            from(
+                "",
+                json!({"propagationPolicy": "Orphan", "orphanDependents": true}),
+            ),
+            from(
+                "propagationPolicy=Background&orphanDependents=false",
+                Value::Null,
+            ),
+        ] {
+            let err = conflicting.unwrap_err();
+            assert_eq!(err.code, 422);
+            assert!(
+                err.message
+                    .contains("orphanDependents and deletionPropagation cannot be both set"),
+                "{}",
+                err.message
+            );
+        }
+        let bad = from("", json!({"propagationPolicy": "Sideways"})).unwrap_err();
         assert_eq!(bad.code, 422);
-        assert!(bad.message.contains("supported values"), "{}", bad.message);
+        assert!(
+            bad.message
+                .contains(r#"supported values: "Foreground", "Background", "Orphan", "nil""#),
+            "{}",
+            bad.message
+        );
     }
 
     #[test]

@@ -6,6 +6,7 @@
 
 use std::collections::HashMap;
 
+use serde_json::Value;
 use strait_api::registry::{self, Resource};
 
 use crate::error::ApiError;
@@ -165,6 +166,8 @@ pub struct Options {
     pub dry_run: bool,
     pub grace_period_seconds: Option<i64>,
     pub propagation_policy: Option<String>,
+    /// The legacy `orphanDependents` (true: Orphan, false: Background).
+    pub orphan_dependents: Option<bool>,
     /// Table output: `None`, `Metadata` (the default) or `Object`.
     pub include_object: Option<String>,
     /// `pods/log`
@@ -232,9 +235,55 @@ impl Options {
             dry_run: get("dryRun").is_some(),
             grace_period_seconds: number("gracePeriodSeconds")?,
             propagation_policy: get("propagationPolicy"),
+            // As apimachinery's Convert_Slice_string_To_Pointer_bool: present and neither
+            // "0" nor "false" (in any case) means true, even when empty.
+            orphan_dependents: pairs
+                .get("orphanDependents")
+                .map(|v| !(v == "0" || v.eq_ignore_ascii_case("false"))),
             include_object: get("includeObject"),
             container: get("container"),
         })
+    }
+}
+
+/// What a delete asks for: kube-apiserver's `DeleteOptions`.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct DeleteOptions {
+    pub grace_period_seconds: Option<i64>,
+    pub propagation_policy: Option<String>,
+    /// The legacy flag; conflicts with `propagation_policy` (see `objects::propagation`).
+    pub orphan_dependents: Option<bool>,
+    pub dry_run: bool,
+    /// `preconditions.uid`
+    pub uid: Option<String>,
+    /// `preconditions.resourceVersion`
+    pub resource_version: Option<String>,
+}
+
+impl DeleteOptions {
+    /// The options of a delete, read as kube-apiserver's delete handler reads them: from the
+    /// body when the request has one, otherwise from the query. The two are never mixed: a
+    /// body makes the query's delete options count for nothing.
+    pub fn from_request(query: &Options, body: &Value) -> Self {
+        if body.is_object() {
+            let text = |v: &Value| v.as_str().filter(|s| !s.is_empty()).map(str::to_owned);
+            return Self {
+                grace_period_seconds: body["gracePeriodSeconds"].as_i64(),
+                propagation_policy: text(&body["propagationPolicy"]),
+                orphan_dependents: body["orphanDependents"].as_bool(),
+                dry_run: body["dryRun"].as_array().is_some_and(|a| !a.is_empty()),
+                uid: text(&body["preconditions"]["uid"]),
+                resource_version: text(&body["preconditions"]["resourceVersion"]),
+            };
+        }
+        Self {
+            grace_period_seconds: query.grace_period_seconds,
+            propagation_policy: query.propagation_policy.clone(),
+            orphan_dependents: query.orphan_dependents,
+            dry_run: query.dry_run,
+            uid: None,
+            resource_version: None,
+        }
     }
 }
 

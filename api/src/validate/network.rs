@@ -132,6 +132,18 @@ pub(crate) fn validate_service(e: &mut Errs, obj: &Value) {
     if kind == "LoadBalancer" && allocate.is_none() {
         e.required("allocateLoadBalancerNodePorts", "");
     }
+    if let Some(class) = e.str(spec, "spec", "loadBalancerClass") {
+        if kind == "LoadBalancer" {
+            for msg in names::qualified_name(class) {
+                e.invalid("spec.loadBalancerClass", class, &msg);
+            }
+        } else {
+            e.forbidden(
+                "spec.loadBalancerClass",
+                "may only be used when `type` is 'LoadBalancer'",
+            );
+        }
+    }
     validate_traffic_policies(e, spec, kind);
 }
 
@@ -904,6 +916,26 @@ mod tests {
                     "ports": [{"name": "http", "port": 80, "targetPort": "http"},
                               {"name": "https", "port": 443, "targetPort": 8443}]}}),
         )
+    }
+
+    #[test]
+    fn only_load_balancers_have_a_class() {
+        let mut lb = service();
+        lb["spec"]["type"] = json!("LoadBalancer");
+        lb["spec"]["loadBalancerClass"] = json!("example.com/lb");
+        let lb = defaulted("", "Service", lb);
+        assert_valid("", "Service", &lb);
+        let mut bad = lb.clone();
+        bad["spec"]["loadBalancerClass"] = json!("not a class");
+        assert_causes("", "Service", &bad, &[("spec.loadBalancerClass", Invalid)]);
+        let mut cluster_ip = service();
+        cluster_ip["spec"]["loadBalancerClass"] = json!("example.com/lb");
+        assert_causes(
+            "",
+            "Service",
+            &cluster_ip,
+            &[("spec.loadBalancerClass", Forbidden)],
+        );
     }
 
     #[test]

@@ -154,24 +154,30 @@ fn copy_field(map: &mut Map<String, Value>, source: &Value, key: &str) {
     }
 }
 
+/// The StatefulSet spec fields an update may change (kube-apiserver 1.33's
+/// `ValidateStatefulSetUpdate`); any other change is refused as a whole. `revisionHistoryLimit`
+/// is not one of them in 1.33 (1.33.0's release notes only add a check that it is not
+/// negative); later releases let it change, with a message that names it.
+const STATEFUL_SET_MUTABLE: [&str; 6] = [
+    "replicas",
+    "ordinals",
+    "template",
+    "updateStrategy",
+    "persistentVolumeClaimRetentionPolicy",
+    "minReadySeconds",
+];
+
+/// kube-apiserver 1.33's refusal of any other StatefulSet spec change.
+const STATEFUL_SET_FORBIDDEN: &str = "updates to statefulset spec for fields other than 'replicas', 'ordinals', 'template', 'updateStrategy', 'persistentVolumeClaimRetentionPolicy' and 'minReadySeconds' are forbidden";
+
 fn stateful_set_update(e: &mut Errs, old: &Value, new: &Value) {
     let old_spec = old.get("spec").cloned().unwrap_or(Value::Null);
     let mut munged = object_of(new, "spec");
-    for f in [
-        "replicas",
-        "template",
-        "updateStrategy",
-        "minReadySeconds",
-        "ordinals",
-        "persistentVolumeClaimRetentionPolicy",
-    ] {
+    for f in STATEFUL_SET_MUTABLE {
         copy_field(&mut munged, &old_spec, f);
     }
     if !sem_eq(Some(&Value::Object(munged)), Some(&old_spec)) {
-        e.forbidden(
-            "spec",
-            "updates to statefulset spec for fields other than 'replicas', 'ordinals', 'template', 'updateStrategy', 'persistentVolumeClaimRetentionPolicy' and 'minReadySeconds' are forbidden",
-        );
+        e.forbidden("spec", STATEFUL_SET_FORBIDDEN);
     }
 }
 
@@ -757,9 +763,36 @@ mod tests {
         let mut new = old.clone();
         new["spec"]["replicas"] = json!(3);
         new["spec"]["template"]["metadata"]["annotations"] = json!({"a": "b"});
+        new["spec"]["ordinals"] = json!({"start": 2});
+        new["spec"]["updateStrategy"] = json!({"type": "OnDelete"});
+        new["spec"]["persistentVolumeClaimRetentionPolicy"] =
+            json!({"whenDeleted": "Delete", "whenScaled": "Retain"});
+        new["spec"]["minReadySeconds"] = json!(5);
         assert_update_causes("apps", "StatefulSet", &old, &new, &[]);
-        new["spec"]["serviceName"] = json!("db2");
-        assert_update_causes("apps", "StatefulSet", &old, &new, &[("spec", Forbidden)]);
+        for (field, value) in [
+            ("serviceName", json!("db2")),
+            ("podManagementPolicy", json!("Parallel")),
+            (
+                "volumeClaimTemplates",
+                json!([{"metadata": {"name": "data"}}]),
+            ),
+            ("revisionHistoryLimit", json!(3)),
+        ] {
+            let mut changed = new.clone();
+            changed["spec"][field] = value;
+            let causes = assert_update_causes(
+                "apps",
+                "StatefulSet",
+                &old,
+                &changed,
+                &[("spec", Forbidden)],
+            );
+            assert_eq!(
+                causes[0].message,
+                "Forbidden: updates to statefulset spec for fields other than 'replicas', 'ordinals', 'template', 'updateStrategy', 'persistentVolumeClaimRetentionPolicy' and 'minReadySeconds' are forbidden",
+                "changing {field}"
+            );
+        }
     }
 
     fn job(suspend: bool) -> Value {
@@ -858,6 +891,27 @@ mod tests {
         let mut external = old.clone();
         external["spec"] = json!({"type": "ExternalName", "externalName": "example.com"});
         assert_update_causes("", "Service", &old, &external, &[]);
+    }
+
+    #[test]
+    fn a_load_balancer_keeps_its_class() {
+        let old = stored(
+            json!({"metadata": {"name": "web"}, "spec": {"type": "LoadBalancer",
+            "loadBalancerClass": "example.com/lb", "ports": [{"port": 80}]}}),
+        );
+        let mut new = old.clone();
+        new["spec"]["loadBalancerClass"] = json!("example.com/other");
+        assert_update_causes(
+            "",
+            "Service",
+            &old,
+            &new,
+            &[("spec.loadBalancerClass", Invalid)],
+        );
+        // Becoming a LoadBalancer, a Service may take a class.
+        let mut cluster_ip = old.clone();
+        cluster_ip["spec"] = json!({"type": "ClusterIP", "ports": [{"port": 80}]});
+        assert_update_causes("", "Service", &cluster_ip, &old, &[]);
     }
 
     #[test]
