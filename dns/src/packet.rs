@@ -274,22 +274,32 @@ impl Template {
 pub struct PacketCache {
     generation: u64,
     entries: HashMap<Box<[u8]>, (Template, Instant)>,
+    /// Bytes of keys and responses held, and the most it may hold: a bound on memory
+    /// whatever the answers' sizes (a few hundred bytes each, up to 4 KiB).
+    bytes: usize,
     capacity: usize,
 }
 
 impl PacketCache {
+    /// A cache holding at most `capacity` bytes of keys and responses.
     pub fn new(capacity: usize) -> Self {
         Self {
             generation: 0,
             entries: HashMap::new(),
+            bytes: 0,
             capacity,
         }
+    }
+
+    fn clear(&mut self) {
+        self.entries.clear();
+        self.bytes = 0;
     }
 
     /// The template cached for `key` under `generation`, and its age in seconds at `now`.
     pub fn get(&mut self, generation: u64, key: &[u8], now: Instant) -> Option<(&Template, u32)> {
         if generation != self.generation {
-            self.entries.clear();
+            self.clear();
             self.generation = generation;
             return None;
         }
@@ -308,12 +318,17 @@ impl PacketCache {
                 // Answered from an older snapshot than the cache already serves.
                 return;
             }
-            self.entries.clear();
+            self.clear();
             self.generation = generation;
         }
-        if self.entries.len() >= self.capacity {
-            self.entries.clear();
+        if let Some((replaced, _)) = self.entries.remove(key) {
+            self.bytes -= key.len() + replaced.bytes.len();
         }
+        let size = key.len() + template.bytes.len();
+        if self.bytes + size > self.capacity {
+            self.clear();
+        }
+        self.bytes += size;
         self.entries.insert(key.into(), (template, now));
     }
 
@@ -569,7 +584,7 @@ mod tests {
         let ttls: Vec<u32> = got.answers.iter().map(|r| r.ttl).collect();
         assert_eq!(ttls, [280, 40]);
 
-        let mut cache = PacketCache::new(8);
+        let mut cache = PacketCache::new(1 << 20);
         let start = Instant::now();
         cache.insert(1, q.key(), template, start);
         assert_eq!(
@@ -610,7 +625,7 @@ mod tests {
         );
         let nx = response(&request, false, ResponseCode::NXDomain, vec![], vec![soa]);
         let template = Template::new(&q, &nx).expect("a negative answer with an SOA");
-        let mut cache = PacketCache::new(8);
+        let mut cache = PacketCache::new(1 << 20);
         let start = Instant::now();
         cache.insert(1, q.key(), template, start);
         assert!(
@@ -653,24 +668,38 @@ mod tests {
 
     #[test]
     fn a_full_cache_starts_again_and_older_snapshots_are_not_kept() {
-        let mut cache = PacketCache::new(2);
         let now = Instant::now();
+        let entries: Vec<(Vec<u8>, Vec<u8>)> = (0..3)
+            .map(|i| {
+                let request = query(&format!("n{i}.example.com."), RecordType::A, None, 1, true);
+                let encoded = response(
+                    &request,
+                    false,
+                    ResponseCode::NoError,
+                    vec![a(&format!("n{i}.example.com."), 60, [1, 1, 1, 1])],
+                    vec![],
+                );
+                (request, encoded)
+            })
+            .collect();
+        // Room for two of the three (all the same size).
+        let size = Question::parse(&entries[0].0).unwrap().key().len() + entries[0].1.len();
+        let mut cache = PacketCache::new(2 * size);
         let mut keys = Vec::new();
-        for i in 0..3 {
-            let request = query(&format!("n{i}.example.com."), RecordType::A, None, 1, true);
-            let q = Question::parse(&request).unwrap();
-            let encoded = response(
-                &request,
-                false,
-                ResponseCode::NoError,
-                vec![a(&format!("n{i}.example.com."), 60, [1, 1, 1, 1])],
-                vec![],
-            );
-            cache.insert(5, q.key(), Template::new(&q, &encoded).unwrap(), now);
+        for (request, encoded) in &entries {
+            let q = Question::parse(request).unwrap();
+            cache.insert(5, q.key(), Template::new(&q, encoded).unwrap(), now);
             keys.push(q.key().to_vec());
+            if keys.len() == 2 {
+                assert_eq!(cache.len(), 2, "two fit");
+                // The same key again replaces its entry, taking no more room.
+                cache.insert(5, q.key(), Template::new(&q, encoded).unwrap(), now);
+                assert_eq!(cache.len(), 2);
+            }
         }
         assert_eq!(cache.len(), 1, "emptied when full, then the third kept");
         assert!(cache.get(5, &keys[2], now).is_some());
+        assert!(cache.get(5, &keys[0], now).is_none());
         let request = query("old.example.com.", RecordType::A, None, 1, true);
         let q = Question::parse(&request).unwrap();
         let encoded = response(

@@ -37,8 +37,8 @@ use crate::{
 const BATCH: usize = 32;
 /// The largest query read; longer datagrams arrive cut and are judged as they arrive.
 const RECV_SIZE: usize = 4096;
-/// Responses one thread keeps.
-const CACHE_CAPACITY: usize = 16_384;
+/// Bytes of responses (and their keys) one thread keeps: some 20,000 typical answers.
+const CACHE_BYTES: usize = 4 << 20;
 /// FORMERR.
 const FORMERR: u8 = 1;
 
@@ -46,7 +46,7 @@ const FORMERR: u8 = 1;
 /// sharing the cache).
 pub(crate) async fn serve(socket: UdpSocket, handler: Handler, mut stop: watch::Receiver<()>) {
     let socket = Rc::new(socket);
-    let cache = Rc::new(RefCell::new(PacketCache::new(CACHE_CAPACITY)));
+    let cache = Rc::new(RefCell::new(PacketCache::new(CACHE_BYTES)));
     let mut inbound = Inbound::new();
     let mut outbound = Outbound::new();
     loop {
