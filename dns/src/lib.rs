@@ -208,9 +208,17 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         (Some(node), Some(address)) => Some((node.clone(), address)),
         _ => None,
     };
+    let ports = register::Ports {
+        dns: config.listen.port(),
+        // Listed only where pods can reach it: on the advertised address or on every one.
+        metrics: config
+            .metrics
+            .filter(|m| Some(m.ip()) == config.advertise_address || m.ip().is_unspecified())
+            .map(|m| m.port()),
+    };
     let registering = registration.clone().map(|(node, address)| {
-        let (client, state, port) = (client.clone(), state.clone(), config.listen.port());
-        tokio::spawn(async move { keep_registered(&client, &node, address, port, &state).await })
+        let (client, state) = (client.clone(), state.clone());
+        tokio::spawn(async move { keep_registered(&client, &node, address, ports, &state).await })
     });
     shutdown.await;
     if let Some(task) = registering {
@@ -220,7 +228,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     }
     if let Some((node, address)) = registration {
         // Not ready first, so clients move away before the process is gone.
-        let unregister = register::register(&client, &node, address, config.listen.port(), false);
+        let unregister = register::register(&client, &node, address, ports, false);
         match tokio::time::timeout(Duration::from_secs(5), unregister).await {
             Ok(Ok(())) => tracing::info!(%node, "marked this node's kube-dns endpoint not ready"),
             Ok(Err(error)) => {
@@ -323,7 +331,13 @@ fn serve_udp(runtime: &Runtime, socket: UdpSocket, handler: Handler, stopped: wa
 /// starts before its node registers stands behind kube-dns the moment the node does, and a
 /// Node deleted and made again gets its slice back with the new owner), and every 30 s (a
 /// slice deleted by hand returns), retrying failures every 2 s.
-async fn keep_registered(client: &Client, node: &str, address: IpAddr, port: u16, state: &Shared) {
+async fn keep_registered(
+    client: &Client,
+    node: &str,
+    address: IpAddr,
+    ports: register::Ports,
+    state: &Shared,
+) {
     use futures::StreamExt as _;
     use kube::runtime::{WatchStreamExt as _, watcher};
 
@@ -349,7 +363,7 @@ async fn keep_registered(client: &Client, node: &str, address: IpAddr, port: u16
                 }
             },
         }
-        let pause = match register::register(client, node, address, port, true).await {
+        let pause = match register::register(client, node, address, ports, true).await {
             Ok(()) => {
                 if !registered {
                     tracing::info!(%node, %address, "registered behind kube-system/kube-dns");

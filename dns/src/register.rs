@@ -40,13 +40,29 @@ pub enum RegisterError {
     },
 }
 
+/// The ports this node's resolver serves at its address.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Ports {
+    /// DNS, over UDP and TCP (the Service's `dns` and `dns-tcp`).
+    pub dns: u16,
+    /// Prometheus metrics (the Service's `metrics`), when served on the advertised address.
+    pub metrics: Option<u16>,
+}
+
 /// The slice's name for `node`.
 pub fn slice_name(node: &str) -> String {
     format!("{SERVICE}-{node}")
 }
 
-/// The slice naming `address:port` on `node` (owned by the Node with `node_uid`). Pure.
-pub fn slice(node: &str, node_uid: &str, address: IpAddr, port: u16, ready: bool) -> EndpointSlice {
+/// The slice naming `address` and its `ports` on `node` (owned by the Node with `node_uid`).
+/// Pure.
+pub fn slice(
+    node: &str,
+    node_uid: &str,
+    address: IpAddr,
+    ports: Ports,
+    ready: bool,
+) -> EndpointSlice {
     let labels = [
         ("kubernetes.io/service-name", SERVICE),
         ("endpointslice.kubernetes.io/managed-by", MANAGER),
@@ -54,12 +70,19 @@ pub fn slice(node: &str, node_uid: &str, address: IpAddr, port: u16, ready: bool
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v.to_owned()))
     .collect();
-    let port = |name: &str, protocol: &str| EndpointPort {
+    let port = |name: &str, protocol: &str, number: u16| EndpointPort {
         name: Some(name.to_owned()),
-        port: Some(i32::from(port)),
+        port: Some(i32::from(number)),
         protocol: Some(protocol.to_owned()),
         ..EndpointPort::default()
     };
+    let mut endpoint_ports = vec![
+        port("dns", "UDP", ports.dns),
+        port("dns-tcp", "TCP", ports.dns),
+    ];
+    // Without it the Service's `metrics` port has no backend, and scrapes that go through
+    // the Service (or its endpoints, as a Prometheus ServiceMonitor does) find nothing.
+    endpoint_ports.extend(ports.metrics.map(|m| port("metrics", "TCP", m)));
     EndpointSlice {
         metadata: ObjectMeta {
             name: Some(slice_name(node)),
@@ -85,7 +108,7 @@ pub fn slice(node: &str, node_uid: &str, address: IpAddr, port: u16, ready: bool
             node_name: Some(node.to_owned()),
             ..Endpoint::default()
         }],
-        ports: Some(vec![port("dns", "UDP"), port("dns-tcp", "TCP")]),
+        ports: Some(endpoint_ports),
     }
 }
 
@@ -94,7 +117,7 @@ pub async fn register(
     client: &Client,
     node: &str,
     address: IpAddr,
-    port: u16,
+    ports: Ports,
     ready: bool,
 ) -> Result<(), RegisterError> {
     let owner = Api::<Node>::all(client.clone())
@@ -114,7 +137,7 @@ pub async fn register(
         slice: name.clone(),
         source,
     };
-    let mut want = slice(node, &uid, address, port, ready);
+    let mut want = slice(node, &uid, address, ports, ready);
     match api.get_opt(&name).await.map_err(write)? {
         None => api
             .create(&PostParams::default(), &want)
@@ -146,7 +169,11 @@ mod tests {
 
     #[test]
     fn the_slice_names_this_node() {
-        let s = slice("n1", "uid-1", "10.0.0.5".parse().unwrap(), 53, true);
+        let ports = Ports {
+            dns: 53,
+            metrics: Some(9153),
+        };
+        let s = slice("n1", "uid-1", "10.0.0.5".parse().unwrap(), ports, true);
         let v = serde_json::to_value(&s).unwrap();
         assert_eq!(v["metadata"]["name"], "kube-dns-n1");
         assert_eq!(
@@ -159,7 +186,14 @@ mod tests {
         assert_eq!(v["endpoints"][0]["nodeName"], "n1");
         assert_eq!(v["endpoints"][0]["conditions"]["ready"], true);
         assert_eq!(v["ports"][1]["name"], "dns-tcp");
-        let down = slice("n1", "uid-1", "fd00::5".parse().unwrap(), 53, false);
+        assert_eq!(v["ports"][2]["name"], "metrics");
+        assert_eq!(v["ports"][2]["port"], 9153);
+        let no_metrics = Ports {
+            dns: 53,
+            metrics: None,
+        };
+        let down = slice("n1", "uid-1", "fd00::5".parse().unwrap(), no_metrics, false);
+        assert_eq!(down.ports.as_ref().map(Vec::len), Some(2));
         assert_eq!(down.address_type, "IPv6");
         assert_eq!(
             down.endpoints[0].conditions.as_ref().unwrap().ready,

@@ -532,7 +532,14 @@ fn registers_behind_the_kube_dns_service() {
         ns,
         "10.0.0.53:53",
         &plane.kubeconfig(),
-        &["--node-name", "n1", "--advertise-address", "10.0.0.53"],
+        &[
+            "--node-name",
+            "n1",
+            "--advertise-address",
+            "10.0.0.53",
+            "--metrics",
+            "10.0.0.53:9153",
+        ],
     );
     let ready = |want: &str| {
         let out = plane.kubectl(
@@ -551,6 +558,20 @@ fn registers_behind_the_kube_dns_service() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+    // Every port of the Service has its backend here, metrics included.
+    let ports = plane.kubectl_ok(
+        "1.33",
+        &[
+            "-n",
+            "kube-system",
+            "get",
+            "endpointslice",
+            "kube-dns-n1",
+            "-o",
+            "jsonpath={range .ports[*]}{.name}/{.protocol}/{.port} {end}",
+        ],
+    );
+    assert_eq!(ports.trim(), "dns/UDP/53 dns-tcp/TCP/53 metrics/TCP/9153");
     // The EndpointSlice controller leaves a selector-less Service's slices alone.
     std::thread::sleep(Duration::from_secs(2));
     assert!(ready("true n1 Node"), "the slice stays");
