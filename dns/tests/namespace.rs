@@ -541,13 +541,27 @@ fn registers_behind_the_kube_dns_service() {
             "10.0.0.53:9153",
         ],
     );
-    let ready = |want: &str| {
+    // A JSONPath of the slice; empty while there is none.
+    let slice = |path: &str| {
+        let jsonpath = format!("jsonpath={path}");
         let out = plane.kubectl(
             "1.33",
-            &["-n", "kube-system", "get", "endpointslice", "kube-dns-n1", "-o",
-              "jsonpath={.endpoints[0].conditions.ready} {.endpoints[0].nodeName} {.metadata.ownerReferences[0].kind}"],
+            &[
+                "-n",
+                "kube-system",
+                "get",
+                "endpointslice",
+                "kube-dns-n1",
+                "-o",
+                &jsonpath,
+            ],
         );
-        String::from_utf8_lossy(&out.stdout) == want
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let ready = |want: &str| {
+        slice(
+            "{.endpoints[0].conditions.ready} {.endpoints[0].nodeName} {.metadata.ownerReferences[0].kind}",
+        ) == want
     };
     let deadline = Instant::now() + Duration::from_secs(20);
     while !ready("true n1 Node") {
@@ -559,18 +573,7 @@ fn registers_behind_the_kube_dns_service() {
         std::thread::sleep(Duration::from_millis(50));
     }
     // Every port of the Service has its backend here, metrics included.
-    let ports = plane.kubectl_ok(
-        "1.33",
-        &[
-            "-n",
-            "kube-system",
-            "get",
-            "endpointslice",
-            "kube-dns-n1",
-            "-o",
-            "jsonpath={range .ports[*]}{.name}/{.protocol}/{.port} {end}",
-        ],
-    );
+    let ports = slice("{range .ports[*]}{.name}/{.protocol}/{.port} {end}");
     assert_eq!(ports.trim(), "dns/UDP/53 dns-tcp/TCP/53 metrics/TCP/9153");
     // The EndpointSlice controller leaves a selector-less Service's slices alone.
     std::thread::sleep(Duration::from_secs(2));
@@ -578,27 +581,12 @@ fn registers_behind_the_kube_dns_service() {
     // The Node is deleted (the garbage collector takes its slice) and made again: strait-dns
     // sees the new Node through its watch and registers under the new owner, well before its
     // 30 s re-assertion would.
-    // Empty while the slice is gone.
-    let owner = |plane: &ControlPlane| {
-        let out = plane.kubectl(
-            "1.33",
-            &[
-                "-n",
-                "kube-system",
-                "get",
-                "endpointslice",
-                "kube-dns-n1",
-                "-o",
-                "jsonpath={.metadata.ownerReferences[0].uid}",
-            ],
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
+    let owner = || slice("{.metadata.ownerReferences[0].uid}");
     let old_uid = plane.kubectl_ok(
         "1.33",
         &["get", "node", "n1", "-o", "jsonpath={.metadata.uid}"],
     );
-    assert_eq!(owner(&plane), old_uid);
+    assert_eq!(owner(), old_uid);
     plane.kubectl_ok("1.33", &["delete", "node", "n1"]);
     apply(
         &plane,
@@ -611,7 +599,7 @@ fn registers_behind_the_kube_dns_service() {
     );
     assert_ne!(new_uid, old_uid);
     let deadline = Instant::now() + Duration::from_secs(20);
-    while !(ready("true n1 Node") && owner(&plane) == new_uid) {
+    while !(ready("true n1 Node") && owner() == new_uid) {
         assert!(
             Instant::now() < deadline,
             "kube-dns-n1 not owned by the new Node within 20 s; strait-dns's log:\n{}",
