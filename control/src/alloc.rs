@@ -147,6 +147,12 @@ impl Ranges {
         Ipv4Addr::from(u32::from(self.service_net) + 1 + (start + n) % usable)
     }
 
+    /// Whether `port` is in the node port range.
+    fn has_node_port(&self, port: u64) -> bool {
+        let (low, high) = self.node_ports;
+        (u64::from(low)..=u64::from(high)).contains(&port)
+    }
+
     /// The `n`th candidate node port, spread over the range by `seed`.
     pub fn candidate_port(&self, seed: u64, n: u32) -> u16 {
         let (low, high) = self.node_ports;
@@ -164,13 +170,46 @@ fn wants_cluster_ip(service: &Value) -> bool {
     spec["type"].as_str() != Some("ExternalName") && spec["clusterIP"].as_str() != Some("None")
 }
 
-/// Whether the Service's ports get node ports.
-fn wants_node_ports(service: &Value) -> bool {
+/// Whether the Service's type has node ports at all.
+fn has_node_ports(service: &Value) -> bool {
+    matches!(
+        service["spec"]["type"].as_str(),
+        Some("NodePort" | "LoadBalancer")
+    )
+}
+
+/// Whether the server chooses node ports for the ports that ask for none. A LoadBalancer with
+/// `allocateLoadBalancerNodePorts: false` gets none chosen, but keeps (and holds) the ones the
+/// user asked for (kube-apiserver's `shouldAllocateNodePorts`).
+fn allocates_node_ports(service: &Value) -> bool {
     match service["spec"]["type"].as_str() {
         Some("NodePort") => true,
         Some("LoadBalancer") => service["spec"]["allocateLoadBalancerNodePorts"] != json!(false),
         _ => false,
     }
+}
+
+/// Whether the Service needs a health check node port: a LoadBalancer that sends external
+/// traffic to local endpoints only, so the load balancer must learn which nodes have one
+/// (kube-apiserver's `NeedsHealthCheck`).
+fn needs_health_check(service: &Value) -> bool {
+    service["spec"]["type"] == "LoadBalancer" && service["spec"]["externalTrafficPolicy"] == "Local"
+}
+
+/// The Service's `spec.healthCheckNodePort`, 0 when unset.
+fn health_check_node_port(service: &Value) -> u64 {
+    service["spec"]["healthCheckNodePort"].as_u64().unwrap_or(0)
+}
+
+/// The non-zero node ports of a Service's ports.
+fn node_ports(service: &Value) -> Vec<u64> {
+    service["spec"]["ports"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|p| p["nodePort"].as_u64())
+        .filter(|n| *n != 0)
+        .collect()
 }
 
 /// The allocation keys a Service or Node holds.
@@ -191,12 +230,13 @@ pub fn held(service: &Value) -> Vec<String> {
     {
         keys.push(format!("{IP_PREFIX}{ip}"));
     }
-    if let Some(ports) = service["spec"]["ports"].as_array() {
-        for port in ports {
-            if let Some(n) = port["nodePort"].as_u64().filter(|n| *n != 0) {
-                keys.push(format!("{PORT_PREFIX}{n}"));
-            }
-        }
+    for port in node_ports(service) {
+        keys.push(format!("{PORT_PREFIX}{port}"));
+    }
+    // Validation lets only a Service that needs one set it.
+    let health_check = health_check_node_port(service);
+    if health_check != 0 {
+        keys.push(format!("{PORT_PREFIX}{health_check}"));
     }
     keys
 }
@@ -210,6 +250,24 @@ pub struct Needs {
     pub ports: Vec<usize>,
     /// A Node's pod CIDR must be chosen.
     pub pod_cidr: bool,
+    /// The Service's health check node port must be chosen.
+    pub health_check: bool,
+}
+
+/// Why a Service's addresses or ports are refused. Most refusals name a field (422); those of
+/// the health check node port are internal errors (500), as kube-apiserver reports them
+/// (`allocHealthCheckNodePort`'s errors are wrapped in `NewInternalError`).
+#[derive(Debug, PartialEq, Eq)]
+pub enum Refused {
+    Invalid(Vec<Cause>),
+    Internal(String),
+}
+
+/// The refusal of a health check node port the user asked for.
+fn health_check_refused(port: u64, why: &str) -> Refused {
+    Refused::Internal(format!(
+        "Internal error occurred: failed to allocate requested HealthCheck NodePort {port}: {why}"
+    ))
 }
 
 /// Check a Node's pod CIDR, or say one must be chosen. Once set it never changes (as
@@ -262,13 +320,13 @@ pub fn set_pod_cidr(node: &mut Value, cidr: &str) {
 }
 
 /// Check what the user asked for against the ranges, clear what the type does not have, and
-/// say what must still be chosen. `old` is the stored Service on update (its ClusterIP is kept
-/// when the new one leaves it empty).
+/// say what must still be chosen. `old` is the stored Service on update (its ClusterIP and
+/// health check node port are kept when the new one leaves them empty).
 pub fn prepare(
     ranges: &Ranges,
     service: &mut Value,
     old: Option<&Value>,
-) -> Result<Needs, Vec<Cause>> {
+) -> Result<Needs, Refused> {
     let mut needs = Needs::default();
     let mut causes = Vec::new();
     if !service["spec"].is_object() {
@@ -313,7 +371,8 @@ pub fn prepare(
         spec.remove("clusterIP");
         spec.remove("clusterIPs");
     }
-    let node_ports = wants_node_ports(service);
+    let has_node_ports = has_node_ports(service);
+    let allocates_node_ports = allocates_node_ports(service);
     let (low, high) = ranges.node_ports;
     if let Some(ports) = service
         .get_mut("spec")
@@ -322,13 +381,15 @@ pub fn prepare(
     {
         for (i, port) in ports.iter_mut().enumerate() {
             let asked = port["nodePort"].as_u64().unwrap_or(0);
-            if !node_ports {
+            if !has_node_ports {
                 if let Some(p) = port.as_object_mut() {
                     p.remove("nodePort");
                 }
             } else if asked == 0 {
-                needs.ports.push(i);
-            } else if !(u64::from(low)..=u64::from(high)).contains(&asked) {
+                if allocates_node_ports {
+                    needs.ports.push(i);
+                }
+            } else if !ranges.has_node_port(asked) {
                 causes.push(Cause {
                     field: format!("spec.ports[{i}].nodePort"),
                     reason: CauseType::Invalid,
@@ -339,11 +400,61 @@ pub fn prepare(
             }
         }
     }
-    if causes.is_empty() {
-        Ok(needs)
-    } else {
-        Err(causes)
+    if !causes.is_empty() {
+        return Err(Refused::Invalid(causes));
     }
+    prepare_health_check(ranges, service, old, &mut needs)?;
+    Ok(needs)
+}
+
+/// The health check node port, as kube-apiserver's `allocHealthCheckNodePort` and
+/// `updateHealthCheckNodePort`: a Service that comes to need one (on create, or an update to a
+/// LoadBalancer with `externalTrafficPolicy: Local`) gets the one it asks for or a chosen one;
+/// one that needed it before keeps it (an update that leaves it out keeps the stored one); one
+/// that no longer needs it has it dropped by the update strategy, and so released.
+fn prepare_health_check(
+    ranges: &Ranges,
+    service: &mut Value,
+    old: Option<&Value>,
+    needs: &mut Needs,
+) -> Result<(), Refused> {
+    if !needs_health_check(service) {
+        return Ok(());
+    }
+    let asked = health_check_node_port(service);
+    if let Some(old) = old.filter(|o| needs_health_check(o)) {
+        // Validation refused a change; only an omission is left to fill.
+        let kept = health_check_node_port(old);
+        if asked == 0 && kept != 0 {
+            service["spec"]["healthCheckNodePort"] = json!(kept);
+        }
+        return Ok(());
+    }
+    if asked == 0 {
+        needs.health_check = true;
+        return Ok(());
+    }
+    let (low, high) = ranges.node_ports;
+    if !ranges.has_node_port(asked) {
+        return Err(health_check_refused(
+            asked,
+            &format!(
+                "provided port is not in the valid range. The range of valid ports is {low}-{high}"
+            ),
+        ));
+    }
+    // The Service's own node ports are held already (an old one is released only once the
+    // update is written).
+    let own = node_ports(service)
+        .into_iter()
+        .chain(old.map(node_ports).unwrap_or_default());
+    if own.into_iter().any(|p| p == asked) {
+        return Err(health_check_refused(
+            asked,
+            "provided port is already allocated",
+        ));
+    }
+    Ok(())
 }
 
 /// Write the chosen ClusterIP into the Service, with the fields that go with it.
@@ -354,8 +465,21 @@ pub fn set_cluster_ip(service: &mut Value, ip: Ipv4Addr) {
     spec["ipFamilies"] = json!(["IPv4"]);
 }
 
+/// The refusal of an address, port or range someone else holds.
+pub fn taken(key: &str, service: &Value) -> Refused {
+    if let Some(port) = key
+        .strip_prefix(PORT_PREFIX)
+        .and_then(|p| p.parse::<u64>().ok())
+        && port == health_check_node_port(service)
+        && !node_ports(service).contains(&port)
+    {
+        return health_check_refused(port, "provided port is already allocated");
+    }
+    Refused::Invalid(vec![taken_cause(key, service)])
+}
+
 /// The cause for an address, port or range someone else holds.
-pub fn taken(key: &str, service: &Value) -> Cause {
+fn taken_cause(key: &str, service: &Value) -> Cause {
     if let Some(cidr) = key.strip_prefix(POD_CIDR_PREFIX) {
         Cause {
             field: "spec.podCIDR".to_owned(),
@@ -457,6 +581,7 @@ mod tests {
                 ip: true,
                 ports: vec![0],
                 pod_cidr: false,
+                health_check: false,
             }
         );
         set_cluster_ip(&mut svc, Ipv4Addr::new(10, 96, 3, 4));
@@ -486,10 +611,129 @@ mod tests {
         let r = ranges();
         let mut svc = json!({"spec": {"type": "NodePort", "clusterIP": "10.0.0.1",
             "ports": [{"port": 80, "nodePort": 80}]}});
-        let causes = prepare(&r, &mut svc, None).unwrap_err();
+        let Err(Refused::Invalid(causes)) = prepare(&r, &mut svc, None) else {
+            panic!("out-of-range requests are invalid");
+        };
         let fields: Vec<&str> = causes.iter().map(|c| c.field.as_str()).collect();
         assert_eq!(fields, vec!["spec.clusterIPs", "spec.ports[0].nodePort"]);
         assert!(causes[1].message.contains("30000-32767"));
+    }
+
+    /// A LoadBalancer Service sending external traffic to local endpoints only.
+    fn local_load_balancer(health_check: Option<u64>) -> Value {
+        let mut svc = json!({"spec": {"type": "LoadBalancer", "clusterIP": "10.96.0.20",
+            "externalTrafficPolicy": "Local", "allocateLoadBalancerNodePorts": true,
+            "ports": [{"port": 80, "nodePort": 30080}]}});
+        if let Some(port) = health_check {
+            svc["spec"]["healthCheckNodePort"] = json!(port);
+        }
+        svc
+    }
+
+    #[test]
+    fn a_local_load_balancer_needs_a_health_check_node_port_and_holds_it() {
+        let r = ranges();
+        let mut chosen = local_load_balancer(None);
+        assert!(prepare(&r, &mut chosen, None).unwrap().health_check);
+        let mut asked = local_load_balancer(Some(31000));
+        assert!(!prepare(&r, &mut asked, None).unwrap().health_check);
+        assert_eq!(
+            held(&asked),
+            [
+                "/registry/ranges/serviceips/10.96.0.20",
+                "/registry/ranges/servicenodeports/30080",
+                "/registry/ranges/servicenodeports/31000"
+            ]
+        );
+        // Cluster-wide traffic, or no load balancer, needs none.
+        for (field, value) in [("externalTrafficPolicy", "Cluster"), ("type", "NodePort")] {
+            let mut svc = local_load_balancer(None);
+            svc["spec"][field] = json!(value);
+            assert!(!prepare(&r, &mut svc, None).unwrap().health_check, "{svc}");
+        }
+    }
+
+    #[test]
+    fn a_health_check_node_port_asked_for_must_be_free_and_in_range() {
+        let r = ranges();
+        for (port, why) in [
+            (
+                80,
+                "provided port is not in the valid range. The range of valid ports is 30000-32767",
+            ),
+            (30080, "provided port is already allocated"),
+        ] {
+            let mut svc = local_load_balancer(Some(port));
+            assert_eq!(
+                prepare(&r, &mut svc, None),
+                Err(Refused::Internal(format!(
+                    "Internal error occurred: failed to allocate requested HealthCheck NodePort {port}: {why}"
+                )))
+            );
+        }
+        // Another Service's port: kube-apiserver reports an internal error, not a field.
+        let svc = local_load_balancer(Some(31000));
+        assert!(matches!(
+            taken("/registry/ranges/servicenodeports/31000", &svc),
+            Refused::Internal(m) if m.contains("HealthCheck NodePort 31000")
+        ));
+        assert!(matches!(
+            taken("/registry/ranges/servicenodeports/30080", &svc),
+            Refused::Invalid(c) if c[0].field == "spec.ports[0].nodePort"
+        ));
+    }
+
+    #[test]
+    fn an_update_keeps_the_health_check_node_port_or_allocates_one_when_newly_needed() {
+        let r = ranges();
+        let old = local_load_balancer(Some(31000));
+        let mut omitted = local_load_balancer(None);
+        assert!(!prepare(&r, &mut omitted, Some(&old)).unwrap().health_check);
+        assert_eq!(omitted["spec"]["healthCheckNodePort"], 31000);
+
+        let mut cluster = old.clone();
+        cluster["spec"]["externalTrafficPolicy"] = json!("Cluster");
+        cluster["spec"]
+            .as_object_mut()
+            .unwrap()
+            .remove("healthCheckNodePort");
+        let mut local = local_load_balancer(None);
+        assert!(
+            prepare(&r, &mut local, Some(&cluster))
+                .unwrap()
+                .health_check
+        );
+        // A port the Service held before is still held while the update is written.
+        let mut reused = local_load_balancer(Some(30080));
+        reused["spec"]["ports"][0]["nodePort"] = json!(30081);
+        assert!(matches!(
+            prepare(&r, &mut reused, Some(&cluster)),
+            Err(Refused::Internal(_))
+        ));
+    }
+
+    #[test]
+    fn a_load_balancer_without_node_port_allocation_keeps_the_ones_asked_for() {
+        let r = ranges();
+        let mut svc = json!({"spec": {"type": "LoadBalancer", "clusterIP": "10.96.0.20",
+            "allocateLoadBalancerNodePorts": false,
+            "ports": [{"port": 80, "nodePort": 30080}, {"port": 443}]}});
+        let needs = prepare(&r, &mut svc, None).unwrap();
+        assert!(needs.ports.is_empty(), "none chosen: {needs:?}");
+        assert_eq!(svc["spec"]["ports"][0]["nodePort"], 30080);
+        assert!(svc["spec"]["ports"][1].get("nodePort").is_none());
+        assert_eq!(
+            held(&svc),
+            [
+                "/registry/ranges/serviceips/10.96.0.20",
+                "/registry/ranges/servicenodeports/30080"
+            ]
+        );
+        svc["spec"]["ports"][0]["nodePort"] = json!(80);
+        assert!(matches!(
+            prepare(&r, &mut svc, None),
+            Err(Refused::Invalid(c)) if c[0].field == "spec.ports[0].nodePort"
+        ));
     }
 
     #[test]

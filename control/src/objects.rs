@@ -244,12 +244,7 @@ impl Objects {
                     // An address or port we did not choose is someone else's: the user's
                     // request is invalid. One we chose was taken meanwhile: choose again.
                     if !chosen_by_us(&failed, &obj) {
-                        return Err(ApiError::invalid(
-                            resource.group,
-                            resource.kind,
-                            &name,
-                            &[alloc::taken(&failed, &attempt)],
-                        ));
+                        return Err(refusal(resource, &name, alloc::taken(&failed, &attempt)));
                     }
                 }
             }
@@ -462,12 +457,9 @@ impl Objects {
                 Ok(Some(new))
             }
             TxnOutcome::ConditionFailed { key: failed, .. } if failed == key => Ok(None),
-            TxnOutcome::ConditionFailed { key: failed, .. } => Err(ApiError::invalid(
-                resource.group,
-                resource.kind,
-                &name,
-                &[alloc::taken(&failed, &new)],
-            )),
+            TxnOutcome::ConditionFailed { key: failed, .. } => {
+                Err(refusal(resource, &name, alloc::taken(&failed, &new)))
+            }
         }
     }
 
@@ -1107,10 +1099,10 @@ impl Objects {
     ) -> Result<alloc::Needs, ApiError> {
         let prepared = match resource.kind {
             "Service" => alloc::prepare(&self.ranges, obj, old),
-            "Node" => alloc::prepare_node(&self.ranges, obj, old),
+            "Node" => alloc::prepare_node(&self.ranges, obj, old).map_err(alloc::Refused::Invalid),
             _ => return Ok(alloc::Needs::default()),
         };
-        prepared.map_err(|causes| ApiError::invalid(resource.group, resource.kind, name, &causes))
+        prepared.map_err(|refused| refusal(resource, name, refused))
     }
 
     /// The first candidate whose allocation key under `prefix` is absent.
@@ -1165,22 +1157,37 @@ impl Objects {
                 })?;
             alloc::set_cluster_ip(obj, ip);
         }
-        let mut taken: Vec<u16> = Vec::new();
+        // The ports this Service asks for are not in the store yet on create: never choose
+        // one of them, nor one chosen a moment ago.
+        let mut taken: Vec<u64> = alloc::held(obj)
+            .iter()
+            .filter_map(|key| key.strip_prefix(alloc::PORT_PREFIX)?.parse().ok())
+            .collect();
         for &index in &needs.ports {
-            let seed = self.next_seed();
-            let candidates = (0..4096)
-                .map(|n| self.ranges.candidate_port(seed, n))
-                .filter(|port| !taken.contains(port));
-            let port = self
-                .first_free(alloc::PORT_PREFIX, candidates)
-                .await?
-                .ok_or_else(|| {
-                    ApiError::internal("failed to allocate a node port: the range looks full")
-                })?;
-            taken.push(port);
+            let port = self.free_node_port(&taken).await?.ok_or_else(|| {
+                ApiError::internal("failed to allocate a node port: the range looks full")
+            })?;
+            taken.push(u64::from(port));
             obj["spec"]["ports"][index]["nodePort"] = json!(port);
         }
+        if needs.health_check {
+            let port = self.free_node_port(&taken).await?.ok_or_else(|| {
+                ApiError::internal(
+                    "Internal error occurred: failed to allocate a HealthCheck NodePort: the node port range looks full",
+                )
+            })?;
+            obj["spec"]["healthCheckNodePort"] = json!(port);
+        }
         Ok(())
+    }
+
+    /// A node port free in the store and not one of `taken`.
+    async fn free_node_port(&self, taken: &[u64]) -> Result<Option<u16>, ApiError> {
+        let seed = self.next_seed();
+        let candidates = (0..4096)
+            .map(|n| self.ranges.candidate_port(seed, n))
+            .filter(|port| !taken.contains(&u64::from(*port)));
+        self.first_free(alloc::PORT_PREFIX, candidates).await
     }
 }
 
@@ -1480,6 +1487,16 @@ fn allocation_ops(txn: &mut Txn, key: &str, old: Option<&Value>, new: &Value, re
         if !after.contains(&held) {
             txn.ops.push(Op::Delete { key: held });
         }
+    }
+}
+
+/// The error for refused addresses or ports.
+fn refusal(resource: &Resource, name: &str, refused: alloc::Refused) -> ApiError {
+    match refused {
+        alloc::Refused::Invalid(causes) => {
+            ApiError::invalid(resource.group, resource.kind, name, &causes)
+        }
+        alloc::Refused::Internal(message) => ApiError::internal(message),
     }
 }
 

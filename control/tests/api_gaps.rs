@@ -1,6 +1,7 @@
 //! Cluster tier: API behaviours kubectl users meet, checked against kube-apiserver 1.33's
 //! rules: which StatefulSet fields an update may change, the legacy `orphanDependents` delete
-//! option, and what a Service loses (and frees) when its type changes.
+//! option, what a Service loses (and frees) when its type changes, and which node ports it holds
+//! (its health check node port; those asked for when none are allocated).
 
 use std::{
     path::Path,
@@ -318,4 +319,158 @@ fn a_service_type_change_drops_and_frees_what_the_old_type_had() {
     );
     let third = get(&plane, "service", "third").expect("the third Service");
     assert_eq!(third["spec"]["clusterIP"], cluster_ip.as_str());
+}
+
+/// A LoadBalancer Service with `externalTrafficPolicy: Local`, optionally asking for its
+/// health check node port.
+fn local_load_balancer(name: &str, health_check: Option<u64>) -> String {
+    let health_check = health_check
+        .map(|port| format!("\n  healthCheckNodePort: {port}"))
+        .unwrap_or_default();
+    format!(
+        r"
+apiVersion: v1
+kind: Service
+metadata:
+  name: {name}
+spec:
+  type: LoadBalancer
+  externalTrafficPolicy: Local{health_check}
+  selector:
+    app: {name}
+  ports:
+  - port: 80
+"
+    )
+}
+
+/// The Service's health check node port, `None` when it has none.
+fn health_check_port(plane: &ControlPlane, name: &str) -> Option<u64> {
+    get(plane, "service", name).expect("the Service")["spec"]
+        .get("healthCheckNodePort")
+        .map(|port| port.as_u64().expect("a port number"))
+}
+
+/// Show that `port` is free: a NodePort Service named `name` can take it.
+fn take_port(plane: &ControlPlane, name: &str, port: u64) {
+    apply(plane, &node_port_service(name, port, None));
+    let taker = get(plane, "service", name).expect("the taker");
+    assert_eq!(taker["spec"]["ports"][0]["nodePort"], port, "{taker}");
+    plane.kubectl_ok(KUBECTL, &["delete", "service", name]);
+}
+
+#[test]
+fn a_local_load_balancer_holds_a_health_check_node_port_while_it_needs_one() {
+    let plane = start();
+    apply(&plane, &local_load_balancer("hc", None));
+    let svc = get(&plane, "service", "hc").expect("the Service");
+    let port = svc["spec"]["healthCheckNodePort"]
+        .as_u64()
+        .expect("a health check node port is allocated");
+    assert!((30000..=32767).contains(&port), "{svc}");
+    assert_ne!(svc["spec"]["ports"][0]["nodePort"], port, "{svc}");
+
+    // It is held: neither a node port nor another health check node port can take it. The
+    // latter is an internal error in kube-apiserver, not a field's.
+    let path = plane.data_dir().join("taker.yaml");
+    std::fs::write(&path, node_port_service("taker", port, None)).expect("write");
+    let err = kubectl_err(&plane, &["create", "-f", &path.to_string_lossy()]);
+    assert!(
+        err.contains("spec.ports[0].nodePort")
+            && err.contains("provided port is already allocated"),
+        "{err}"
+    );
+    std::fs::write(&path, local_load_balancer("other", Some(port))).expect("write");
+    let err = kubectl_err(&plane, &["create", "-f", &path.to_string_lossy()]);
+    assert!(
+        err.contains("InternalError")
+            && err.contains(&format!(
+                "failed to allocate requested HealthCheck NodePort {port}: provided port is already allocated"
+            )),
+        "{err}"
+    );
+
+    // An update keeps it, even a replacement that leaves it out.
+    std::fs::write(&path, local_load_balancer("hc", None)).expect("write");
+    plane.kubectl_ok(KUBECTL, &["replace", "-f", &path.to_string_lossy()]);
+    assert_eq!(health_check_port(&plane, "hc"), Some(port));
+
+    // Local -> Cluster drops and frees it; Cluster -> Local allocates one again.
+    let svc = patch_type(
+        &plane,
+        "hc",
+        r#"{"spec":{"externalTrafficPolicy":"Cluster"}}"#,
+    );
+    assert!(svc["spec"].get("healthCheckNodePort").is_none(), "{svc}");
+    take_port(&plane, "taker", port);
+    patch_type(
+        &plane,
+        "hc",
+        r#"{"spec":{"externalTrafficPolicy":"Local"}}"#,
+    );
+    let port = health_check_port(&plane, "hc").expect("allocated again");
+
+    // LoadBalancer -> ClusterIP frees it too; back to a local LoadBalancer reserves the one
+    // asked for.
+    let svc = patch_type(&plane, "hc", r#"{"spec":{"type":"ClusterIP"}}"#);
+    assert!(svc["spec"].get("healthCheckNodePort").is_none(), "{svc}");
+    take_port(&plane, "taker", port);
+    let back = format!(
+        r#"{{"spec":{{"type":"LoadBalancer","externalTrafficPolicy":"Local","healthCheckNodePort":{port}}}}}"#
+    );
+    patch_type(&plane, "hc", &back);
+    assert_eq!(health_check_port(&plane, "hc"), Some(port));
+    std::fs::write(&path, node_port_service("taker", port, None)).expect("write");
+    let err = kubectl_err(&plane, &["create", "-f", &path.to_string_lossy()]);
+    assert!(err.contains("provided port is already allocated"), "{err}");
+
+    // Deleting the Service frees it.
+    plane.kubectl_ok(KUBECTL, &["delete", "service", "hc"]);
+    take_port(&plane, "taker", port);
+}
+
+#[test]
+fn a_load_balancer_without_node_port_allocation_keeps_the_node_ports_asked_for() {
+    let plane = start();
+    let manifest = r"
+apiVersion: v1
+kind: Service
+metadata:
+  name: lb
+spec:
+  type: LoadBalancer
+  allocateLoadBalancerNodePorts: false
+  selector:
+    app: lb
+  ports:
+  - name: http
+    port: 80
+    nodePort: 30080
+  - name: https
+    port: 443
+";
+    apply(&plane, manifest);
+    let svc = get(&plane, "service", "lb").expect("the Service");
+    assert_eq!(svc["spec"]["ports"][0]["nodePort"], 30080, "{svc}");
+    assert!(svc["spec"]["ports"][1].get("nodePort").is_none(), "{svc}");
+
+    // The port asked for is held.
+    let path = plane.data_dir().join("taker.yaml");
+    std::fs::write(&path, node_port_service("taker", 30080, None)).expect("write");
+    let err = kubectl_err(&plane, &["create", "-f", &path.to_string_lossy()]);
+    assert!(err.contains("provided port is already allocated"), "{err}");
+
+    // An update keeps it; a change to NodePort allocates the missing one.
+    let svc = patch_type(&plane, "lb", r#"{"metadata":{"labels":{"tier":"web"}}}"#);
+    assert_eq!(svc["spec"]["ports"][0]["nodePort"], 30080, "{svc}");
+    let svc = patch_type(&plane, "lb", r#"{"spec":{"type":"NodePort"}}"#);
+    assert_eq!(svc["spec"]["ports"][0]["nodePort"], 30080, "{svc}");
+    assert!(
+        svc["spec"]["ports"][1]["nodePort"].as_u64().is_some(),
+        "{svc}"
+    );
+
+    // Deleting the Service frees it.
+    plane.kubectl_ok(KUBECTL, &["delete", "service", "lb"]);
+    take_port(&plane, "taker", 30080);
 }
