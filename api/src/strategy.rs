@@ -24,6 +24,10 @@ fn drop_service_type_dependent_fields(new: &mut Value, old: &Value) {
     // `externalIPs`.
     let old_external = old.get("spec").is_some_and(externally_accessible);
     let new_external = new.get("spec").is_some_and(externally_accessible);
+    let (old_node_ports, new_node_ports) = (node_ports(old), node_ports(new));
+    let had_health_check = needs_health_check(old);
+    let has_health_check = needs_health_check(new);
+    let node_ports_go = has_node_ports(old) && !has_node_ports(new);
     let (Some(old_spec), Some(new_spec)) = (
         old.get("spec").and_then(Value::as_object),
         new.get_mut("spec").and_then(Value::as_object_mut),
@@ -49,25 +53,16 @@ fn drop_service_type_dependent_fields(new: &mut Value, old: &Value) {
     }
 
     // Node ports go unless the update adds one the old Service did not have.
-    let needs_node_ports = |t: &str| t == "NodePort" || is_lb(t);
-    if needs_node_ports(old_type) && !needs_node_ports(&new_type) {
-        let old_ports = node_ports(old_spec);
-        if node_ports(new_spec).iter().all(|p| old_ports.contains(p))
-            && let Some(ports) = new_spec.get_mut("ports").and_then(Value::as_array_mut)
-        {
-            for port in ports.iter_mut().filter_map(Value::as_object_mut) {
-                port.remove("nodePort");
-            }
+    if node_ports_go
+        && new_node_ports.iter().all(|p| old_node_ports.contains(p))
+        && let Some(ports) = new_spec.get_mut("ports").and_then(Value::as_array_mut)
+    {
+        for port in ports.iter_mut().filter_map(Value::as_object_mut) {
+            port.remove("nodePort");
         }
     }
 
-    let needs_health_check = |spec: &Map<String, Value>| {
-        is_lb(text(spec, "type")) && text(spec, "externalTrafficPolicy") == "Local"
-    };
-    if needs_health_check(old_spec)
-        && !needs_health_check(new_spec)
-        && same(old_spec, new_spec, "healthCheckNodePort")
-    {
+    if had_health_check && !has_health_check && same(old_spec, new_spec, "healthCheckNodePort") {
         new_spec.remove("healthCheckNodePort");
     }
 
@@ -112,13 +107,30 @@ fn same(old: &Map<String, Value>, new: &Map<String, Value>, field: &str) -> bool
     value(old) == value(new)
 }
 
+// The Service's type rules, shared with the server's allocator of node ports.
+
+/// Whether a Service's type has node ports (NodePort and LoadBalancer).
+pub fn has_node_ports(service: &Value) -> bool {
+    matches!(
+        service["spec"]["type"].as_str(),
+        Some("NodePort" | "LoadBalancer")
+    )
+}
+
+/// Whether a Service needs a health check node port: a LoadBalancer that sends external
+/// traffic to local endpoints only, so the load balancer must learn which nodes have one
+/// (kube-apiserver's `NeedsHealthCheck`).
+pub fn needs_health_check(service: &Value) -> bool {
+    service["spec"]["type"] == "LoadBalancer" && service["spec"]["externalTrafficPolicy"] == "Local"
+}
+
 /// The non-zero node ports of a Service's ports.
-fn node_ports(spec: &Map<String, Value>) -> Vec<i64> {
-    spec.get("ports")
-        .and_then(Value::as_array)
+pub fn node_ports(service: &Value) -> Vec<u64> {
+    service["spec"]["ports"]
+        .as_array()
         .into_iter()
         .flatten()
-        .filter_map(|p| p.get("nodePort").and_then(Value::as_i64))
+        .filter_map(|p| p["nodePort"].as_u64())
         .filter(|n| *n != 0)
         .collect()
 }

@@ -12,7 +12,10 @@
 use std::net::Ipv4Addr;
 
 use serde_json::{Value, json};
-use strait_api::validate::{Cause, CauseType};
+use strait_api::{
+    strategy::{has_node_ports, needs_health_check, node_ports},
+    validate::{Cause, CauseType},
+};
 
 /// The prefix of allocated ClusterIPs.
 pub const IP_PREFIX: &str = "/registry/ranges/serviceips/";
@@ -170,14 +173,6 @@ fn wants_cluster_ip(service: &Value) -> bool {
     spec["type"].as_str() != Some("ExternalName") && spec["clusterIP"].as_str() != Some("None")
 }
 
-/// Whether the Service's type has node ports at all.
-fn has_node_ports(service: &Value) -> bool {
-    matches!(
-        service["spec"]["type"].as_str(),
-        Some("NodePort" | "LoadBalancer")
-    )
-}
-
 /// Whether the server chooses node ports for the ports that ask for none. A LoadBalancer with
 /// `allocateLoadBalancerNodePorts: false` gets none chosen, but keeps (and holds) the ones the
 /// user asked for (kube-apiserver's `shouldAllocateNodePorts`).
@@ -189,27 +184,9 @@ fn allocates_node_ports(service: &Value) -> bool {
     }
 }
 
-/// Whether the Service needs a health check node port: a LoadBalancer that sends external
-/// traffic to local endpoints only, so the load balancer must learn which nodes have one
-/// (kube-apiserver's `NeedsHealthCheck`).
-fn needs_health_check(service: &Value) -> bool {
-    service["spec"]["type"] == "LoadBalancer" && service["spec"]["externalTrafficPolicy"] == "Local"
-}
-
 /// The Service's `spec.healthCheckNodePort`, 0 when unset.
 fn health_check_node_port(service: &Value) -> u64 {
     service["spec"]["healthCheckNodePort"].as_u64().unwrap_or(0)
-}
-
-/// The non-zero node ports of a Service's ports.
-fn node_ports(service: &Value) -> Vec<u64> {
-    service["spec"]["ports"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|p| p["nodePort"].as_u64())
-        .filter(|n| *n != 0)
-        .collect()
 }
 
 /// The allocation keys a Service or Node holds.
